@@ -1,1 +1,26 @@
-//! dropship
+//! dropship: a resumable background upload daemon for edge devices.
+//!
+//! A file's way through the daemon, one module each:
+//!
+//! - [`watch`] notices finished files in the watched folder (inotify events plus
+//!   scans) and records each content once in the [`journal`].
+//! - [`journal`] is the SQLite record of every file and every part: the only code
+//!   that speaks SQL, and the reason a crash at any moment loses nothing.
+//! - [`engine`] claims files, reads each byte once ([`digest`]), sends the parts the
+//!   server lacks through a [`backend`], completes, verifies the stored object's size
+//!   and digest, then runs the post-action.
+//! - [`backend`] is the seam to a storage service: one trait, capabilities as data.
+//! - [`daemon`] wires these together and shuts them down on SIGTERM.
+//! - [`config`] turns the TOML file into a validated [`config::Config`].
+
+pub mod backend;
+pub mod config;
+pub mod daemon;
+pub mod digest;
+pub mod engine;
+pub mod identity;
+pub mod journal;
+pub mod status;
+pub mod throttle;
+pub mod units;
+pub mod watch;

@@ -1,0 +1,261 @@
+//! The backend seam: one small async trait, capabilities as data, errors that name
+//! the engine's next action.
+//!
+//! A backend speaks one service's wire protocol and nothing else: it never sees the
+//! journal, never counts retries and never sleeps for backoff. The engine plans from
+//! [`Capabilities`] and never asks which vendor it talks to. `Session`, `Receipt` and
+//! `RemoteObject` are plain serde data so that the journal can store them and a
+//! restarted daemon can hand them back.
+
+mod body;
+mod error;
+pub mod local;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+pub use body::{Meter, PartBody};
+pub use error::{BackendError, Op};
+
+use crate::digest::{Digest, DigestKind};
+
+/// How parts are named on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressing {
+    /// `Content-Range: bytes a-b/total`.
+    ByteOffset,
+    /// A part number; the first part is `first`.
+    PartNumber { first: u32 },
+}
+
+/// Who chooses the part size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartSizeRule {
+    /// The client chooses within `[min, max]`; the last part may be shorter than `min`.
+    Chosen { min: u64, max: u64 },
+    /// The session answer dictates it ([`Session::part_size`]).
+    SetByServer,
+}
+
+/// What a backend can do, declared once. Anything not claimed is off.
+#[derive(Debug, Clone, Copy)]
+pub struct Capabilities {
+    pub addressing: Addressing,
+    pub part_size: PartSizeRule,
+    /// Most parts one session may hold.
+    pub max_parts: Option<u32>,
+    /// Parts of one file may be in flight together.
+    pub parallel_parts: bool,
+    /// `held_parts` can say what the server holds; otherwise resume trusts the journal.
+    pub lists_held_parts: bool,
+    /// Digest computed per part (sent with it, or compared with the server's answer).
+    pub part_digest: Option<DigestKind>,
+    /// Digest `stat` reports for the whole object; `None`: verify compares size only.
+    pub object_digest: Option<DigestKind>,
+    /// Files smaller than this go in one request (`put_single`) without a session.
+    pub single_request_below: u64,
+}
+
+/// The file being uploaded, as the backend sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    /// Path relative to the watched folder, `/`-separated, UTF-8.
+    pub key: String,
+    pub size: u64,
+    /// Modification time, seconds since the epoch (some services store it).
+    pub mtime: i64,
+}
+
+/// An open upload session. Committed to the journal before any part is sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// The service's id of the session (or a path where the path is the key).
+    pub id: String,
+    /// Part size dictated by the server ([`PartSizeRule::SetByServer`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part_size: Option<u64>,
+    /// Anything else the backend needs to continue the session after a restart.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub extra: serde_json::Value,
+}
+
+/// One part to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartSpec {
+    /// 0-based position in the file's part plan.
+    pub index: u32,
+    pub offset: u64,
+    pub length: u64,
+    /// Size of the whole file (for `Content-Range`'s total).
+    pub total: u64,
+    /// The part's digest of the backend's `part_digest` kind, computed while reading.
+    pub digest: Option<Digest>,
+    /// Whether this is the file's last part.
+    pub last: bool,
+}
+
+impl PartSpec {
+    /// The wire part number under [`Addressing::PartNumber`].
+    pub fn number(&self, first: u32) -> u32 {
+        first + self.index
+    }
+}
+
+/// The server's acknowledgement of one part: what `complete` needs and what resume
+/// compares. Stored in the journal with the part's `uploaded` state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub index: u32,
+    pub offset: u64,
+    pub length: u64,
+    /// The digest the server reported for the part, if it reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+    /// Service-specific data (part id, ETag...).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub extra: serde_json::Value,
+}
+
+/// A delivered object, as the service names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteObject {
+    pub key: String,
+    /// The service's id for it, where it has one (Box file id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub extra: serde_json::Value,
+}
+
+/// What the service says it stores, for verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteStat {
+    pub size: u64,
+    pub digest: Option<Digest>,
+}
+
+/// The whole-file digests computed during the read pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDigests {
+    /// Of [`Capabilities::object_digest`]'s kind, when the backend has one.
+    pub object: Option<Digest>,
+}
+
+/// One service's wire protocol.
+#[async_trait]
+pub trait Backend: Send + Sync + fmt::Debug {
+    /// Short name for logs and `status`: "local", "box"...
+    fn name(&self) -> &'static str;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// Uploads a small file in one request.
+    /// # Behavior
+    /// - Only called for files below [`Capabilities::single_request_below`].
+    /// - `digests` holds the whole-file digest, computed before sending.
+    async fn put_single(
+        &self,
+        file: &FileSpec,
+        body: PartBody,
+        digests: &FileDigests,
+    ) -> Result<RemoteObject, BackendError>;
+
+    /// Opens an upload session.
+    /// # Behavior
+    /// - The engine commits the returned `Session` before sending any part.
+    /// - With [`PartSizeRule::SetByServer`], `Session::part_size` is set.
+    async fn begin(&self, file: &FileSpec) -> Result<Session, BackendError>;
+
+    /// Sends one part.
+    /// # Behavior
+    /// - Re-sending a part the server already holds succeeds with its receipt: after a
+    ///   timeout the engine cannot know whether the first attempt landed.
+    async fn put_part(
+        &self,
+        session: &Session,
+        part: &PartSpec,
+        body: PartBody,
+    ) -> Result<Receipt, BackendError>;
+
+    /// The parts the server holds, or `Ok(None)` when the service cannot say.
+    async fn held_parts(&self, session: &Session) -> Result<Option<Vec<Receipt>>, BackendError>;
+
+    /// Finishes the session; `parts` are ordered by index and cover the file.
+    async fn complete(
+        &self,
+        session: &Session,
+        file: &FileSpec,
+        parts: &[Receipt],
+        digests: &FileDigests,
+    ) -> Result<RemoteObject, BackendError>;
+
+    /// Discards a session. Best effort: a killed daemon never calls it.
+    async fn abort(&self, session: &Session) -> Result<(), BackendError>;
+
+    /// Size and digest of the stored object at `key`; `Ok(None)` if there is none.
+    /// `known` is the object `complete` returned, where the engine has it.
+    async fn stat(
+        &self,
+        key: &str,
+        known: Option<&RemoteObject>,
+    ) -> Result<Option<RemoteStat>, BackendError>;
+}
+
+/// `[backend]`: which service, and its settings. The `type` key picks the variant;
+/// each variant's struct refuses unknown keys (newtype variants keep serde's
+/// `deny_unknown_fields` working inside an internally tagged enum).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum BackendConfig {
+    Local(local::LocalConfig),
+}
+
+impl BackendConfig {
+    /// Resolves relative paths (against the config file's folder).
+    pub fn resolved(self, resolve: &dyn Fn(&Path) -> PathBuf) -> BackendConfig {
+        match self {
+            BackendConfig::Local(c) => BackendConfig::Local(local::LocalConfig {
+                path: resolve(&c.path),
+            }),
+        }
+    }
+
+    /// The destination folder of a backend that writes to this machine.
+    pub fn local_root(&self) -> Option<&Path> {
+        match self {
+            BackendConfig::Local(c) => Some(&c.path),
+        }
+    }
+
+    /// Cross-key checks of the file itself: `Err((key, why))`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        match self {
+            BackendConfig::Local(_) => Ok(()),
+        }
+    }
+
+    /// Problems of the machine (missing credential files...): `(key, why)`.
+    pub fn check_environment(&self) -> Vec<(&'static str, String)> {
+        match self {
+            // The destination folder is created on start.
+            BackendConfig::Local(_) => Vec::new(),
+        }
+    }
+
+    /// Builds the backend.
+    pub fn build(&self) -> Result<Arc<dyn Backend>, BackendError> {
+        match self {
+            BackendConfig::Local(c) => Ok(Arc::new(local::LocalBackend::new(&c.path)?)),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendConfig::Local(_) => "local",
+        }
+    }
+}

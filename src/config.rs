@@ -1,0 +1,651 @@
+//! The configuration file: TOML → a typed, validated [`Config`].
+//!
+//! Two layers (ripgrep's low/high args): `Raw*` structs mirror the file and refuse
+//! unknown keys, wrong types and bad units while parsing, so the TOML parser reports
+//! the line and column; `Config` is what the rest of the daemon reads, with every
+//! default applied, relative paths resolved against the config file's folder, and
+//! cross-key rules checked. Code past [`load`] never re-checks its input.
+//!
+//! The key names are an interface: scripts outside the repository write these files.
+//! Add keys freely; rename one only with a compatibility alias.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::backend::BackendConfig;
+use crate::units::{ByteRate, ByteSize, HumanDuration};
+
+/// Where a config file is looked for when `--config` is not given, in order.
+pub const DEFAULT_LOCATIONS: [&str; 2] = ["./dropship.toml", "/etc/dropship/dropship.toml"];
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from (for messages).
+    pub source: PathBuf,
+    pub watch: WatchConfig,
+    pub journal: JournalConfig,
+    pub upload: UploadConfig,
+    pub daemon: DaemonConfig,
+    pub backend: BackendConfig,
+    /// `key → (line, column)` of the values whose validity depends on the machine
+    /// (folders that must exist), so that `run` can point at the line.
+    locations: BTreeMap<&'static str, (usize, usize)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    /// The watched folder (recursive).
+    pub path: PathBuf,
+    /// Quiet time after which a file that was not closed counts as finished.
+    pub settle: Duration,
+    /// Glob patterns matched against a file's name (not its path).
+    pub ignore: Vec<glob::Pattern>,
+    /// Interval of the safety-net full scan (inotify can overflow); zero disables it.
+    pub rescan: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct UploadConfig {
+    /// Files in flight at once.
+    pub workers: usize,
+    /// Parts of one file in flight at once, where the backend allows parallel parts.
+    pub parts_in_flight: usize,
+    /// Part size where the backend lets the client choose.
+    pub part_size: u64,
+    /// Bytes per second over all uploads; `None` is unlimited.
+    pub bandwidth_limit: Option<u64>,
+    pub after: After,
+    /// First backoff ceiling; doubles per consecutive failure up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// Verification failures (remote digest ≠ local) tolerated before a file is
+    /// marked failed: a corrupting store must not loop forever.
+    pub verify_attempts: u32,
+}
+
+/// What happens to the local file once its upload is verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum After {
+    Keep,
+    Delete,
+    /// Move into this folder, keeping the path relative to the watched folder.
+    Move(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// How long SIGTERM waits for in-flight parts before exiting anyway.
+    pub shutdown_timeout: Duration,
+    /// A `tracing` filter: `info`, `dropship=debug,warn`, ...
+    pub log: String,
+}
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}:{column}: {key}: {message}\n{snippet}", path.display())]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        /// Dotted key path, e.g. `upload.part_size`.
+        key: String,
+        message: String,
+        /// The offending line, for people.
+        snippet: String,
+    },
+    #[error(
+        "no config file given and none found at {}; pass --config FILE",
+        DEFAULT_LOCATIONS.join(" or ")
+    )]
+    NotFound,
+}
+
+/// A problem of the machine rather than of the file (a folder that does not exist).
+/// `check-config` reports these as warnings; `run` refuses to start on them.
+#[derive(Debug, Clone)]
+pub struct EnvProblem {
+    pub key: &'static str,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for EnvProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.line, self.column, self.key, self.message
+        )
+    }
+}
+
+// ---- raw layer: mirrors the file --------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    watch: RawWatch,
+    #[serde(default)]
+    journal: RawJournal,
+    #[serde(default)]
+    upload: RawUpload,
+    #[serde(default)]
+    daemon: RawDaemon,
+    backend: Spanned<BackendConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWatch {
+    path: Spanned<PathBuf>,
+    #[serde(default = "default_settle")]
+    settle: HumanDuration,
+    #[serde(default = "default_ignore")]
+    ignore: Vec<Spanned<String>>,
+    #[serde(default = "default_rescan")]
+    rescan: HumanDuration,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJournal {
+    #[serde(default = "default_journal_path")]
+    path: PathBuf,
+}
+
+impl Default for RawJournal {
+    fn default() -> Self {
+        RawJournal {
+            path: default_journal_path(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawUpload {
+    workers: Spanned<usize>,
+    parts_in_flight: Spanned<usize>,
+    part_size: Spanned<ByteSize>,
+    bandwidth_limit: ByteRate,
+    after: Spanned<RawAfter>,
+    move_to: Option<Spanned<PathBuf>>,
+    retry_base: HumanDuration,
+    retry_max: Spanned<HumanDuration>,
+    verify_attempts: Spanned<u32>,
+}
+
+impl Default for RawUpload {
+    fn default() -> Self {
+        RawUpload {
+            workers: Spanned::new(0..0, 2),
+            parts_in_flight: Spanned::new(0..0, 4),
+            part_size: Spanned::new(0..0, ByteSize(8 << 20)),
+            bandwidth_limit: ByteRate(0),
+            after: Spanned::new(0..0, RawAfter::Keep),
+            move_to: None,
+            retry_base: HumanDuration(Duration::from_secs(1)),
+            retry_max: Spanned::new(0..0, HumanDuration(Duration::from_secs(300))),
+            verify_attempts: Spanned::new(0..0, 3),
+        }
+    }
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum RawAfter {
+    Keep,
+    Delete,
+    Move,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDaemon {
+    shutdown_timeout: HumanDuration,
+    log: String,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        RawDaemon {
+            shutdown_timeout: HumanDuration(Duration::from_secs(10)),
+            log: "info".into(),
+        }
+    }
+}
+
+fn default_settle() -> HumanDuration {
+    HumanDuration(Duration::from_secs(2))
+}
+fn default_rescan() -> HumanDuration {
+    HumanDuration(Duration::from_secs(300))
+}
+fn default_ignore() -> Vec<Spanned<String>> {
+    [".*", "*.tmp", "*.part", "*.swp"]
+        .into_iter()
+        .map(|s| Spanned::new(0..0, s.to_string()))
+        .collect()
+}
+fn default_journal_path() -> PathBuf {
+    PathBuf::from("/var/lib/dropship/journal.db")
+}
+
+// ---- loading ----------------------------------------------------------------------
+
+/// Finds the config file: the given path, else the first of [`DEFAULT_LOCATIONS`].
+pub fn locate(given: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    if let Some(p) = given {
+        return Ok(p.to_path_buf());
+    }
+    DEFAULT_LOCATIONS
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .ok_or(ConfigError::NotFound)
+}
+
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses and validates config text; `path` names the file in messages and anchors
+/// relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let at = e.span().map(|s| s.start).unwrap_or(0);
+        invalid(path, text, at, None, e.message().to_string())
+    })?;
+    validate(path, text, raw)
+}
+
+/// The folder relative paths in the file are resolved against.
+fn base_dir(path: &Path) -> PathBuf {
+    let dir = path.parent().unwrap_or(Path::new(""));
+    if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigError> {
+    let base = base_dir(path);
+    let resolve = |p: &Path| normalize(&base.join(p));
+    let mut locations = BTreeMap::new();
+    let err = |span: std::ops::Range<usize>, key: &str, msg: String| {
+        invalid(path, text, span.start, Some(key), msg)
+    };
+
+    let watch_path = resolve(raw.watch.path.get_ref());
+    locations.insert("watch.path", line_col(text, raw.watch.path.span().start));
+    let mut ignore = Vec::new();
+    for pat in &raw.watch.ignore {
+        let compiled = glob::Pattern::new(pat.get_ref())
+            .map_err(|e| err(pat.span(), "watch.ignore", format!("bad pattern: {e}")))?;
+        ignore.push(compiled);
+    }
+
+    let up = &raw.upload;
+    if *up.workers.get_ref() == 0 {
+        return Err(err(up.workers.span(), "upload.workers", "must be at least 1".into()));
+    }
+    if *up.parts_in_flight.get_ref() == 0 {
+        return Err(err(
+            up.parts_in_flight.span(),
+            "upload.parts_in_flight",
+            "must be at least 1".into(),
+        ));
+    }
+    if up.part_size.get_ref().0 < 1024 {
+        return Err(err(
+            up.part_size.span(),
+            "upload.part_size",
+            "must be at least 1KiB".into(),
+        ));
+    }
+    if up.retry_max.get_ref().0 < up.retry_base.0 {
+        return Err(err(
+            up.retry_max.span(),
+            "upload.retry_max",
+            "must not be shorter than upload.retry_base".into(),
+        ));
+    }
+    if *up.verify_attempts.get_ref() == 0 {
+        return Err(err(
+            up.verify_attempts.span(),
+            "upload.verify_attempts",
+            "must be at least 1".into(),
+        ));
+    }
+    let after = match (up.after.get_ref(), &up.move_to) {
+        (RawAfter::Keep, _) => After::Keep,
+        (RawAfter::Delete, _) => After::Delete,
+        (RawAfter::Move, None) => {
+            return Err(err(
+                up.after.span(),
+                "upload.after",
+                "after = \"move\" needs upload.move_to".into(),
+            ));
+        }
+        (RawAfter::Move, Some(to)) => {
+            let dest = resolve(to.get_ref());
+            // A moved file inside the watched folder would be found and sent again.
+            if dest.starts_with(&watch_path) {
+                return Err(err(
+                    to.span(),
+                    "upload.move_to",
+                    format!(
+                        "{} is inside the watched folder {}; sent files would be sent again",
+                        dest.display(),
+                        watch_path.display()
+                    ),
+                ));
+            }
+            locations.insert("upload.move_to", line_col(text, to.span().start));
+            After::Move(dest)
+        }
+    };
+
+    let backend = raw.backend.get_ref().clone().resolved(&resolve);
+    if let Some(root) = backend.local_root()
+        && (root.starts_with(&watch_path) || watch_path.starts_with(root))
+    {
+        return Err(err(
+            raw.backend.span(),
+            "backend.path",
+            format!(
+                "{} overlaps the watched folder {}; delivered files would be sent again",
+                root.display(),
+                watch_path.display()
+            ),
+        ));
+    }
+    if let Err((key, msg)) = backend.validate() {
+        return Err(err(raw.backend.span(), key, msg));
+    }
+    locations.insert("backend", line_col(text, raw.backend.span().start));
+
+    Ok(Config {
+        source: path.to_path_buf(),
+        watch: WatchConfig {
+            path: watch_path,
+            settle: raw.watch.settle.0,
+            ignore,
+            rescan: raw.watch.rescan.0,
+        },
+        journal: JournalConfig {
+            path: resolve(&raw.journal.path),
+        },
+        upload: UploadConfig {
+            workers: *up.workers.get_ref(),
+            parts_in_flight: *up.parts_in_flight.get_ref(),
+            part_size: up.part_size.get_ref().0,
+            bandwidth_limit: (up.bandwidth_limit.0 > 0).then_some(up.bandwidth_limit.0),
+            after,
+            retry_base: up.retry_base.0,
+            retry_max: up.retry_max.get_ref().0,
+            verify_attempts: *up.verify_attempts.get_ref(),
+        },
+        daemon: DaemonConfig {
+            shutdown_timeout: raw.daemon.shutdown_timeout.0,
+            log: raw.daemon.log,
+        },
+        backend,
+        locations,
+    })
+}
+
+impl Config {
+    /// Checks what the file cannot promise: that the folders it names exist.
+    pub fn check_environment(&self) -> Vec<EnvProblem> {
+        let mut problems = Vec::new();
+        let at = |key: &'static str| self.locations.get(key).copied().unwrap_or((0, 0));
+        if !self.watch.path.is_dir() {
+            let (line, column) = at("watch.path");
+            problems.push(EnvProblem {
+                key: "watch.path",
+                line,
+                column,
+                message: format!(
+                    "the watched folder {} does not exist or is not a folder",
+                    self.watch.path.display()
+                ),
+            });
+        }
+        for (key, message) in self.backend.check_environment() {
+            let (line, column) = at("backend");
+            problems.push(EnvProblem {
+                key,
+                line,
+                column,
+                message,
+            });
+        }
+        problems
+    }
+
+    /// The remote key of a local file: its path relative to the watched folder,
+    /// with `/` separators. `None` if the file is not under the folder or its name
+    /// is not UTF-8 (every vendor API takes UTF-8 names).
+    pub fn remote_key(&self, local: &Path) -> Option<String> {
+        let rel = local.strip_prefix(&self.watch.path).ok()?;
+        let parts: Option<Vec<&str>> = rel
+            .components()
+            .map(|c| match c {
+                Component::Normal(s) => s.to_str(),
+                _ => None,
+            })
+            .collect();
+        let parts = parts?;
+        (!parts.is_empty()).then(|| parts.join("/"))
+    }
+
+    /// Whether a file name matches one of the `ignore` patterns.
+    pub fn ignored(&self, name: &str) -> bool {
+        let opts = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: false,
+        };
+        self.watch.ignore.iter().any(|p| p.matches_with(name, opts))
+    }
+}
+
+/// Lexically removes `.` and `..` so that containment checks compare like with like.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    if p.is_relative()
+        && let Ok(cwd) = std::env::current_dir()
+    {
+        return normalize(&cwd.join(out));
+    }
+    out
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+    (line, column)
+}
+
+/// The dotted key of the value at `offset`: the last `[table]` header above it plus
+/// the key on its line (toml's error keeps its key path private).
+fn key_at(text: &str, offset: usize) -> String {
+    let (line_no, _) = line_col(text, offset);
+    let mut table = String::new();
+    let mut key = String::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if i + 1 > line_no {
+            break;
+        }
+        if t.starts_with('[') {
+            table = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            key.clear();
+        } else if i + 1 == line_no
+            && let Some((k, _)) = t.split_once('=')
+        {
+            key = k.trim().trim_matches('"').to_string();
+        }
+    }
+    match (table.is_empty(), key.is_empty()) {
+        (true, true) => "(top level)".into(),
+        (false, true) => table,
+        (true, false) => key,
+        (false, false) => format!("{table}.{key}"),
+    }
+}
+
+fn invalid(path: &Path, text: &str, offset: usize, key: Option<&str>, message: String) -> ConfigError {
+    let (line, column) = line_col(text, offset);
+    let snippet = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        line,
+        column,
+        key: key.map_or_else(|| key_at(text, offset), str::to_string),
+        message,
+        snippet: format!("  {line} | {snippet}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[watch]
+path = "/tmp/outbox"
+[backend]
+type = "local"
+path = "/tmp/remote"
+"#;
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse(Path::new("/etc/dropship/test.toml"), text)
+    }
+
+    fn invalid_parts(e: ConfigError) -> (usize, String, String) {
+        match e {
+            ConfigError::Invalid {
+                line, key, message, ..
+            } => (line, key, message),
+            other => panic!("expected Invalid, got {other}"),
+        }
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let c = parse_str(MINIMAL).expect("minimal config");
+        assert_eq!(c.watch.settle, Duration::from_secs(2));
+        assert_eq!(c.upload.workers, 2);
+        assert_eq!(c.upload.parts_in_flight, 4);
+        assert_eq!(c.upload.part_size, 8 << 20);
+        assert_eq!(c.upload.bandwidth_limit, None);
+        assert_eq!(c.upload.after, After::Keep);
+        assert_eq!(c.daemon.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(c.journal.path, PathBuf::from("/var/lib/dropship/journal.db"));
+        assert!(c.ignored(".hidden"));
+        assert!(c.ignored("x.tmp"));
+        assert!(!c.ignored("data.bin"));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = MINIMAL.replace("path = \"/tmp/outbox\"", "paht = \"/tmp/outbox\"");
+        let (line, key, msg) = invalid_parts(parse_str(&text).unwrap_err());
+        assert_eq!(line, 3);
+        assert_eq!(key, "watch.paht");
+        assert!(msg.contains("unknown field `paht`"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_backend_key_is_refused() {
+        let text = format!("{MINIMAL}colour = \"red\"\n");
+        let (_, _, msg) = invalid_parts(parse_str(&text).unwrap_err());
+        assert!(msg.contains("colour"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_names_key() {
+        let text = format!("{MINIMAL}[upload]\nworkers = \"two\"\n");
+        let (line, key, msg) = invalid_parts(parse_str(&text).unwrap_err());
+        assert_eq!((line, key.as_str()), (8, "upload.workers"));
+        assert!(msg.contains("invalid type"), "{msg}");
+    }
+
+    #[test]
+    fn bad_unit_names_key() {
+        let text = format!("{MINIMAL}[upload]\npart_size = \"8 parsecs\"\n");
+        let (line, key, msg) = invalid_parts(parse_str(&text).unwrap_err());
+        assert_eq!((line, key.as_str()), (8, "upload.part_size"));
+        assert!(msg.contains("unknown size unit"), "{msg}");
+    }
+
+    #[test]
+    fn move_needs_destination_outside_watch() {
+        let text = format!("{MINIMAL}[upload]\nafter = \"move\"\n");
+        let (_, key, _) = invalid_parts(parse_str(&text).unwrap_err());
+        assert_eq!(key, "upload.after");
+        let text = format!("{MINIMAL}[upload]\nafter = \"move\"\nmove_to = \"/tmp/outbox/sent\"\n");
+        let (line, key, _) = invalid_parts(parse_str(&text).unwrap_err());
+        assert_eq!((line, key.as_str()), (9, "upload.move_to"));
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_config_folder() {
+        let text = MINIMAL.replace("/tmp/outbox", "../spool/outbox");
+        let c = parse(Path::new("/srv/app/config/local.toml"), &text).expect("valid");
+        assert_eq!(c.watch.path, PathBuf::from("/srv/app/spool/outbox"));
+        assert_eq!(
+            c.remote_key(Path::new("/srv/app/spool/outbox/a/b c.bin")).as_deref(),
+            Some("a/b c.bin")
+        );
+    }
+
+    #[test]
+    fn missing_watch_folder_is_an_environment_problem() {
+        let text = MINIMAL.replace("/tmp/outbox", "/nonexistent/dropship/outbox");
+        let c = parse_str(&text).expect("the file itself is fine");
+        let problems = c.check_environment();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].key, "watch.path");
+        assert_eq!(problems[0].line, 3);
+    }
+}

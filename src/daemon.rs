@@ -1,0 +1,207 @@
+//! The daemon: wires the journal, the watcher and the engine together, and shuts
+//! them down in order (decide, tell, wait; STYLE §2.6).
+//!
+//! Shutdown: the first SIGTERM/SIGINT stops claiming work and lets in-flight parts
+//! finish for up to `shutdown_timeout`; then the process exits 0 whatever is still
+//! running. That is safe because every state an upload leaves was committed first: a
+//! part cut off mid-request is `uploading` in the journal and is sent again at the
+//! next start. A second signal exits at once.
+
+use std::fs::File;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::backend::BackendError;
+use crate::config::Config;
+use crate::engine::{Engine, EngineSettings};
+use crate::journal::{JournalError, JournalHandle};
+use crate::watch::{WatchError, Watcher};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(
+        "another dropship is already running with journal {} (lock {} is held)",
+        journal.display(),
+        lock.display()
+    )]
+    AlreadyRunning { journal: PathBuf, lock: PathBuf },
+    #[error("cannot create the lock file {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("backend: {0}")]
+    Backend(#[from] BackendError),
+    #[error("watcher: {0}")]
+    Watch(#[from] WatchError),
+}
+
+/// The lock next to the journal that keeps a second daemon away from it.
+pub fn lock_path(cfg: &Config) -> PathBuf {
+    let mut p = cfg.journal.path.clone().into_os_string();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Whether a daemon holds the journal's lock right now.
+pub fn is_running(cfg: &Config) -> bool {
+    match File::open(lock_path(cfg)) {
+        Ok(f) => matches!(f.try_lock(), Err(std::fs::TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
+
+fn take_lock(cfg: &Config) -> Result<File, DaemonError> {
+    let path = lock_path(cfg);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| DaemonError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| DaemonError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(DaemonError::AlreadyRunning {
+            journal: cfg.journal.path.clone(),
+            lock: path,
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(DaemonError::Lock { path, source }),
+    }
+}
+
+/// Runs until `stop` resolves, then drains. `main` passes the first termination
+/// signal; tests can pass any future.
+pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), DaemonError> {
+    let _lock = take_lock(&cfg)?;
+    let journal = JournalHandle::open(&cfg.journal.path).await?;
+    let backend = cfg.backend.build()?;
+    let cfg = Arc::new(cfg);
+    let wake = Arc::new(Notify::new());
+    let cancel = CancellationToken::new();
+    let tasks = TaskTracker::new();
+
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let watcher = Watcher::new(cfg.clone(), journal.clone(), wake.clone());
+    let mut watch_task = tasks.spawn(watcher.run(cancel.child_token(), ready_tx));
+    let engine = Engine::new(
+        EngineSettings::from_config(&cfg),
+        journal,
+        backend.clone(),
+        wake,
+    );
+    let mut engine_task = tasks.spawn(engine.run(cancel.child_token()));
+    tasks.close();
+
+    let mut failure: Option<DaemonError> = None;
+    tokio::pin!(stop);
+    tokio::select! {
+        ready = ready_rx => {
+            if ready.is_ok() {
+                sd_notify("READY=1\nSTATUS=watching");
+                info!(backend = backend.name(), folder = %cfg.watch.path.display(), "dropship is running");
+            }
+        }
+        _ = &mut stop => {}
+    }
+    // Both tasks run until cancelled; either ending early is a failure.
+    tokio::select! {
+        _ = &mut stop => info!("termination signal: stopping"),
+        r = &mut watch_task => {
+            let e = r.map_err(|e| JournalError::Task(e.to_string())).and_then(|r| r.map_err(|e| match e {
+                WatchError::Journal(j) => j,
+                other => JournalError::Task(other.to_string()),
+            }));
+            if let Err(e) = e {
+                error!(error = %e, "the watcher stopped");
+                failure = Some(e.into());
+            }
+        }
+        r = &mut engine_task => {
+            let e = r.map_err(|e| JournalError::Task(e.to_string())).and_then(|r| r);
+            if let Err(e) = e {
+                error!(error = %e, "the engine stopped");
+                failure = Some(e.into());
+            }
+        }
+    }
+    sd_notify("STOPPING=1");
+    cancel.cancel();
+    let grace = cfg.daemon.shutdown_timeout;
+    if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+        warn!(
+            grace_ms = grace.as_millis() as u64,
+            "uploads still busy at the deadline; the journal is consistent, exiting"
+        );
+    } else {
+        info!("stopped cleanly");
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Resolves at the first SIGTERM or SIGINT; a second one exits the process at once.
+pub fn termination_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut first = Some(tx);
+            for _ in signals.forever() {
+                match first.take() {
+                    Some(tx) => {
+                        let _ = tx.send(());
+                    }
+                    None => {
+                        eprintln!("dropship: second termination signal, exiting now");
+                        std::process::exit(130);
+                    }
+                }
+            }
+        })?;
+    Ok(async move {
+        let _ = rx.await;
+    })
+}
+
+/// Tells systemd (Type=notify) how we are; a no-op outside systemd.
+fn sd_notify(msg: &str) {
+    use std::os::unix::net::UnixDatagram;
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let sent = if let Some(name) = bytes.strip_prefix(b"@") {
+        use std::os::linux::net::SocketAddrExt;
+        std::os::unix::net::SocketAddr::from_abstract_name(name)
+            .and_then(|addr| sock.send_to_addr(msg.as_bytes(), &addr))
+    } else {
+        sock.send_to(msg.as_bytes(), &path)
+    };
+    if let Err(e) = sent {
+        warn!(error = %e, "cannot notify systemd");
+    }
+}

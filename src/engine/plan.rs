@@ -1,0 +1,93 @@
+//! Cutting a file into parts, from the backend's rules and the configured size.
+
+use crate::backend::{Capabilities, PartSizeRule, Session};
+
+/// The part size to use for a file of `size` bytes.
+pub fn part_size(
+    caps: &Capabilities,
+    configured: u64,
+    size: u64,
+    session: Option<&Session>,
+) -> Result<u64, String> {
+    match caps.part_size {
+        PartSizeRule::SetByServer => match session.and_then(|s| s.part_size) {
+            Some(n) if n > 0 => Ok(n),
+            _ => Err("the service did not say which part size to use".into()),
+        },
+        PartSizeRule::Chosen { min, max } => {
+            let mut ps = configured.clamp(min, max);
+            if let Some(most) = caps.max_parts {
+                // Grow the parts rather than exceed the service's part count.
+                let needed = size.div_ceil(u64::from(most.max(1)));
+                if needed > ps {
+                    ps = needed;
+                }
+                if ps > max {
+                    return Err(format!(
+                        "{size} bytes need more than {most} parts of at most {max} bytes"
+                    ));
+                }
+            }
+            Ok(ps.max(1))
+        }
+    }
+}
+
+/// `(offset, length)` of each part; an empty file has none.
+pub fn cut(size: u64, part_size: u64) -> Vec<(u64, u64)> {
+    let ps = part_size.max(1);
+    (0..size.div_ceil(ps))
+        .map(|i| {
+            let offset = i * ps;
+            (offset, ps.min(size - offset))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Addressing;
+
+    fn caps(rule: PartSizeRule, max_parts: Option<u32>) -> Capabilities {
+        Capabilities {
+            addressing: Addressing::ByteOffset,
+            part_size: rule,
+            max_parts,
+            parallel_parts: true,
+            lists_held_parts: false,
+            part_digest: None,
+            object_digest: None,
+            single_request_below: 0,
+        }
+    }
+
+    #[test]
+    fn cuts_cover_the_file_exactly() {
+        assert_eq!(cut(0, 4), vec![]);
+        assert_eq!(cut(1, 4), vec![(0, 1)]);
+        assert_eq!(cut(4, 4), vec![(0, 4)]);
+        assert_eq!(cut(5, 4), vec![(0, 4), (4, 1)]);
+        assert_eq!(cut(12, 4), vec![(0, 4), (4, 4), (8, 4)]);
+    }
+
+    #[test]
+    fn chosen_size_is_clamped_and_grows_for_max_parts() {
+        let c = caps(PartSizeRule::Chosen { min: 5 << 20, max: 1 << 30 }, Some(1000));
+        assert_eq!(part_size(&c, 1 << 20, 10, None), Ok(5 << 20));
+        assert_eq!(part_size(&c, 8 << 20, 100 << 30, None), Ok((100u64 << 30).div_ceil(1000)));
+        assert!(part_size(&c, 8 << 20, 2 << 40, None).is_err());
+    }
+
+    #[test]
+    fn server_size_comes_from_the_session() {
+        let c = caps(PartSizeRule::SetByServer, None);
+        let s = Session {
+            id: "x".into(),
+            part_size: Some(8 << 20),
+            extra: serde_json::Value::Null,
+        };
+        assert_eq!(part_size(&c, 1, 1, Some(&s)), Ok(8 << 20));
+        assert!(part_size(&c, 1, 1, None).is_err());
+    }
+}

@@ -1,0 +1,240 @@
+//! The journal's invariants, on real SQLite (in memory and on disk).
+
+use super::*;
+use crate::backend::Receipt;
+
+fn new_file(path: &str, size: u64, mtime_ns: i64) -> NewFile {
+    NewFile {
+        path: PathBuf::from(path),
+        key: Some(path.trim_start_matches('/').to_string()),
+        size,
+        mtime_ns,
+        inode: 7,
+    }
+}
+
+fn receipt(index: u32, offset: u64, length: u64) -> Receipt {
+    Receipt {
+        index,
+        offset,
+        length,
+        digest: None,
+        extra: serde_json::json!({"etag": format!("e{index}")}),
+    }
+}
+
+fn session() -> Session {
+    Session {
+        id: "s1".into(),
+        part_size: None,
+        extra: serde_json::Value::Null,
+    }
+}
+
+/// Claims the file and gives it a two-part plan.
+fn claimed_with_plan(j: &mut Journal) -> FileId {
+    let Enqueued::Added(id) = j.enqueue(&new_file("/o/a", 10, 1)).expect("enqueue") else {
+        panic!("expected a new row")
+    };
+    let row = j.claim_next(now_ms()).expect("claim").expect("a row");
+    assert_eq!((row.id, row.state, row.attempts), (id, FileState::Uploading, 1));
+    j.start_session(id, Some(&session()), 6, &[(0, 6), (6, 4)])
+        .expect("session");
+    id
+}
+
+#[test]
+fn migrations_apply_to_an_empty_database() {
+    let j = Journal::open_in_memory().expect("open");
+    assert_eq!(j.user_version().expect("version"), SCHEMA_VERSION);
+}
+
+#[test]
+fn every_migration_file_is_embedded_in_order() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("migrations folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".sql"))
+        .collect();
+    names.sort();
+    let embedded: Vec<String> = MIGRATIONS.iter().map(|(n, _)| format!("{n}.sql")).collect();
+    assert_eq!(names, embedded);
+}
+
+#[test]
+fn same_content_is_queued_once() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let f = new_file("/o/a", 10, 1);
+    let Enqueued::Added(id) = j.enqueue(&f).expect("first") else {
+        panic!("first enqueue adds")
+    };
+    assert_eq!(j.enqueue(&f).expect("again"), Enqueued::Unchanged(id));
+    // Still the same after it is done: the startup scan sees kept files again.
+    j.claim_next(now_ms()).expect("claim");
+    j.start_session(id, None, 10, &[(0, 10)]).expect("plan");
+    j.to_verifying(id, &RemoteObject { key: "o/a".into(), id: None, extra: serde_json::Value::Null }, &FileDigests::default())
+        .expect("verifying");
+    j.to_done(id, None).expect("done");
+    assert_eq!(j.enqueue(&f).expect("after done"), Enqueued::Unchanged(id));
+    // New content at the same path is a new row.
+    let g = new_file("/o/a", 11, 2);
+    assert!(matches!(j.enqueue(&g).expect("changed"), Enqueued::Added(n) if n != id));
+}
+
+#[test]
+fn changed_content_supersedes_the_active_row() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let id = claimed_with_plan(&mut j);
+    let res = j.enqueue(&new_file("/o/a", 20, 2)).expect("changed");
+    let Enqueued::Replaced { old, new } = res else {
+        panic!("expected Replaced, got {res:?}")
+    };
+    assert_eq!(old, id);
+    assert_eq!(j.file(old).expect("row").expect("exists").state, FileState::Superseded);
+    assert_eq!(j.file(new).expect("row").expect("exists").state, FileState::Queued);
+    // The worker holding the old row finds out at its next step.
+    let err = j.part_start(id, 0).expect_err("superseded");
+    assert!(err.is_stale(), "{err}");
+    let err = j.to_completing(id, &FileDigests::default()).expect_err("superseded");
+    assert!(err.is_stale(), "{err}");
+    // Its session is an orphan to abort.
+    let orphans = j.orphan_sessions().expect("orphans");
+    assert_eq!(orphans, vec![(id, session())]);
+    j.forget_session(id).expect("forget");
+    assert!(j.orphan_sessions().expect("orphans").is_empty());
+}
+
+#[test]
+fn parts_move_only_along_legal_edges_and_count_bytes() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let id = claimed_with_plan(&mut j);
+    // Not started: cannot be acknowledged.
+    assert!(j.part_uploaded(id, 0, &receipt(0, 0, 6)).expect_err("not started").is_stale());
+    j.part_start(id, 0).expect("start 0");
+    assert!(j.part_start(id, 0).expect_err("twice").is_stale());
+    j.part_start(id, 1).expect("start 1");
+    assert_eq!(j.file(id).expect("row").expect("exists").bytes_sent, 10);
+    // Part 1 fails after 1 of its 4 bytes left.
+    j.part_failed(id, 1, 3).expect("failed");
+    assert_eq!(j.file(id).expect("row").expect("exists").bytes_sent, 7);
+    j.part_uploaded(id, 0, &receipt(0, 0, 6)).expect("ack 0");
+    let parts = j.parts(id).expect("parts");
+    assert_eq!(parts[0].state, PartState::Uploaded);
+    assert_eq!(parts[0].receipt, Some(receipt(0, 0, 6)));
+    assert_eq!(parts[1].state, PartState::Pending);
+    // The server's list decides: it holds part 1 and lost part 0.
+    j.part_held(id, 1, &receipt(1, 6, 4)).expect("held");
+    j.part_lost(id, 0).expect("lost");
+    let parts = j.parts(id).expect("parts");
+    assert_eq!((parts[0].state, parts[1].state), (PartState::Pending, PartState::Uploaded));
+    assert_eq!(parts[0].receipt, None);
+}
+
+#[test]
+fn uploaded_without_receipt_is_impossible() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let id = claimed_with_plan(&mut j);
+    let r = j.conn.execute(
+        "UPDATE parts SET state = 'uploaded' WHERE file_id = ?1 AND idx = 0",
+        params![id],
+    );
+    assert!(r.is_err(), "the CHECK constraint must refuse it");
+}
+
+#[test]
+fn recover_resumes_what_was_in_flight() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let id = claimed_with_plan(&mut j);
+    j.part_start(id, 0).expect("start");
+    j.part_start(id, 1).expect("start");
+    j.part_uploaded(id, 1, &receipt(1, 6, 4)).expect("ack");
+    // SIGKILL here; next start:
+    assert_eq!(j.recover().expect("recover"), 1);
+    let row = j.file(id).expect("row").expect("exists");
+    assert_eq!(row.state, FileState::Queued);
+    assert_eq!(row.session, Some(session()), "the session survives");
+    let parts = j.parts(id).expect("parts");
+    assert_eq!((parts[0].state, parts[1].state), (PartState::Pending, PartState::Uploaded));
+    // Claimable again, and the plan cannot be replaced while a session exists.
+    assert_eq!(j.claim_next(now_ms()).expect("claim").map(|r| r.attempts), Some(2));
+    assert!(j.start_session(id, Some(&session()), 6, &[(0, 10)]).is_err());
+}
+
+#[test]
+fn retrying_waits_until_due_and_failed_needs_a_person() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let id = claimed_with_plan(&mut j);
+    let now = now_ms();
+    j.retry_later(id, now + 60_000, 1, "503 from server").expect("retry later");
+    assert_eq!(j.claim_next(now).expect("claim"), None);
+    assert_eq!(j.next_due().expect("due"), Some(now + 60_000));
+    assert_eq!(j.claim_next(now + 60_000).expect("claim").map(|r| r.id), Some(id));
+    j.fail(id, "401 credentials refused").expect("fail");
+    assert_eq!(j.claim_next(now + 120_000).expect("claim"), None);
+    let st = j.status().expect("status");
+    assert_eq!(st.counts["failed"], 1);
+    assert_eq!(st.files[0].last_error.as_deref(), Some("401 credentials refused"));
+    assert_eq!(j.retry(RetrySelector::AllFailed).expect("retry"), vec![id]);
+    assert_eq!(j.file(id).expect("row").expect("exists").state, FileState::Queued);
+    assert!(matches!(j.retry(RetrySelector::One(id)), Err(JournalError::Refused { .. })));
+}
+
+#[test]
+fn retry_of_a_failed_row_with_newer_content_supersedes_it() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let id = claimed_with_plan(&mut j);
+    j.fail(id, "refused").expect("fail");
+    let Enqueued::Added(newer) = j.enqueue(&new_file("/o/a", 99, 9)).expect("new") else {
+        panic!("a failed row is not active: the new content is added")
+    };
+    assert!(j.retry(RetrySelector::One(id)).expect("retry").is_empty());
+    assert_eq!(j.file(id).expect("row").expect("exists").state, FileState::Superseded);
+    assert_eq!(j.file(newer).expect("row").expect("exists").state, FileState::Queued);
+}
+
+#[test]
+fn non_utf8_names_are_failed_with_a_reason() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let mut f = new_file("/o/x", 1, 1);
+    f.key = None;
+    let Enqueued::Added(id) = j.enqueue(&f).expect("enqueue") else {
+        panic!("added")
+    };
+    let row = j.file(id).expect("row").expect("exists");
+    assert_eq!(row.state, FileState::Failed);
+    assert!(row.last_error.expect("reason").contains("UTF-8"));
+}
+
+#[test]
+fn newer_journal_is_refused_and_damage_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("j.db");
+    drop(Journal::open(&path).expect("create"));
+    {
+        let c = Connection::open(&path).expect("raw");
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1).expect("bump");
+    }
+    let err = Journal::open(&path).expect_err("too new");
+    assert!(matches!(err, JournalError::TooNew { found, .. } if found == SCHEMA_VERSION + 1), "{err}");
+    assert!(err.to_string().contains("newer dropship"));
+    assert!(matches!(Journal::open_read_only(&path), Err(JournalError::TooNew { .. })));
+
+    let junk = dir.path().join("junk.db");
+    std::fs::write(&junk, vec![0x5a; 8192]).expect("junk");
+    let err = Journal::open(&junk).expect_err("damaged");
+    assert!(matches!(err, JournalError::Damaged { .. }), "{err}");
+    assert_eq!(std::fs::read(&junk).expect("still there"), vec![0x5a; 8192], "left untouched");
+}
+
+#[test]
+fn read_only_status_sees_the_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("j.db");
+    let mut w = Journal::open(&path).expect("writer");
+    w.enqueue(&new_file("/o/a", 1, 1)).expect("enqueue");
+    let r = Journal::open_read_only(&path).expect("reader");
+    assert_eq!(r.status().expect("status").counts["queued"], 1);
+    w.enqueue(&new_file("/o/b", 1, 1)).expect("enqueue");
+    assert_eq!(r.status().expect("status").counts["queued"], 2);
+}

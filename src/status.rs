@@ -1,0 +1,74 @@
+//! `dropship status`: the journal's view, as a table for people or JSON for scripts.
+//!
+//! The JSON shape is an interface: `counts` has one key per file state, `files` one
+//! object per journal row with at least `id`, `path`, `state`, `size`, `bytes_sent`,
+//! `attempts` and `last_error`. Fields may be added, never renamed.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::journal::{FileStatus, StatusReport};
+use crate::units::human_bytes;
+
+#[derive(Serialize)]
+pub struct StatusJson<'a> {
+    pub daemon_running: bool,
+    pub journal: String,
+    #[serde(flatten)]
+    pub report: &'a StatusReport,
+}
+
+/// The table `status` prints by default: active and failed files first, then the
+/// most recent finished ones.
+pub fn table(report: &StatusReport, running: bool, recent_done: usize) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "daemon: {}",
+        if running { "running" } else { "not running" }
+    );
+    let counts: Vec<String> = report
+        .counts
+        .iter()
+        .map(|(state, n)| format!("{state} {n}"))
+        .collect();
+    let _ = writeln!(out, "files: {}", counts.join(", "));
+    let (settled, active): (Vec<&FileStatus>, Vec<&FileStatus>) = report
+        .files
+        .iter()
+        .partition(|f| matches!(f.state, "done" | "superseded"));
+    let mut shown: Vec<&FileStatus> = active;
+    let skip = settled.len().saturating_sub(recent_done);
+    shown.extend(settled.iter().skip(skip));
+    shown.sort_by_key(|f| f.id);
+    if shown.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\n{:>6}  {:<10}  {:>10}  {:>10}  {:>5}  PATH",
+        "ID", "STATE", "SIZE", "SENT", "TRIES"
+    );
+    for f in shown {
+        let _ = writeln!(
+            out,
+            "{:>6}  {:<10}  {:>10}  {:>10}  {:>5}  {}",
+            f.id,
+            f.state,
+            human_bytes(f.size),
+            human_bytes(f.bytes_sent),
+            f.attempts,
+            f.path
+        );
+        if let Some(e) = &f.last_error
+            && f.state != "done"
+        {
+            let _ = writeln!(out, "{:>6}  └ {e}", "");
+        }
+    }
+    if skip > 0 {
+        let _ = writeln!(out, "({skip} older finished files not shown; --json lists all)");
+    }
+    out
+}
