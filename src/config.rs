@@ -311,7 +311,11 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
 
     let up = &raw.upload;
     if *up.workers.get_ref() == 0 {
-        return Err(err(up.workers.span(), "upload.workers", "must be at least 1".into()));
+        return Err(err(
+            up.workers.span(),
+            "upload.workers",
+            "must be at least 1".into(),
+        ));
     }
     if *up.parts_in_flight.get_ref() == 0 {
         return Err(err(
@@ -532,7 +536,13 @@ fn key_at(text: &str, offset: usize) -> String {
     }
 }
 
-fn invalid(path: &Path, text: &str, offset: usize, key: Option<&str>, message: String) -> ConfigError {
+fn invalid(
+    path: &Path,
+    text: &str,
+    offset: usize,
+    key: Option<&str>,
+    message: String,
+) -> ConfigError {
     let (line, column) = line_col(text, offset);
     let snippet = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
     ConfigError::Invalid {
@@ -580,7 +590,10 @@ path = "/tmp/remote"
         assert_eq!(c.upload.bandwidth_limit, None);
         assert_eq!(c.upload.after, After::Keep);
         assert_eq!(c.daemon.shutdown_timeout, Duration::from_secs(10));
-        assert_eq!(c.journal.path, PathBuf::from("/var/lib/dropship/journal.db"));
+        assert_eq!(
+            c.journal.path,
+            PathBuf::from("/var/lib/dropship/journal.db")
+        );
         assert!(c.ignored(".hidden"));
         assert!(c.ignored("x.tmp"));
         assert!(!c.ignored("data.bin"));
@@ -634,7 +647,8 @@ path = "/tmp/remote"
         let c = parse(Path::new("/srv/app/config/local.toml"), &text).expect("valid");
         assert_eq!(c.watch.path, PathBuf::from("/srv/app/spool/outbox"));
         assert_eq!(
-            c.remote_key(Path::new("/srv/app/spool/outbox/a/b c.bin")).as_deref(),
+            c.remote_key(Path::new("/srv/app/spool/outbox/a/b c.bin"))
+                .as_deref(),
             Some("a/b c.bin")
         );
     }

@@ -29,7 +29,10 @@ impl Identity {
         if self.inode != before.inode {
             Some("the file was replaced".into())
         } else if self.size != before.size {
-            Some(format!("its size changed from {} to {} bytes", before.size, self.size))
+            Some(format!(
+                "its size changed from {} to {} bytes",
+                before.size, self.size
+            ))
         } else if self.mtime_ns != before.mtime_ns {
             Some("it was modified".into())
         } else {

@@ -13,7 +13,11 @@ use dropship::journal::{Journal, JournalError, RetrySelector};
 use dropship::{daemon, status};
 
 #[derive(Parser)]
-#[command(name = "dropship", version, about = "Resumable background upload daemon")]
+#[command(
+    name = "dropship",
+    version,
+    about = "Resumable background upload daemon"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -175,10 +179,12 @@ fn open_read_only(path: &Path) -> Result<Option<Journal>, Failure> {
     }
     match Journal::open_read_only(path) {
         Ok(j) => Ok(Some(j)),
-        Err(e @ (JournalError::TooNew { .. } | JournalError::NeedsUpgrade { .. })) => Err(Failure {
-            code: 1,
-            error: e.into(),
-        }),
+        Err(e @ (JournalError::TooNew { .. } | JournalError::NeedsUpgrade { .. })) => {
+            Err(Failure {
+                code: 1,
+                error: e.into(),
+            })
+        }
         Err(e) => Err(anyhow::Error::from(e).into()),
     }
 }
@@ -222,7 +228,10 @@ fn retry(cfg: &Config, id: Option<i64>, all_failed: bool) -> Result<(), Failure>
         0 => println!("nothing to retry"),
         n => println!(
             "re-queued {n} file(s): {}",
-            ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+            ids.iter()
+                .map(i64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
     Ok(())

@@ -68,7 +68,10 @@ pub fn table(report: &StatusReport, running: bool, recent_done: usize) -> String
         }
     }
     if skip > 0 {
-        let _ = writeln!(out, "({skip} older finished files not shown; --json lists all)");
+        let _ = writeln!(
+            out,
+            "({skip} older finished files not shown; --json lists all)"
+        );
     }
     out
 }

@@ -67,7 +67,10 @@ mod tests {
         // The first chunk goes at once; the other 31 are paced: 31/16 s (the timer
         // rounds each sleep up to a whole millisecond).
         let ideal = Duration::from_secs_f64(31.0 / 16.0);
-        assert!(elapsed >= ideal && elapsed <= ideal + Duration::from_millis(2), "{elapsed:?}");
+        assert!(
+            elapsed >= ideal && elapsed <= ideal + Duration::from_millis(2),
+            "{elapsed:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

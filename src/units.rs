@@ -31,7 +31,9 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     let (num, unit) = t.split_at(split);
     let num = num.replace('_', "");
     if num.is_empty() {
-        return Err(format!("{text:?} is not a size: expected a number such as \"8MiB\""));
+        return Err(format!(
+            "{text:?} is not a size: expected a number such as \"8MiB\""
+        ));
     }
     let mult: u64 = match unit.trim() {
         "" | "B" | "b" => 1,
@@ -70,7 +72,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!("{text:?} is not a duration: expected e.g. \"2s\" or \"300ms\""));
+        return Err(format!(
+            "{text:?} is not a duration: expected e.g. \"2s\" or \"300ms\""
+        ));
     }
     let value: f64 = num
         .parse()
@@ -189,7 +193,11 @@ mod tests {
         assert_eq!(parse_size("1.5KiB"), Ok(1536));
         assert_eq!(parse_size("4096"), Ok(4096));
         assert_eq!(parse_size("1_000"), Ok(1000));
-        assert!(parse_size("8MiBs").unwrap_err().contains("unknown size unit"));
+        assert!(
+            parse_size("8MiBs")
+                .unwrap_err()
+                .contains("unknown size unit")
+        );
         assert!(parse_size("MiB").is_err());
         assert!(parse_size("0.5B").is_err());
         assert!(parse_size("-1").is_err());

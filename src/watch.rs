@@ -186,10 +186,13 @@ impl Watcher {
             return; // a folder, a symlink, or already gone
         }
         let now = Instant::now();
-        let c = self.candidates.entry(path.to_path_buf()).or_insert(Candidate {
-            identity: None,
-            since: now,
-        });
+        let c = self
+            .candidates
+            .entry(path.to_path_buf())
+            .or_insert(Candidate {
+                identity: None,
+                since: now,
+            });
         c.identity = identity;
         c.since = now;
     }

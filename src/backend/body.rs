@@ -63,17 +63,14 @@ impl PartBody {
     /// The body as paced slices. Every slice is counted when it is handed out, so a
     /// connection that breaks mid-body still counts what it sent.
     pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
-        futures_util::stream::unfold(
-            (self.data, self.meter),
-            |(mut rest, meter)| async move {
-                if rest.is_empty() {
-                    return None;
-                }
-                let slice = rest.split_to(rest.len().min(SLICE));
-                meter.pace(slice.len()).await;
-                Some((Ok(slice), (rest, meter)))
-            },
-        )
+        futures_util::stream::unfold((self.data, self.meter), |(mut rest, meter)| async move {
+            if rest.is_empty() {
+                return None;
+            }
+            let slice = rest.split_to(rest.len().min(SLICE));
+            meter.pace(slice.len()).await;
+            Some((Ok(slice), (rest, meter)))
+        })
     }
 }
 

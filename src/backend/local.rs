@@ -79,9 +79,7 @@ impl LocalBackend {
     fn destination(&self, op: Op, key: &str) -> Result<PathBuf, BackendError> {
         let rel = Path::new(key);
         let safe = !key.is_empty()
-            && rel
-                .components()
-                .all(|c| matches!(c, Component::Normal(_)))
+            && rel.components().all(|c| matches!(c, Component::Normal(_)))
             && rel.components().next() != Some(Component::Normal(STAGING_DIR.as_ref()));
         if !safe {
             return Err(BackendError::Fatal {
@@ -247,7 +245,8 @@ impl Backend for LocalBackend {
         let dir = self.staging(&session)?;
         let size = file.size;
         blocking(op, move || {
-            std::fs::create_dir_all(&dir).map_err(io(op, || format!("creating {}", dir.display())))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(io(op, || format!("creating {}", dir.display())))?;
             let data = std::fs::File::create(dir.join("data"))
                 .map_err(io(op, || "creating staging data".into()))?;
             data.set_len(size)
@@ -425,7 +424,9 @@ async fn write_stream(
             .await
             .map_err(io(op, || "writing staging file".into()))?;
     }
-    out.flush().await.map_err(io(op, || "flushing staging file".into()))
+    out.flush()
+        .await
+        .map_err(io(op, || "flushing staging file".into()))
 }
 
 fn out_sync_and_publish(
@@ -484,20 +485,38 @@ mod tests {
         let p1 = part(1, 4096, 4096, 10_000);
         let p0 = part(0, 0, 4096, 10_000);
         let p2 = part(2, 8192, 1808, 10_000);
-        let r1 = b.put_part(&s, &p1, body(&content[4096..8192])).await.expect("p1");
-        let r0 = b.put_part(&s, &p0, body(&content[..4096])).await.expect("p0");
+        let r1 = b
+            .put_part(&s, &p1, body(&content[4096..8192]))
+            .await
+            .expect("p1");
+        let r0 = b
+            .put_part(&s, &p0, body(&content[..4096]))
+            .await
+            .expect("p0");
         let held = b.held_parts(&s).await.expect("held").expect("lists");
         assert_eq!(held, vec![r0.clone(), r1.clone()]);
         // Not visible before complete, and complete refuses a gap.
         assert!(!root.path().join("a/b c.bin").exists());
-        let gap = b.complete(&s, &f, &[r0.clone(), r1.clone()], &FileDigests::default()).await;
+        let gap = b
+            .complete(&s, &f, &[r0.clone(), r1.clone()], &FileDigests::default())
+            .await;
         assert!(matches!(gap, Err(BackendError::Conflict { .. })), "{gap:?}");
-        let r2 = b.put_part(&s, &p2, body(&content[8192..])).await.expect("p2");
+        let r2 = b
+            .put_part(&s, &p2, body(&content[8192..]))
+            .await
+            .expect("p2");
         b.complete(&s, &f, &[r0, r1, r2], &FileDigests::default())
             .await
             .expect("complete");
-        assert_eq!(std::fs::read(root.path().join("a/b c.bin")).expect("stored"), content);
-        let st = b.stat("a/b c.bin", None).await.expect("stat").expect("exists");
+        assert_eq!(
+            std::fs::read(root.path().join("a/b c.bin")).expect("stored"),
+            content
+        );
+        let st = b
+            .stat("a/b c.bin", None)
+            .await
+            .expect("stat")
+            .expect("exists");
         assert_eq!(st.size, 10_000);
         assert_eq!(st.digest, Some(digest_of(DigestKind::Sha256, &content)));
         // The session is closed: the staging folder is gone.
@@ -531,14 +550,23 @@ mod tests {
             .await
             .expect("empty");
         assert_eq!(std::fs::read(root.path().join("d/one")).expect("one"), b"x");
-        assert_eq!(std::fs::read(root.path().join("empty")).expect("empty"), b"");
+        assert_eq!(
+            std::fs::read(root.path().join("empty")).expect("empty"),
+            b""
+        );
     }
 
     #[tokio::test]
     async fn keys_cannot_escape_the_root() {
         let root = tempfile::tempdir().expect("tempdir");
         let b = LocalBackend::new(root.path()).expect("backend");
-        for key in ["../x", "/etc/passwd", "", ".dropship-staging/x", "a/../../x"] {
+        for key in [
+            "../x",
+            "/etc/passwd",
+            "",
+            ".dropship-staging/x",
+            "a/../../x",
+        ] {
             let r = b.begin(&spec(key, 1)).await;
             assert!(matches!(r, Err(BackendError::Fatal { .. })), "{key}: {r:?}");
         }

@@ -24,7 +24,12 @@ impl Backoff {
 
     /// The wait after the `failures`-th failure in a row, never less than what the
     /// server asked for with `Retry-After`.
-    pub fn delay(&self, failures: u32, server_asked: Option<Duration>, rng: &mut fastrand::Rng) -> Duration {
+    pub fn delay(
+        &self,
+        failures: u32,
+        server_asked: Option<Duration>,
+        rng: &mut fastrand::Rng,
+    ) -> Duration {
         let jittered = self.ceiling(failures).mul_f64(rng.f64());
         match server_asked {
             Some(after) => jittered.max(after.min(self.max)),
@@ -57,7 +62,10 @@ mod tests {
         let delays: Vec<Duration> = (0..1000).map(|_| B.delay(4, None, &mut rng)).collect();
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(8)));
         let mean = delays.iter().sum::<Duration>() / 1000;
-        assert!(mean > Duration::from_secs(3) && mean < Duration::from_secs(5), "{mean:?}");
+        assert!(
+            mean > Duration::from_secs(3) && mean < Duration::from_secs(5),
+            "{mean:?}"
+        );
     }
 
     #[test]

@@ -159,7 +159,6 @@ impl Engine {
             _ = tokio::time::sleep(wait) => {}
         }
     }
-
 }
 
 /// Aborts the sessions of failed or superseded rows that a crash left open.

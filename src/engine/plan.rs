@@ -73,9 +73,18 @@ mod tests {
 
     #[test]
     fn chosen_size_is_clamped_and_grows_for_max_parts() {
-        let c = caps(PartSizeRule::Chosen { min: 5 << 20, max: 1 << 30 }, Some(1000));
+        let c = caps(
+            PartSizeRule::Chosen {
+                min: 5 << 20,
+                max: 1 << 30,
+            },
+            Some(1000),
+        );
         assert_eq!(part_size(&c, 1 << 20, 10, None), Ok(5 << 20));
-        assert_eq!(part_size(&c, 8 << 20, 100 << 30, None), Ok((100u64 << 30).div_ceil(1000)));
+        assert_eq!(
+            part_size(&c, 8 << 20, 100 << 30, None),
+            Ok((100u64 << 30).div_ceil(1000))
+        );
         assert!(part_size(&c, 8 << 20, 2 << 40, None).is_err());
     }
 

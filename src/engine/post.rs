@@ -18,7 +18,12 @@ use crate::identity::Identity;
 
 /// Runs the post-action on a blocking thread's behalf. `Ok(Some(note))` when it was
 /// skipped for a reason worth showing in `status`.
-pub fn run(after: &After, path: &Path, key: &str, verified: &Identity) -> io::Result<Option<String>> {
+pub fn run(
+    after: &After,
+    path: &Path,
+    key: &str,
+    verified: &Identity,
+) -> io::Result<Option<String>> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -81,15 +86,27 @@ mod tests {
         assert!(path.exists());
 
         let sent = _d.path().join("sent");
-        assert_eq!(run(&After::Move(sent.clone()), &path, "x/a.bin", &id).expect("move"), None);
+        assert_eq!(
+            run(&After::Move(sent.clone()), &path, "x/a.bin", &id).expect("move"),
+            None
+        );
         assert!(!path.exists());
-        assert_eq!(std::fs::read(sent.join("x/a.bin")).expect("moved"), b"hello");
+        assert_eq!(
+            std::fs::read(sent.join("x/a.bin")).expect("moved"),
+            b"hello"
+        );
 
         let (_d2, path2, id2) = setup();
-        assert_eq!(run(&After::Delete, &path2, "a.bin", &id2).expect("delete"), None);
+        assert_eq!(
+            run(&After::Delete, &path2, "a.bin", &id2).expect("delete"),
+            None
+        );
         assert!(!path2.exists());
         // Again (a crash before `done` was recorded): already gone is fine.
-        assert_eq!(run(&After::Delete, &path2, "a.bin", &id2).expect("again"), None);
+        assert_eq!(
+            run(&After::Delete, &path2, "a.bin", &id2).expect("again"),
+            None
+        );
     }
 
     #[test]

@@ -74,10 +74,7 @@ impl ReadError {
 
 /// Starts the pass; items arrive on the returned channel. Dropping the receiver or
 /// closing `slots` stops the reader at its next step.
-pub fn spawn(
-    plan: ReadPlan,
-    slots: Arc<Semaphore>,
-) -> mpsc::Receiver<Result<ReadItem, ReadError>> {
+pub fn spawn(plan: ReadPlan, slots: Arc<Semaphore>) -> mpsc::Receiver<Result<ReadItem, ReadError>> {
     let (tx, rx) = mpsc::channel(1);
     let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {

@@ -25,8 +25,7 @@ use super::Ctx;
 use super::plan;
 use super::reader::{self, ReadError, ReadItem, ReadPlan};
 use crate::backend::{
-    BackendError, FileDigests, FileSpec, Meter, PartBody, PartSpec, Receipt, RemoteObject,
-    Session,
+    BackendError, FileDigests, FileSpec, Meter, PartBody, PartSpec, Receipt, RemoteObject, Session,
 };
 use crate::digest::Digest;
 use crate::identity::Identity;
@@ -78,7 +77,11 @@ pub(super) async fn run_file(ctx: Arc<Ctx>, row: FileRow, cancel: CancellationTo
         let started = std::time::Instant::now();
         let result = attempt(&ctx, &row, &cancel).await;
         if result.is_ok() {
-            info!(size = row.size, secs = started.elapsed().as_secs_f64(), "delivered and verified");
+            info!(
+                size = row.size,
+                secs = started.elapsed().as_secs_f64(),
+                "delivered and verified"
+            );
         }
         if let Err(stop) = result {
             settle(&ctx, &row, stop).await;
@@ -172,7 +175,9 @@ async fn single(
         }
     }
     let (Some(data), Some(digests)) = (body, digests) else {
-        return Err(Stop::LocalIo(std::io::Error::other("the read pass ended early")));
+        return Err(Stop::LocalIo(std::io::Error::other(
+            "the read pass ended early",
+        )));
     };
     if cancel.is_cancelled() {
         return Err(Stop::Cancelled);
@@ -204,7 +209,9 @@ async fn single(
         }
         Err(e) => {
             let unsent = len.saturating_sub(meter.sent());
-            ctx.journal.call(move |j| j.part_failed(id, 0, unsent)).await?;
+            ctx.journal
+                .call(move |j| j.part_failed(id, 0, unsent))
+                .await?;
             Err(e.into())
         }
     }
@@ -268,24 +275,27 @@ async fn in_parts(
         Err(e) => return Err(e.into()),
     };
     let (r, d) = (remote.clone(), digests.clone());
-    ctx.journal.call(move |j| j.to_verifying(id, &r, &d)).await?;
+    ctx.journal
+        .call(move |j| j.to_verifying(id, &r, &d))
+        .await?;
     Ok((remote, digests))
 }
 
 /// Opens a session and records it, with the part plan, before any part is sent.
 async fn begin(ctx: &Ctx, id: FileId, file: &FileSpec) -> Result<Session, Stop> {
     let session = ctx.backend.begin(file).await?;
-    let part_size = match plan::part_size(&ctx.caps, ctx.settings.part_size, file.size, Some(&session)) {
-        Ok(ps) => ps,
-        Err(why) => {
-            let _ = ctx.backend.abort(&session).await;
-            return Err(Stop::Backend(BackendError::Fatal {
-                op: crate::backend::Op::Begin,
-                status: None,
-                detail: why,
-            }));
-        }
-    };
+    let part_size =
+        match plan::part_size(&ctx.caps, ctx.settings.part_size, file.size, Some(&session)) {
+            Ok(ps) => ps,
+            Err(why) => {
+                let _ = ctx.backend.abort(&session).await;
+                return Err(Stop::Backend(BackendError::Fatal {
+                    op: crate::backend::Op::Begin,
+                    status: None,
+                    detail: why,
+                }));
+            }
+        };
     let cut = plan::cut(file.size, part_size);
     let s = session.clone();
     let recorded = ctx
@@ -319,7 +329,9 @@ async fn reconcile(ctx: &Ctx, id: FileId, session: &Session) -> Result<(), Stop>
             .cloned();
         match (p.state, h) {
             (PartState::Pending, Some(r)) => {
-                ctx.journal.call(move |j| j.part_held(id, p.index, &r)).await?;
+                ctx.journal
+                    .call(move |j| j.part_held(id, p.index, &r))
+                    .await?;
                 gained += 1;
             }
             (PartState::Uploaded, None) => {
@@ -330,7 +342,10 @@ async fn reconcile(ctx: &Ctx, id: FileId, session: &Session) -> Result<(), Stop>
         }
     }
     if gained + lost > 0 {
-        info!(gained, lost, "the server's list of parts corrected the journal");
+        info!(
+            gained,
+            lost, "the server's list of parts corrected the journal"
+        );
     }
     Ok(())
 }
@@ -540,14 +555,17 @@ async fn verify_and_finish(
     let path = row.path.clone();
     let key = remote.key.clone();
     let verified = identity(row);
-    let note = tokio::task::spawn_blocking(move || super::post::run(&after, &path, &key, &verified))
-        .await
-        .map_err(|e| Stop::LocalIo(std::io::Error::other(e.to_string())))?;
+    let note =
+        tokio::task::spawn_blocking(move || super::post::run(&after, &path, &key, &verified))
+            .await
+            .map_err(|e| Stop::LocalIo(std::io::Error::other(e.to_string())))?;
     let note = match note {
         Ok(n) => n,
         Err(e) => {
             warn!(error = %e, "delivered, but the post-action failed");
-            Some(format!("delivered and verified, but the post-action failed: {e}"))
+            Some(format!(
+                "delivered and verified, but the post-action failed: {e}"
+            ))
         }
     };
     ctx.journal
@@ -576,13 +594,20 @@ async fn settle(ctx: &Ctx, row: &FileRow, stop: Stop) {
             }
             Stop::Vanished => {
                 warn!("the local file disappeared before it was delivered");
-                fail(ctx, id, "the local file disappeared before it was delivered".into()).await
+                fail(
+                    ctx,
+                    id,
+                    "the local file disappeared before it was delivered".into(),
+                )
+                .await
             }
             Stop::LocalIo(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                 warn!(error = %e, "cannot read the local file");
                 fail(ctx, id, format!("cannot read the local file: {e}")).await
             }
-            Stop::LocalIo(e) => retry_later(ctx, id, None, format!("reading the local file: {e}")).await,
+            Stop::LocalIo(e) => {
+                retry_later(ctx, id, None, format!("reading the local file: {e}")).await
+            }
             Stop::Backend(e) => match e {
                 BackendError::Retry { .. } => {
                     let after = e.retry_after();
@@ -679,7 +704,10 @@ async fn retry_later(
 /// The service holds other content than the file: begin again, a bounded number of
 /// times (a store that corrupts everything must not loop forever).
 async fn mismatch(ctx: &Ctx, id: FileId, why: String) -> Result<(), JournalError> {
-    let n = ctx.journal.call(move |j| j.count_verify_failure(id)).await?;
+    let n = ctx
+        .journal
+        .call(move |j| j.count_verify_failure(id))
+        .await?;
     let limit = ctx.settings.verify_attempts;
     if n >= limit {
         warn!(%why, attempts = n, "verification failed; giving up");

@@ -213,10 +213,7 @@ impl std::fmt::Debug for Journal {
 /// "fixed" by recreating the file.
 fn is_damage(e: &rusqlite::Error) -> bool {
     use rusqlite::ErrorCode::*;
-    matches!(
-        e.sqlite_error_code(),
-        Some(DatabaseCorrupt | NotADatabase)
-    )
+    matches!(e.sqlite_error_code(), Some(DatabaseCorrupt | NotADatabase))
 }
 
 impl Journal {

@@ -88,7 +88,7 @@ impl FileState {
                 | (Queued | Uploading | Completing | Verifying | Retrying, Failed)
                 | (Queued | Uploading | Completing | Verifying | Retrying, Superseded)
                 | (Failed, Queued)                  // `dropship retry`, asked for by a person
-                | (Failed, Superseded)              // retried while newer content is queued
+                | (Failed, Superseded) // retried while newer content is queued
         )
     }
 }
@@ -102,7 +102,11 @@ pub enum PartState {
 }
 
 impl PartState {
-    pub const ALL: [PartState; 3] = [PartState::Pending, PartState::Uploading, PartState::Uploaded];
+    pub const ALL: [PartState; 3] = [
+        PartState::Pending,
+        PartState::Uploading,
+        PartState::Uploaded,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {

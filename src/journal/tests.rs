@@ -37,7 +37,10 @@ fn claimed_with_plan(j: &mut Journal) -> FileId {
         panic!("expected a new row")
     };
     let row = j.claim_next(now_ms()).expect("claim").expect("a row");
-    assert_eq!((row.id, row.state, row.attempts), (id, FileState::Uploading, 1));
+    assert_eq!(
+        (row.id, row.state, row.attempts),
+        (id, FileState::Uploading, 1)
+    );
     j.start_session(id, Some(&session()), 6, &[(0, 6), (6, 4)])
         .expect("session");
     id
@@ -73,8 +76,16 @@ fn same_content_is_queued_once() {
     // Still the same after it is done: the startup scan sees kept files again.
     j.claim_next(now_ms()).expect("claim");
     j.start_session(id, None, 10, &[(0, 10)]).expect("plan");
-    j.to_verifying(id, &RemoteObject { key: "o/a".into(), id: None, extra: serde_json::Value::Null }, &FileDigests::default())
-        .expect("verifying");
+    j.to_verifying(
+        id,
+        &RemoteObject {
+            key: "o/a".into(),
+            id: None,
+            extra: serde_json::Value::Null,
+        },
+        &FileDigests::default(),
+    )
+    .expect("verifying");
     j.to_done(id, None).expect("done");
     assert_eq!(j.enqueue(&f).expect("after done"), Enqueued::Unchanged(id));
     // New content at the same path is a new row.
@@ -91,12 +102,20 @@ fn changed_content_supersedes_the_active_row() {
         panic!("expected Replaced, got {res:?}")
     };
     assert_eq!(old, id);
-    assert_eq!(j.file(old).expect("row").expect("exists").state, FileState::Superseded);
-    assert_eq!(j.file(new).expect("row").expect("exists").state, FileState::Queued);
+    assert_eq!(
+        j.file(old).expect("row").expect("exists").state,
+        FileState::Superseded
+    );
+    assert_eq!(
+        j.file(new).expect("row").expect("exists").state,
+        FileState::Queued
+    );
     // The worker holding the old row finds out at its next step.
     let err = j.part_start(id, 0).expect_err("superseded");
     assert!(err.is_stale(), "{err}");
-    let err = j.to_completing(id, &FileDigests::default()).expect_err("superseded");
+    let err = j
+        .to_completing(id, &FileDigests::default())
+        .expect_err("superseded");
     assert!(err.is_stale(), "{err}");
     // Its session is an orphan to abort.
     let orphans = j.orphan_sessions().expect("orphans");
@@ -110,7 +129,11 @@ fn parts_move_only_along_legal_edges_and_count_bytes() {
     let mut j = Journal::open_in_memory().expect("open");
     let id = claimed_with_plan(&mut j);
     // Not started: cannot be acknowledged.
-    assert!(j.part_uploaded(id, 0, &receipt(0, 0, 6)).expect_err("not started").is_stale());
+    assert!(
+        j.part_uploaded(id, 0, &receipt(0, 0, 6))
+            .expect_err("not started")
+            .is_stale()
+    );
     j.part_start(id, 0).expect("start 0");
     assert!(j.part_start(id, 0).expect_err("twice").is_stale());
     j.part_start(id, 1).expect("start 1");
@@ -127,7 +150,10 @@ fn parts_move_only_along_legal_edges_and_count_bytes() {
     j.part_held(id, 1, &receipt(1, 6, 4)).expect("held");
     j.part_lost(id, 0).expect("lost");
     let parts = j.parts(id).expect("parts");
-    assert_eq!((parts[0].state, parts[1].state), (PartState::Pending, PartState::Uploaded));
+    assert_eq!(
+        (parts[0].state, parts[1].state),
+        (PartState::Pending, PartState::Uploaded)
+    );
     assert_eq!(parts[0].receipt, None);
 }
 
@@ -155,10 +181,19 @@ fn recover_resumes_what_was_in_flight() {
     assert_eq!(row.state, FileState::Queued);
     assert_eq!(row.session, Some(session()), "the session survives");
     let parts = j.parts(id).expect("parts");
-    assert_eq!((parts[0].state, parts[1].state), (PartState::Pending, PartState::Uploaded));
+    assert_eq!(
+        (parts[0].state, parts[1].state),
+        (PartState::Pending, PartState::Uploaded)
+    );
     // Claimable again, and the plan cannot be replaced while a session exists.
-    assert_eq!(j.claim_next(now_ms()).expect("claim").map(|r| r.attempts), Some(2));
-    assert!(j.start_session(id, Some(&session()), 6, &[(0, 10)]).is_err());
+    assert_eq!(
+        j.claim_next(now_ms()).expect("claim").map(|r| r.attempts),
+        Some(2)
+    );
+    assert!(
+        j.start_session(id, Some(&session()), 6, &[(0, 10)])
+            .is_err()
+    );
 }
 
 #[test]
@@ -166,18 +201,31 @@ fn retrying_waits_until_due_and_failed_needs_a_person() {
     let mut j = Journal::open_in_memory().expect("open");
     let id = claimed_with_plan(&mut j);
     let now = now_ms();
-    j.retry_later(id, now + 60_000, 1, "503 from server").expect("retry later");
+    j.retry_later(id, now + 60_000, 1, "503 from server")
+        .expect("retry later");
     assert_eq!(j.claim_next(now).expect("claim"), None);
     assert_eq!(j.next_due().expect("due"), Some(now + 60_000));
-    assert_eq!(j.claim_next(now + 60_000).expect("claim").map(|r| r.id), Some(id));
+    assert_eq!(
+        j.claim_next(now + 60_000).expect("claim").map(|r| r.id),
+        Some(id)
+    );
     j.fail(id, "401 credentials refused").expect("fail");
     assert_eq!(j.claim_next(now + 120_000).expect("claim"), None);
     let st = j.status().expect("status");
     assert_eq!(st.counts["failed"], 1);
-    assert_eq!(st.files[0].last_error.as_deref(), Some("401 credentials refused"));
+    assert_eq!(
+        st.files[0].last_error.as_deref(),
+        Some("401 credentials refused")
+    );
     assert_eq!(j.retry(RetrySelector::AllFailed).expect("retry"), vec![id]);
-    assert_eq!(j.file(id).expect("row").expect("exists").state, FileState::Queued);
-    assert!(matches!(j.retry(RetrySelector::One(id)), Err(JournalError::Refused { .. })));
+    assert_eq!(
+        j.file(id).expect("row").expect("exists").state,
+        FileState::Queued
+    );
+    assert!(matches!(
+        j.retry(RetrySelector::One(id)),
+        Err(JournalError::Refused { .. })
+    ));
 }
 
 #[test]
@@ -189,8 +237,14 @@ fn retry_of_a_failed_row_with_newer_content_supersedes_it() {
         panic!("a failed row is not active: the new content is added")
     };
     assert!(j.retry(RetrySelector::One(id)).expect("retry").is_empty());
-    assert_eq!(j.file(id).expect("row").expect("exists").state, FileState::Superseded);
-    assert_eq!(j.file(newer).expect("row").expect("exists").state, FileState::Queued);
+    assert_eq!(
+        j.file(id).expect("row").expect("exists").state,
+        FileState::Superseded
+    );
+    assert_eq!(
+        j.file(newer).expect("row").expect("exists").state,
+        FileState::Queued
+    );
 }
 
 #[test]
@@ -213,18 +267,29 @@ fn newer_journal_is_refused_and_damage_is_reported() {
     drop(Journal::open(&path).expect("create"));
     {
         let c = Connection::open(&path).expect("raw");
-        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1).expect("bump");
+        c.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .expect("bump");
     }
     let err = Journal::open(&path).expect_err("too new");
-    assert!(matches!(err, JournalError::TooNew { found, .. } if found == SCHEMA_VERSION + 1), "{err}");
+    assert!(
+        matches!(err, JournalError::TooNew { found, .. } if found == SCHEMA_VERSION + 1),
+        "{err}"
+    );
     assert!(err.to_string().contains("newer dropship"));
-    assert!(matches!(Journal::open_read_only(&path), Err(JournalError::TooNew { .. })));
+    assert!(matches!(
+        Journal::open_read_only(&path),
+        Err(JournalError::TooNew { .. })
+    ));
 
     let junk = dir.path().join("junk.db");
     std::fs::write(&junk, vec![0x5a; 8192]).expect("junk");
     let err = Journal::open(&junk).expect_err("damaged");
     assert!(matches!(err, JournalError::Damaged { .. }), "{err}");
-    assert_eq!(std::fs::read(&junk).expect("still there"), vec![0x5a; 8192], "left untouched");
+    assert_eq!(
+        std::fs::read(&junk).expect("still there"),
+        vec![0x5a; 8192],
+        "left untouched"
+    );
 }
 
 #[test]

@@ -1,0 +1,231 @@
+//! Shared fixtures for the end-to-end tests: a temp folder with an outbox, a config
+//! file, and the real `dropship` binary run as a child process.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dropship");
+
+/// A test's world: outbox, journal, config and log under one temp folder.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub outbox: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Env {
+    /// `upload` is the body of the `[upload]` table, `backend` of `[backend]`,
+    /// `extra` anything appended (e.g. a `[daemon]` table).
+    pub fn new(settle: &str, upload: &str, backend: &str, extra: &str) -> Env {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outbox = dir.path().join("outbox");
+        std::fs::create_dir_all(&outbox).expect("outbox");
+        let config = dir.path().join("dropship.toml");
+        let text = format!(
+            "[watch]\npath = \"outbox\"\nsettle = \"{settle}\"\n\n\
+             [journal]\npath = \"state/journal.db\"\n\n\
+             [upload]\nretry_base = \"100ms\"\nretry_max = \"2s\"\n{upload}\n\n\
+             [backend]\n{backend}\n\n{extra}\n"
+        );
+        std::fs::write(&config, text).expect("config");
+        let log = dir.path().join("daemon.log");
+        Env {
+            dir,
+            outbox,
+            config,
+            log,
+        }
+    }
+
+    /// The local backend, storing under `<tmp>/remote`.
+    pub fn local(settle: &str, upload: &str, extra: &str) -> Env {
+        Env::new(settle, upload, "type = \"local\"\npath = \"remote\"", extra)
+    }
+
+    pub fn remote(&self) -> PathBuf {
+        self.dir.path().join("remote")
+    }
+
+    /// Starts `dropship run`, its stderr appended to `self.log`.
+    pub fn spawn(&self) -> Daemon {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("DROPSHIP_LOG", "info,dropship=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dropship");
+        Daemon { child }
+    }
+
+    /// Starts the daemon and waits until its startup scan is recorded.
+    pub fn spawn_ready(&self) -> Daemon {
+        let runs = self.log_text().matches("dropship is running").count();
+        let d = self.spawn();
+        wait_for(Duration::from_secs(30), "the daemon to start", || {
+            (self.log_text().matches("dropship is running").count() > runs).then_some(())
+        });
+        d
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `dropship status --json`.
+    pub fn status(&self) -> Value {
+        let out = Command::new(BIN)
+            .args(["status", "--json", "--config"])
+            .arg(&self.config)
+            .output()
+            .expect("run status");
+        assert!(
+            out.status.success(),
+            "status failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("status JSON")
+    }
+
+    /// The status rows of the file at `rel` (relative to the outbox), oldest first.
+    pub fn rows(&self, rel: &str) -> Vec<Value> {
+        let path = self.outbox.join(rel).display().to_string();
+        self.status()["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .filter(|f| f["path"] == path.as_str())
+            .cloned()
+            .collect()
+    }
+
+    /// Waits until the newest row for `rel` is in `state`; returns that row.
+    pub fn wait_state(&self, rel: &str, state: &str, timeout: Duration) -> Value {
+        wait_for(timeout, &format!("{rel} to be {state}"), || {
+            self.rows(rel).pop().filter(|r| r["state"] == state)
+        })
+    }
+
+    /// Waits until `n` files are done in all.
+    pub fn wait_done(&self, n: u64, timeout: Duration) -> Value {
+        wait_for(timeout, &format!("{n} files done"), || {
+            let st = self.status();
+            (st["counts"]["done"].as_u64() == Some(n)).then_some(st)
+        })
+    }
+
+    /// Writes `data` to `<outbox>/<rel>` through a hidden temp name and a rename, as
+    /// a careful producer does (the rename makes it count at once).
+    pub fn drop_file(&self, rel: &str, data: &[u8]) -> PathBuf {
+        let dest = self.outbox.join(rel);
+        let parent = dest.parent().expect("parent");
+        std::fs::create_dir_all(parent).expect("mkdir");
+        let tmp = parent.join(format!(
+            ".{}.tmp",
+            dest.file_name().expect("name").to_string_lossy()
+        ));
+        std::fs::write(&tmp, data).expect("write");
+        std::fs::rename(&tmp, &dest).expect("rename");
+        dest
+    }
+
+    /// Runs `dropship <args> --config <config>`.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .output()
+            .expect("run dropship")
+    }
+}
+
+/// The daemon as a child process; killed if the test ends without stopping it.
+pub struct Daemon {
+    pub child: Child,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn sigterm(&self) {
+        // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+        let rc = unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        assert_eq!(rc, 0, "kill SIGTERM");
+    }
+
+    /// SIGKILL, and reap it.
+    pub fn kill9(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reap");
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let t0 = Instant::now();
+        while t0.elapsed() < timeout {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return Some(st);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` every 20 ms until it returns `Some`, or panics after `timeout`.
+pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let t0 = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            t0.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Deterministic pseudo-random bytes (incompressible enough, reproducible by seed).
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut v = vec![0u8; len];
+    rng.fill(&mut v);
+    v
+}
+
+pub fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Appends to a file (and closes it).
+pub fn append(path: &Path, data: &[u8]) {
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open for append");
+    f.write_all(data).expect("append");
+}
