@@ -20,6 +20,7 @@ pub mod digest;
 pub mod engine;
 pub mod identity;
 pub mod journal;
+pub mod secret;
 pub mod status;
 pub mod throttle;
 pub mod units;

@@ -40,8 +40,9 @@ impl Meter {
     }
 }
 
-/// The bytes of one part (or of a whole small file).
-#[derive(Debug)]
+/// The bytes of one part (or of a whole small file). A clone shares the bytes and
+/// the meter: a request sent twice (after a 401, say) counts twice, as it should.
+#[derive(Debug, Clone)]
 pub struct PartBody {
     data: Bytes,
     meter: Meter,

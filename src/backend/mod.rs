@@ -8,7 +8,9 @@
 //! restarted daemon can hand them back.
 
 mod body;
+pub mod box_api;
 mod error;
+pub mod http;
 pub mod local;
 
 use std::fmt;
@@ -212,6 +214,7 @@ pub trait Backend: Send + Sync + fmt::Debug {
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum BackendConfig {
     Local(local::LocalConfig),
+    Box(box_api::BoxConfig),
 }
 
 impl BackendConfig {
@@ -221,6 +224,7 @@ impl BackendConfig {
             BackendConfig::Local(c) => BackendConfig::Local(local::LocalConfig {
                 path: resolve(&c.path),
             }),
+            BackendConfig::Box(c) => BackendConfig::Box(c.resolved(resolve)),
         }
     }
 
@@ -228,6 +232,7 @@ impl BackendConfig {
     pub fn local_root(&self) -> Option<&Path> {
         match self {
             BackendConfig::Local(c) => Some(&c.path),
+            BackendConfig::Box(_) => None,
         }
     }
 
@@ -235,6 +240,7 @@ impl BackendConfig {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         match self {
             BackendConfig::Local(_) => Ok(()),
+            BackendConfig::Box(c) => c.validate(),
         }
     }
 
@@ -243,6 +249,7 @@ impl BackendConfig {
         match self {
             // The destination folder is created on start.
             BackendConfig::Local(_) => Vec::new(),
+            BackendConfig::Box(c) => c.check_environment(),
         }
     }
 
@@ -250,12 +257,14 @@ impl BackendConfig {
     pub fn build(&self) -> Result<Arc<dyn Backend>, BackendError> {
         match self {
             BackendConfig::Local(c) => Ok(Arc::new(local::LocalBackend::new(&c.path)?)),
+            BackendConfig::Box(c) => Ok(Arc::new(box_api::BoxBackend::new(c)?)),
         }
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
             BackendConfig::Local(_) => "local",
+            BackendConfig::Box(_) => "box",
         }
     }
 }

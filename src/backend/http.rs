@@ -1,0 +1,186 @@
+//! What every HTTP backend shares: the client, URL rules, `Retry-After`, and the
+//! default mapping from a status code to the engine's next action.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+
+use super::{BackendError, Op};
+
+/// Time to set up a TCP + TLS connection before it counts as a network failure.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+/// Silence on an established connection before it counts as broken. Long enough for
+/// a slow uplink between two reads of a response; bodies we send are not timed
+/// (a part at 64 kbit/s can take minutes).
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Builds the HTTP client every backend uses.
+pub fn client() -> Result<reqwest::Client, BackendError> {
+    static PROVIDER: Once = Once::new();
+    PROVIDER.call_once(|| {
+        // Fails only if another provider was installed first, which is fine too.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .user_agent(concat!("dropship/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| BackendError::Fatal {
+            op: Op::Begin,
+            status: None,
+            detail: format!("cannot build the HTTP client: {e}"),
+        })
+}
+
+/// Checks a configured base URL: https, or plain http on loopback (the testbed), or
+/// plain http anywhere when `allow_insecure` is set. Returns it without a trailing `/`.
+pub fn check_base_url(url: &str, allow_insecure: bool) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    match parsed.scheme() {
+        "https" => {}
+        "http" if allow_insecure || is_loopback(&parsed) => {}
+        "http" => {
+            return Err(format!(
+                "{url} is plain http to a non-loopback host: tokens would cross the network in clear; use https, or set allow_insecure_http = true"
+            ));
+        }
+        other => return Err(format!("{url}: unsupported scheme {other:?}")),
+    }
+    if parsed.host_str().is_none() {
+        return Err(format!("{url} has no host"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether `url` points at the same scheme, host and port as `base` (a server may
+/// only redirect our credentials to itself).
+pub fn same_origin(url: &str, base: &str) -> bool {
+    match (reqwest::Url::parse(url), reqwest::Url::parse(base)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.host_str() == b.host_str()
+                && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => false,
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare on APIs and ignored).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+/// The shared mapping; a backend's `classify` handles its own quirks first.
+pub fn from_status(op: Op, status: StatusCode, after: Option<Duration>, body: String) -> BackendError {
+    match status.as_u16() {
+        408 | 429 | 500..=599 => BackendError::Retry {
+            op,
+            after,
+            cause: format!("HTTP {status}: {body}"),
+        },
+        401 => BackendError::AuthExpired {
+            op,
+            detail: format!("HTTP {status}: {body}"),
+        },
+        409 | 412 | 416 => BackendError::Conflict {
+            op,
+            detail: format!("HTTP {status}: {body}"),
+        },
+        code => BackendError::Fatal {
+            op,
+            status: Some(code),
+            detail: body,
+        },
+    }
+}
+
+/// A request that got no HTTP answer: refused, reset, timed out. Always `Retry`:
+/// every operation of the trait is safe to repeat (STYLE §2.3).
+pub fn transport(op: Op, err: reqwest::Error) -> BackendError {
+    // Without the URL: it may carry ids, and the cause chain says what happened.
+    let err = err.without_url();
+    let mut cause = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        cause.push_str(": ");
+        cause.push_str(&s.to_string());
+        source = s.source();
+    }
+    BackendError::Retry {
+        op,
+        after: None,
+        cause,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_on_loopback_unless_allowed() {
+        assert!(check_base_url("https://api.box.com", false).is_ok());
+        assert!(check_base_url("http://127.0.0.1:8900/box", false).is_ok());
+        assert!(check_base_url("http://localhost:8900/", false).is_ok());
+        assert!(check_base_url("http://[::1]:8900/", false).is_ok());
+        let e = check_base_url("http://example.org/box", false).expect_err("insecure");
+        assert!(e.contains("allow_insecure_http"));
+        assert!(check_base_url("http://example.org/box", true).is_ok());
+        assert!(check_base_url("ftp://example.org", true).is_err());
+        assert!(check_base_url("not a url", true).is_err());
+        assert_eq!(
+            check_base_url("https://upload.box.com/api/", false).as_deref(),
+            Ok("https://upload.box.com/api")
+        );
+    }
+
+    #[test]
+    fn origins() {
+        assert!(same_origin("https://a.example/x/y", "https://a.example/api"));
+        assert!(same_origin("https://a.example:443/x", "https://a.example/api"));
+        assert!(!same_origin("https://b.example/x", "https://a.example/api"));
+        assert!(!same_origin("http://a.example/x", "https://a.example/api"));
+    }
+
+    #[test]
+    fn statuses_map_to_actions() {
+        let s = |c: u16| StatusCode::from_u16(c).expect("status");
+        assert!(matches!(from_status(Op::PutPart, s(503), None, String::new()), BackendError::Retry { .. }));
+        assert!(matches!(from_status(Op::PutPart, s(429), None, String::new()), BackendError::Retry { .. }));
+        assert!(matches!(from_status(Op::PutPart, s(401), None, String::new()), BackendError::AuthExpired { .. }));
+        assert!(matches!(from_status(Op::PutPart, s(409), None, String::new()), BackendError::Conflict { .. }));
+        assert!(matches!(
+            from_status(Op::Begin, s(403), None, "quota".into()),
+            BackendError::Fatal { status: Some(403), .. }
+        ));
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), None);
+        h.insert(reqwest::header::RETRY_AFTER, "7".parse().expect("header"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+    }
+}
