@@ -109,11 +109,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("token");
         std::fs::write(&p, "  abc\n").expect("write");
-        assert_eq!(SecretSource::File(p.clone()).load().map(|s| s.expose().to_string()), Ok("abc".into()));
+        assert_eq!(
+            SecretSource::File(p.clone())
+                .load()
+                .map(|s| s.expose().to_string()),
+            Ok("abc".into())
+        );
         std::fs::write(&p, "\n").expect("write");
         let e = SecretSource::File(p).load().expect_err("empty");
         assert!(e.contains("is empty"));
-        let e = SecretSource::Env("DROPSHIP_SURELY_UNSET_VAR".into()).load().expect_err("unset");
+        let e = SecretSource::Env("DROPSHIP_SURELY_UNSET_VAR".into())
+            .load()
+            .expect_err("unset");
         assert!(e.contains("DROPSHIP_SURELY_UNSET_VAR"));
     }
 }

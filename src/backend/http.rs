@@ -92,7 +92,12 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// The shared mapping; a backend's `classify` handles its own quirks first.
-pub fn from_status(op: Op, status: StatusCode, after: Option<Duration>, body: String) -> BackendError {
+pub fn from_status(
+    op: Op,
+    status: StatusCode,
+    after: Option<Duration>,
+    body: String,
+) -> BackendError {
     match status.as_u16() {
         408 | 429 | 500..=599 => BackendError::Retry {
             op,
@@ -157,8 +162,14 @@ mod tests {
 
     #[test]
     fn origins() {
-        assert!(same_origin("https://a.example/x/y", "https://a.example/api"));
-        assert!(same_origin("https://a.example:443/x", "https://a.example/api"));
+        assert!(same_origin(
+            "https://a.example/x/y",
+            "https://a.example/api"
+        ));
+        assert!(same_origin(
+            "https://a.example:443/x",
+            "https://a.example/api"
+        ));
         assert!(!same_origin("https://b.example/x", "https://a.example/api"));
         assert!(!same_origin("http://a.example/x", "https://a.example/api"));
     }
@@ -166,13 +177,28 @@ mod tests {
     #[test]
     fn statuses_map_to_actions() {
         let s = |c: u16| StatusCode::from_u16(c).expect("status");
-        assert!(matches!(from_status(Op::PutPart, s(503), None, String::new()), BackendError::Retry { .. }));
-        assert!(matches!(from_status(Op::PutPart, s(429), None, String::new()), BackendError::Retry { .. }));
-        assert!(matches!(from_status(Op::PutPart, s(401), None, String::new()), BackendError::AuthExpired { .. }));
-        assert!(matches!(from_status(Op::PutPart, s(409), None, String::new()), BackendError::Conflict { .. }));
+        assert!(matches!(
+            from_status(Op::PutPart, s(503), None, String::new()),
+            BackendError::Retry { .. }
+        ));
+        assert!(matches!(
+            from_status(Op::PutPart, s(429), None, String::new()),
+            BackendError::Retry { .. }
+        ));
+        assert!(matches!(
+            from_status(Op::PutPart, s(401), None, String::new()),
+            BackendError::AuthExpired { .. }
+        ));
+        assert!(matches!(
+            from_status(Op::PutPart, s(409), None, String::new()),
+            BackendError::Conflict { .. }
+        ));
         assert!(matches!(
             from_status(Op::Begin, s(403), None, "quota".into()),
-            BackendError::Fatal { status: Some(403), .. }
+            BackendError::Fatal {
+                status: Some(403),
+                ..
+            }
         ));
     }
 

@@ -29,7 +29,7 @@ use crate::backend::{
 };
 use crate::digest::Digest;
 use crate::identity::Identity;
-use crate::journal::{FileId, FileRow, JournalError, PartState, now_ms};
+use crate::journal::{FileId, FileRow, FileState, JournalError, PartState, now_ms};
 
 /// Why an attempt stopped short of `done`.
 #[derive(Debug)]
@@ -112,8 +112,12 @@ async fn attempt(ctx: &Ctx, row: &FileRow, cancel: &CancellationToken) -> Result
         size: row.size,
         mtime: row.mtime_ns.div_euclid(1_000_000_000),
     };
+    let id = row.id;
     let (remote, digests) = match (&row.remote, &row.digests) {
-        (Some(r), Some(d)) => (r.clone(), d.clone()),
+        (Some(r), Some(d)) => {
+            ctx.journal.call(move |j| j.resume_verifying(id)).await?;
+            (r.clone(), d.clone())
+        }
         _ => {
             check_local(row).await?;
             if row.session.is_none() && row.size < ctx.caps.single_request_below {
@@ -643,14 +647,23 @@ fn ignore_stale(r: Result<(), JournalError>) -> Result<(), JournalError> {
     }
 }
 
-/// The row changed under the worker (superseded by the watcher, most likely).
+/// The row changed under the worker: superseded by the watcher, most likely.
 async fn after_stale(ctx: &Ctx, id: FileId) -> Result<(), JournalError> {
-    let row = ctx.journal.call(move |j| j.file(id)).await?;
-    if let Some(row) = row
-        && !row.state.is_active()
-    {
+    let Some(row) = ctx.journal.call(move |j| j.file(id)).await? else {
+        return Ok(());
+    };
+    if !row.state.is_active() {
         info!(state = %row.state, "the row changed during upload; stopping");
         return abort_and_forget(ctx, id, row.session).await;
+    }
+    if matches!(
+        row.state,
+        FileState::Uploading | FileState::Completing | FileState::Verifying
+    ) {
+        // Still ours, yet a step was refused: a bug. Do not leave the row held by a
+        // worker that has stopped; hand it back to the queue with backoff.
+        tracing::error!(state = %row.state, "a journal step was refused for a row still in progress");
+        return retry_later(ctx, id, None, "internal: a journal step was refused".into()).await;
     }
     Ok(())
 }

@@ -745,6 +745,18 @@ impl Journal {
         )
     }
 
+    /// `uploading → verifying` for a claimed file whose upload was already completed
+    /// (a verification cut short by a failure or a restart).
+    pub fn resume_verifying(&mut self, id: FileId) -> Result<()> {
+        self.transition(
+            id,
+            &[FileState::Uploading],
+            FileState::Verifying,
+            "remote = remote",
+            &[],
+        )
+    }
+
     /// `verifying → done`. `note` is kept in `last_error` (e.g. why the post-action
     /// was skipped); `None` clears it.
     pub fn to_done(&mut self, id: FileId, note: Option<&str>) -> Result<()> {

@@ -1,1 +1,204 @@
-pub fn placeholder() {}
+//! dropship-testbed: loopback emulators of dropship's vendor upload APIs, with fault
+//! injection, for tests and benchmarks. Listens on 127.0.0.1 only.
+//!
+//! Components, top down:
+//! - [`Testbed`] (this file): starts the server in-process and exposes its counters,
+//!   settings and stored objects to tests.
+//! - `server`: the accept loop; one hyper connection per task, each with a kill switch
+//!   used by the reset fault.
+//! - `app`: the state shared by every emulator and the router that mounts each
+//!   emulator under `/<name>` and the control endpoints under `/_testbed`.
+//! - `faults`: the knobs ([`Settings`]) and the layer that applies the generic faults
+//!   (503, 429, latency, throttle, reset) in front of every emulator.
+//! - `stats`: request, byte and fault counters ([`Stats`]).
+//! - `store`: objects and session parts on disk, hashed while streaming
+//!   ([`ObjectInfo`]).
+//! - `box_api`: the Box upload-session emulator (protocols/box.md), mounted at `/box`.
+
+mod admin;
+mod app;
+mod box_api;
+mod clock;
+mod emulator;
+mod faults;
+mod hex;
+mod server;
+mod stats;
+mod store;
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use faults::{Settings, SettingsError, SettingsPatch};
+pub use stats::{EmulatorStats, FaultCounts, Stats};
+pub use store::ObjectInfo;
+
+use app::Shared;
+use emulator::Emulator;
+
+/// The bearer token (and generic credential) accepted when none is configured.
+pub const DEFAULT_SECRET: &str = "testbed-secret";
+
+/// How to start a [`Testbed`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Address to listen on; port 0 picks a free port. Loopback only.
+    pub listen: SocketAddr,
+    /// Directory for objects, session parts and staging files; created if missing.
+    pub store: PathBuf,
+    /// The credential every emulator accepts (Box: the bearer token).
+    pub secret: String,
+    /// Fault knobs and server-dictated limits at start.
+    pub settings: Settings,
+}
+
+impl Options {
+    /// 127.0.0.1 on a free port, default secret and settings, storing under `store`.
+    pub fn loopback(store: impl Into<PathBuf>) -> Options {
+        Options {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            store: store.into(),
+            secret: DEFAULT_SECRET.to_string(),
+            settings: Settings::default(),
+        }
+    }
+
+    /// The same options with other settings.
+    pub fn with_settings(mut self, settings: Settings) -> Options {
+        self.settings = settings;
+        self
+    }
+}
+
+/// A running testbed server. Dropping it stops the server too; `shutdown` also waits
+/// for every connection task to end.
+pub struct Testbed {
+    /// The bound address (the real port when 0 was asked).
+    addr: SocketAddr,
+    /// Settings, counters and store, shared with every request.
+    shared: Arc<Shared>,
+    /// Mounted emulators, for stats (`sessions_open`).
+    emulators: Vec<Arc<dyn Emulator>>,
+    /// Cancelled on shutdown or drop: stops the accept loop and drops connections.
+    stop: CancellationToken,
+    /// The accept loop and every connection task.
+    tasks: TaskTracker,
+}
+
+impl Testbed {
+    /// Binds, opens the store and starts serving on the current tokio runtime.
+    /// Refuses a non-loopback address and invalid settings (`InvalidInput`).
+    pub async fn start(opts: Options) -> io::Result<Testbed> {
+        if !opts.listen.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("refusing to listen on {}: loopback only", opts.listen),
+            ));
+        }
+        opts.settings
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let store = store::Store::open(&opts.store)?;
+        let listener = TcpListener::bind(opts.listen).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(
+            opts.settings,
+            store,
+            opts.secret,
+            format!("http://{addr}"),
+        ));
+        let emulators = app::emulators(&shared);
+        let router = app::router(&shared, &emulators);
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(server::serve(listener, router, stop.clone(), tasks.clone()));
+        tracing::info!(%addr, store = %shared.store.root().display(), "testbed listening");
+        Ok(Testbed {
+            addr,
+            shared,
+            emulators,
+            stop,
+            tasks,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, no trailing slash. Box's API base is `url() + "/box"`.
+    pub fn url(&self) -> String {
+        self.shared.base_url.clone()
+    }
+
+    /// Base URL of one emulator, e.g. `http://127.0.0.1:PORT/box` for "box": Box's
+    /// API and upload base (the client appends `/2.0/...`).
+    pub fn emulator_url(&self, emulator: &str) -> String {
+        format!("{}/{emulator}", self.shared.base_url)
+    }
+
+    /// The store directory.
+    pub fn store_dir(&self) -> PathBuf {
+        self.shared.store.root().to_path_buf()
+    }
+
+    /// The same as `GET /_testbed/stats`.
+    pub fn stats(&self) -> Stats {
+        app::stats(&self.shared, &self.emulators)
+    }
+
+    pub fn settings(&self) -> Settings {
+        self.shared.settings()
+    }
+
+    /// The same as `PUT /_testbed/faults`, except that out-of-range values are
+    /// clamped (rates into 0..=1, part size to at least 1) instead of refused.
+    pub fn update_settings(&self, patch: SettingsPatch) {
+        self.shared.update_clamped(&patch);
+    }
+
+    /// Like `PUT /_testbed/faults`: refuses the whole patch if a value is invalid.
+    pub fn try_update_settings(&self, patch: SettingsPatch) -> Result<Settings, SettingsError> {
+        self.shared.try_update(&patch)
+    }
+
+    /// The same as `GET /_testbed/objects`.
+    pub fn objects(&self) -> Vec<ObjectInfo> {
+        self.shared.store.list()
+    }
+
+    /// The stored bytes of the object at `path` (see [`ObjectInfo::path`]) of
+    /// `emulator` ("box"); `NotFound` if there is none.
+    pub fn object_bytes(&self, emulator: &str, path: &str) -> io::Result<Vec<u8>> {
+        let blob = self
+            .shared
+            .store
+            .blob_by_path(emulator, path)
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("no {emulator} object at {path}"),
+                )
+            })?;
+        std::fs::read(blob)
+    }
+
+    /// Stops accepting, drops every connection and waits for their tasks.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+}
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}

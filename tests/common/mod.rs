@@ -23,7 +23,12 @@ impl Env {
     /// `upload` is the body of the `[upload]` table, `backend` of `[backend]`,
     /// `extra` anything appended (e.g. a `[daemon]` table).
     pub fn new(settle: &str, upload: &str, backend: &str, extra: &str) -> Env {
-        let dir = tempfile::tempdir().expect("tempdir");
+        let mut dir = tempfile::tempdir().expect("tempdir");
+        // For post-mortems: DROPSHIP_KEEP_TEST_DIRS=1 leaves every test folder behind.
+        if std::env::var_os("DROPSHIP_KEEP_TEST_DIRS").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("test folder kept: {}", dir.path().display());
+        }
         let outbox = dir.path().join("outbox");
         std::fs::create_dir_all(&outbox).expect("outbox");
         let config = dir.path().join("dropship.toml");
@@ -120,10 +125,33 @@ impl Env {
 
     /// Waits until `n` files are done in all.
     pub fn wait_done(&self, n: u64, timeout: Duration) -> Value {
-        wait_for(timeout, &format!("{n} files done"), || {
+        let timeout = timeout.min(Duration::from_secs(
+            std::env::var("DROPSHIP_TEST_TIMEOUT")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(u64::MAX),
+        ));
+        let t0 = Instant::now();
+        loop {
             let st = self.status();
-            (st["counts"]["done"].as_u64() == Some(n)).then_some(st)
-        })
+            if st["counts"]["done"].as_u64() == Some(n) {
+                return st;
+            }
+            if t0.elapsed() > timeout {
+                let stuck: Vec<&Value> = st["files"]
+                    .as_array()
+                    .map(|f| f.iter().filter(|r| r["state"] != "done").take(5).collect())
+                    .unwrap_or_default();
+                let log = self.log_text();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!(
+                    "timed out after {timeout:?} waiting for {n} files done: counts {}\nnot done: {stuck:#?}\nlog tail:\n{}",
+                    st["counts"],
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Writes `data` to `<outbox>/<rel>` through a hidden temp name and a rename, as

@@ -139,10 +139,7 @@ impl BoxClient {
     }
 
     fn token(&self) -> Secret {
-        self.token
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.token.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Re-reads the token after a 401; `true` if it changed (box.md §Hosts and auth:
@@ -220,7 +217,10 @@ impl BoxClient {
 }
 
 /// Reads a JSON success body.
-pub async fn json<T: serde::de::DeserializeOwned>(op: Op, resp: Response) -> Result<T, BackendError> {
+pub async fn json<T: serde::de::DeserializeOwned>(
+    op: Op,
+    resp: Response,
+) -> Result<T, BackendError> {
     let status = resp.status();
     let bytes = resp.bytes().await.map_err(|e| transport(op, e))?;
     serde_json::from_slice(&bytes).map_err(|e| BackendError::Retry {

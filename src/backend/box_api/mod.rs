@@ -12,8 +12,8 @@
 //! Keys with folders (`a/b/c.bin`) are mirrored as Box folders under `folder_id`.
 //! A name that already exists gets a new version of that file.
 
-mod client;
 mod classify;
+mod client;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use self::classify::classify;
-use self::client::{Answer, BoxClient, BoxFile, Endpoints, Entries, Item, PartAnswer, PartList, UploadPart, UploadSession, json as read_json};
+use self::client::{
+    Answer, BoxClient, BoxFile, Endpoints, Entries, Item, PartAnswer, PartList, UploadPart,
+    UploadSession, json as read_json,
+};
 use super::http::{check_base_url, same_origin};
 use super::{
     Addressing, Backend, BackendError, Capabilities, FileDigests, FileSpec, Op, PartBody,
@@ -102,11 +105,15 @@ impl BoxConfig {
     }
 
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        check_base_url(&self.api_url, self.allow_insecure_http).map_err(|e| ("backend.api_url", e))?;
+        check_base_url(&self.api_url, self.allow_insecure_http)
+            .map_err(|e| ("backend.api_url", e))?;
         check_base_url(&self.upload_url, self.allow_insecure_http)
             .map_err(|e| ("backend.upload_url", e))?;
         if self.folder_id.is_empty() || !self.folder_id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(("backend.folder_id", format!("{:?} is not a Box folder id", self.folder_id)));
+            return Err((
+                "backend.folder_id",
+                format!("{:?} is not a Box folder id", self.folder_id),
+            ));
         }
         self.secret_source().map(|_| ())
     }
@@ -115,7 +122,11 @@ impl BoxConfig {
         match self.secret_source().map(|s| s.load()) {
             Ok(Ok(_)) => Vec::new(),
             Ok(Err(e)) => vec![(
-                if self.token_file.is_some() { "backend.token_file" } else { "backend.token_env" },
+                if self.token_file.is_some() {
+                    "backend.token_file"
+                } else {
+                    "backend.token_env"
+                },
                 e,
             )],
             Err(e) => vec![e],
@@ -147,8 +158,11 @@ impl BoxBackend {
             status: None,
             detail,
         };
-        cfg.validate().map_err(|(k, e)| fatal(format!("{k}: {e}")))?;
-        let source = cfg.secret_source().map_err(|(k, e)| fatal(format!("{k}: {e}")))?;
+        cfg.validate()
+            .map_err(|(k, e)| fatal(format!("{k}: {e}")))?;
+        let source = cfg
+            .secret_source()
+            .map_err(|(k, e)| fatal(format!("{k}: {e}")))?;
         let token = source.load().map_err(fatal)?;
         Ok(BoxBackend {
             client: BoxClient::new(super::http::client()?, source, token),
@@ -165,7 +179,10 @@ impl BoxBackend {
     fn session_url(&self, given: Option<&String>, session_id: &str, suffix: &str) -> String {
         match given {
             Some(u) if same_origin(u, &self.upload) => u.clone(),
-            _ => format!("{}/2.0/files/upload_sessions/{session_id}{suffix}", self.upload),
+            _ => format!(
+                "{}/2.0/files/upload_sessions/{session_id}{suffix}",
+                self.upload
+            ),
         }
     }
 
@@ -191,7 +208,12 @@ impl BoxBackend {
                 path.push('/');
             }
             path.push_str(dir);
-            let cached = self.folders.lock().unwrap_or_else(|p| p.into_inner()).get(&path).cloned();
+            let cached = self
+                .folders
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&path)
+                .cloned();
             let id = match cached {
                 Some(id) => id,
                 None => {
@@ -209,10 +231,19 @@ impl BoxBackend {
     }
 
     /// Creates a folder, or finds the existing one of that name (409 with conflicts).
-    async fn create_folder(&self, op: Op, parent: &str, name: &str) -> Result<String, BackendError> {
+    async fn create_folder(
+        &self,
+        op: Op,
+        parent: &str,
+        name: &str,
+    ) -> Result<String, BackendError> {
         let url = format!("{}/2.0/folders", self.api);
         let body = json!({"name": name, "parent": {"id": parent}});
-        match self.client.send(op, Method::POST, &url, |r| r.json(&body)).await? {
+        match self
+            .client
+            .send(op, Method::POST, &url, |r| r.json(&body))
+            .await?
+        {
             Answer::Ok(resp) => Ok(read_json::<Item>(op, resp).await?.id),
             Answer::Refused(r) if r.status.as_u16() == 409 => match r.conflict() {
                 Some(item) if item.kind == "folder" => Ok(item.id),
@@ -242,7 +273,11 @@ impl BoxBackend {
                 Answer::Refused(r) => return Err(classify(op, r)),
             };
             let n = page.entries.len() as u64;
-            if let Some(item) = page.entries.into_iter().find(|i| i.name.as_deref() == Some(name)) {
+            if let Some(item) = page
+                .entries
+                .into_iter()
+                .find(|i| i.name.as_deref() == Some(name))
+            {
                 return Ok(Some(item));
             }
             offset += n;
@@ -315,7 +350,10 @@ impl BoxBackend {
             }),
             _ => Err(BackendError::SessionGone {
                 op: Op::Complete,
-                detail: format!("the journal's receipt of part {} lacks Box's part id", r.index),
+                detail: format!(
+                    "the journal's receipt of part {} lacks Box's part id",
+                    r.index
+                ),
             }),
         }
     }
@@ -396,7 +434,8 @@ impl Backend for BoxBackend {
             Answer::Refused(r) if r.status.as_u16() == 409 => match r.conflict() {
                 Some(item) if item.kind == "file" => {
                     let url = format!("{}/2.0/files/{}/content", self.upload, item.id);
-                    self.direct(&url, &json!({"name": name}), name, &body, &sha1).await?
+                    self.direct(&url, &json!({"name": name}), name, &body, &sha1)
+                        .await?
                 }
                 _ => Answer::Refused(r),
             },
@@ -405,11 +444,15 @@ impl Backend for BoxBackend {
         match answer {
             Answer::Ok(resp) => {
                 let entries: Entries<BoxFile> = read_json(op, resp).await?;
-                let f = entries.entries.into_iter().next().ok_or_else(|| BackendError::Retry {
-                    op,
-                    after: None,
-                    cause: "Box answered the upload without the file".into(),
-                })?;
+                let f = entries
+                    .entries
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| BackendError::Retry {
+                        op,
+                        after: None,
+                        cause: "Box answered the upload without the file".into(),
+                    })?;
                 Ok(Self::remote(&file.key, &f))
             }
             Answer::Refused(r) => Err(classify(op, r)),
@@ -422,13 +465,19 @@ impl Backend for BoxBackend {
         let parent = self.ensure_folders(op, &dirs).await?;
         let url = format!("{}/2.0/files/upload_sessions", self.upload);
         let body = json!({"folder_id": parent, "file_size": file.size, "file_name": name});
-        let answer = match self.client.send(op, Method::POST, &url, |r| r.json(&body)).await? {
+        let answer = match self
+            .client
+            .send(op, Method::POST, &url, |r| r.json(&body))
+            .await?
+        {
             // The name exists: a session for a new version (box.md §Session lifecycle 1).
             Answer::Refused(r) if r.status.as_u16() == 409 => match r.conflict() {
                 Some(item) if item.kind == "file" => {
                     let url = format!("{}/2.0/files/{}/upload_sessions", self.upload, item.id);
                     let body = json!({"file_size": file.size, "file_name": name});
-                    self.client.send(op, Method::POST, &url, |r| r.json(&body)).await?
+                    self.client
+                        .send(op, Method::POST, &url, |r| r.json(&body))
+                        .await?
                 }
                 _ => Answer::Refused(r),
             },
@@ -462,7 +511,11 @@ impl Backend for BoxBackend {
                 detail: "no SHA-1 of the part was computed".into(),
             });
         };
-        let url = self.session_url(Self::endpoints(session).upload_part.as_ref(), &session.id, "");
+        let url = self.session_url(
+            Self::endpoints(session).upload_part.as_ref(),
+            &session.id,
+            "",
+        );
         let last = part.offset + part.length.max(1) - 1;
         let range = format!("bytes {}-{last}/{}", part.offset, part.total);
         let header = format!("sha={}", digest.base64());
@@ -498,7 +551,11 @@ impl Backend for BoxBackend {
                     }
                     _ => Err(BackendError::Conflict {
                         op,
-                        detail: format!("the session holds other bytes at offset {}: {}", part.offset, r.describe()),
+                        detail: format!(
+                            "the session holds other bytes at offset {}: {}",
+                            part.offset,
+                            r.describe()
+                        ),
                     }),
                 }
             }
@@ -511,7 +568,11 @@ impl Backend for BoxBackend {
         let Some(part_size) = session.part_size.filter(|n| *n > 0) else {
             return Ok(None);
         };
-        let base = self.session_url(Self::endpoints(session).list_parts.as_ref(), &session.id, "/parts");
+        let base = self.session_url(
+            Self::endpoints(session).list_parts.as_ref(),
+            &session.id,
+            "/parts",
+        );
         let mut out = Vec::new();
         let mut offset = 0u64;
         loop {
@@ -543,36 +604,48 @@ impl Backend for BoxBackend {
     ) -> Result<RemoteObject, BackendError> {
         let op = Op::Complete;
         let sha1 = sha1_of(digests, op)?;
-        let records: Vec<UploadPart> = parts.iter().map(Self::part_record).collect::<Result<_, _>>()?;
-        let url = self.session_url(Self::endpoints(session).commit.as_ref(), &session.id, "/commit");
+        let records: Vec<UploadPart> = parts
+            .iter()
+            .map(Self::part_record)
+            .collect::<Result<_, _>>()?;
+        let url = self.session_url(
+            Self::endpoints(session).commit.as_ref(),
+            &session.id,
+            "/commit",
+        );
         let body = json!({"parts": records, "attributes": {}});
         let header = format!("sha={}", sha1.base64());
         for poll in 0..COMMIT_POLLS {
             let answer = self
                 .client
-                .send(op, Method::POST, &url, |r| r.header("digest", &header).json(&body))
+                .send(op, Method::POST, &url, |r| {
+                    r.header("digest", &header).json(&body)
+                })
                 .await?;
-            let wait = match answer {
-                // 202: parts received but not processed yet; commit again later.
-                Answer::Ok(resp) if resp.status().as_u16() == 202 => {
-                    super::http::retry_after(resp.headers()).unwrap_or(Duration::from_secs(1))
-                }
-                Answer::Ok(resp) => {
-                    let entries: Entries<BoxFile> = read_json(op, resp).await?;
-                    let f = entries.entries.into_iter().next().ok_or_else(|| BackendError::Retry {
-                        op,
-                        after: None,
-                        cause: "Box answered the commit without the file".into(),
-                    })?;
-                    return Ok(Self::remote(&file.key, &f));
-                }
-                // Seen right after the last part: the server's list is not settled
-                // yet (box.md §Commit; rclone waits and commits again).
-                Answer::Refused(r) if r.code == "parts_mismatch" && poll + 1 < COMMIT_POLLS => {
-                    r.retry_after.unwrap_or(Duration::from_secs(1))
-                }
-                Answer::Refused(r) => return Err(classify(op, r)),
-            };
+            let wait =
+                match answer {
+                    // 202: parts received but not processed yet; commit again later.
+                    Answer::Ok(resp) if resp.status().as_u16() == 202 => {
+                        super::http::retry_after(resp.headers()).unwrap_or(Duration::from_secs(1))
+                    }
+                    Answer::Ok(resp) => {
+                        let entries: Entries<BoxFile> = read_json(op, resp).await?;
+                        let f = entries.entries.into_iter().next().ok_or_else(|| {
+                            BackendError::Retry {
+                                op,
+                                after: None,
+                                cause: "Box answered the commit without the file".into(),
+                            }
+                        })?;
+                        return Ok(Self::remote(&file.key, &f));
+                    }
+                    // Seen right after the last part: the server's list is not settled
+                    // yet (box.md §Commit; rclone waits and commits again).
+                    Answer::Refused(r) if r.code == "parts_mismatch" && poll + 1 < COMMIT_POLLS => {
+                        r.retry_after.unwrap_or(Duration::from_secs(1))
+                    }
+                    Answer::Refused(r) => return Err(classify(op, r)),
+                };
             tokio::time::sleep(wait.min(COMMIT_POLL_MAX)).await;
         }
         Err(BackendError::Retry {
@@ -592,7 +665,11 @@ impl Backend for BoxBackend {
         }
     }
 
-    async fn stat(&self, key: &str, known: Option<&RemoteObject>) -> Result<Option<RemoteStat>, BackendError> {
+    async fn stat(
+        &self,
+        key: &str,
+        known: Option<&RemoteObject>,
+    ) -> Result<Option<RemoteStat>, BackendError> {
         let id = match known.and_then(|k| k.id.clone()) {
             Some(id) => Some(id),
             None => self.lookup(key).await?,

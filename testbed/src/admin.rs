@@ -1,0 +1,93 @@
+//! `/_testbed/...`: the control endpoints for tests and benchmarks.
+//!
+//! Never faulted, never authenticated, never counted in `requests`.
+//! - `GET /stats` → [`Stats`](crate::Stats)
+//! - `GET /faults` → [`Settings`](crate::Settings); `PUT /faults` with a JSON
+//!   [`SettingsPatch`](crate::SettingsPatch) → the full new settings (400 if a value is
+//!   out of range or a knob is unknown; nothing changes then)
+//! - `GET /objects` → `[ObjectInfo]`
+//! - `GET /objects/{emulator}/{*path}` → the stored bytes of one object
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::app::Shared;
+use crate::emulator::Emulator;
+use crate::faults::SettingsPatch;
+
+#[derive(Clone)]
+struct Admin {
+    shared: Arc<Shared>,
+    emulators: Vec<Arc<dyn Emulator>>,
+}
+
+pub(crate) fn routes(shared: Arc<Shared>, emulators: Vec<Arc<dyn Emulator>>) -> Router {
+    Router::new()
+        .route("/stats", get(stats))
+        .route("/faults", get(get_faults).put(put_faults))
+        .route("/objects", get(objects))
+        .route("/objects/{emulator}/{*path}", get(object_content))
+        .with_state(Admin { shared, emulators })
+}
+
+async fn stats(State(a): State<Admin>) -> Response {
+    Json(crate::app::stats(&a.shared, &a.emulators)).into_response()
+}
+
+async fn get_faults(State(a): State<Admin>) -> Response {
+    Json(a.shared.settings()).into_response()
+}
+
+async fn put_faults(State(a): State<Admin>, body: Bytes) -> Response {
+    let patch: SettingsPatch = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => return bad_request(e.to_string()),
+    };
+    match a.shared.try_update(&patch) {
+        Ok(settings) => {
+            tracing::info!(?patch, "fault settings changed");
+            Json(settings).into_response()
+        }
+        Err(e) => bad_request(e.to_string()),
+    }
+}
+
+async fn objects(State(a): State<Admin>) -> Response {
+    Json(a.shared.store.list()).into_response()
+}
+
+async fn object_content(
+    State(a): State<Admin>,
+    Path((emulator, path)): Path<(String, String)>,
+) -> Response {
+    let Some(blob) = a.shared.store.blob_by_path(&emulator, &path) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(json!({"error": "no such object"})),
+        )
+            .into_response();
+    };
+    match tokio::fs::File::open(&blob).await {
+        Ok(f) => (
+            [(header::CONTENT_TYPE, "application/octet-stream")],
+            Body::from_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024)),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+fn bad_request(error: String) -> Response {
+    (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response()
+}

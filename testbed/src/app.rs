@@ -1,0 +1,111 @@
+//! The shared state and the top-level router: every emulator under its prefix, plus
+//! the `/_testbed` control endpoints.
+//!
+//! To add an emulator: one line in [`emulators`]. Nothing else here names a vendor.
+
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+
+use crate::box_api::BoxApi;
+use crate::emulator::Emulator;
+use crate::faults::layer::{FaultLayer, inject};
+use crate::faults::throttle::Throttle;
+use crate::faults::{Settings, SettingsError, SettingsPatch};
+use crate::stats::{Counters, Stats};
+use crate::store::Store;
+
+/// State every emulator shares. Lives as long as the server.
+pub(crate) struct Shared {
+    /// Current knobs; read once per request, replaced whole on update.
+    settings: RwLock<Settings>,
+    /// Server-wide body speed limit; its rate mirrors `settings.throttle_bps`.
+    pub(crate) throttle: Arc<Throttle>,
+    pub(crate) store: Store,
+    pub(crate) counters: Counters,
+    /// The one credential every emulator accepts (Box: the bearer token).
+    pub(crate) secret: String,
+    /// `http://ip:port` of this server, for absolute URLs in answers.
+    pub(crate) base_url: String,
+}
+
+impl Shared {
+    pub(crate) fn new(settings: Settings, store: Store, secret: String, base_url: String) -> Self {
+        Shared {
+            throttle: Arc::new(Throttle::new(settings.throttle_bps)),
+            settings: RwLock::new(settings),
+            store,
+            counters: Counters::default(),
+            secret,
+            base_url,
+        }
+    }
+
+    pub(crate) fn settings(&self) -> Settings {
+        // Poisoning cannot leave a half-written Settings: writers assign it whole.
+        self.settings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Applies `patch` if valid; returns the full new settings.
+    pub(crate) fn try_update(&self, patch: &SettingsPatch) -> Result<Settings, SettingsError> {
+        let mut s = self.settings.write().unwrap_or_else(|p| p.into_inner());
+        s.apply(patch)?;
+        self.throttle.set_rate(s.throttle_bps);
+        Ok(s.clone())
+    }
+
+    /// Applies `patch`, clamping out-of-range values.
+    pub(crate) fn update_clamped(&self, patch: &SettingsPatch) -> Settings {
+        let mut s = self.settings.write().unwrap_or_else(|p| p.into_inner());
+        s.apply_clamped(patch);
+        self.throttle.set_rate(s.throttle_bps);
+        s.clone()
+    }
+}
+
+/// Every emulator this server runs, each mounted at `/<name>`.
+pub(crate) fn emulators(shared: &Arc<Shared>) -> Vec<Arc<dyn Emulator>> {
+    vec![Arc::new(BoxApi::new(shared.clone()))]
+}
+
+/// The whole server's routes.
+pub(crate) fn router(shared: &Arc<Shared>, emulators: &[Arc<dyn Emulator>]) -> Router {
+    let mut router = Router::new().nest(
+        "/_testbed",
+        crate::admin::routes(shared.clone(), emulators.to_vec()),
+    );
+    for emu in emulators {
+        let layer = FaultLayer {
+            shared: shared.clone(),
+            counters: shared.counters.register(emu.name()),
+            emulator: emu.clone(),
+        };
+        let routes = emu
+            .clone()
+            .routes()
+            .layer(from_fn_with_state(layer, inject));
+        router = router.nest(&format!("/{}", emu.name()), routes);
+    }
+    router
+}
+
+/// The same numbers as `GET /_testbed/stats`.
+pub(crate) fn stats(shared: &Shared, emulators: &[Arc<dyn Emulator>]) -> Stats {
+    for emu in emulators {
+        // An emulator that has served nothing yet still appears, with zeros.
+        shared.counters.register(emu.name());
+    }
+    let sessions = |name: &str| {
+        emulators
+            .iter()
+            .find(|e| e.name() == name)
+            .map_or(0, |e| e.sessions_open())
+    };
+    shared
+        .counters
+        .snapshot(&|name| shared.store.count(name), &sessions)
+}

@@ -1,0 +1,35 @@
+//! Bearer-token check for every Box route (protocols/box.md rule 1).
+//!
+//! Runs after the fault layer, so an injected 503 comes before auth as on a real
+//! overloaded front end.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::BoxApi;
+use super::error::unauthorized;
+use crate::faults::body::drain;
+
+pub(crate) async fn require_token(
+    State(api): State<Arc<BoxApi>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    if token == Some(api.shared.secret.as_str()) {
+        return next.run(req).await;
+    }
+    // Read the body first so the client sees the 401, not a broken pipe.
+    drain(req.into_body()).await;
+    unauthorized()
+}

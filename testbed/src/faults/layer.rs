@@ -1,0 +1,72 @@
+//! The middleware in front of every emulator: counts the request, then applies
+//! latency, refusal (503), rate limit (429) and the body faults, in that order.
+//!
+//! A refused request's body is drained before answering (and counted), so the client
+//! reads the 503/429 instead of failing on a half-sent body.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use http_body::Body as _;
+
+use super::body::{ConnectionKill, FaultBody, ResetPlan, drain};
+use super::roll;
+use crate::app::Shared;
+use crate::emulator::{Emulator, Fault};
+use crate::stats::EmulatorCounters;
+
+/// The layer's state: one per mounted emulator.
+#[derive(Clone)]
+pub(crate) struct FaultLayer {
+    /// Settings and the throttle.
+    pub(crate) shared: Arc<Shared>,
+    /// The mounted emulator's counters.
+    pub(crate) counters: Arc<EmulatorCounters>,
+    /// Shapes the 503/429 answers.
+    pub(crate) emulator: Arc<dyn Emulator>,
+}
+
+pub(crate) async fn inject(State(layer): State<FaultLayer>, req: Request, next: Next) -> Response {
+    layer.counters.add_request();
+    let settings = layer.shared.settings();
+    if settings.latency_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(settings.latency_ms)).await;
+    }
+    let kill = req.extensions().get::<ConnectionKill>().cloned();
+    let (parts, body) = req.into_parts();
+    let has_body = !body.is_end_stream();
+    let expected = body.size_hint().exact();
+
+    let refusal = if roll(settings.fail_rate) {
+        layer.counters.add_failed();
+        Some(Fault::Unavailable)
+    } else if roll(settings.rate_limit_rate) {
+        layer.counters.add_rate_limited();
+        Some(Fault::RateLimited)
+    } else {
+        None
+    };
+    // A refused request is never also reset: one fault per request keeps counts exact.
+    let reset = match (refusal, kill) {
+        (None, Some(kill)) if has_body && roll(settings.reset_rate) => {
+            Some(ResetPlan::new(expected, kill))
+        }
+        _ => None,
+    };
+    let body = Body::new(FaultBody::new(
+        body,
+        layer.counters.clone(),
+        layer.shared.throttle.clone(),
+        reset,
+    ));
+    if let Some(fault) = refusal {
+        tracing::debug!(emulator = layer.emulator.name(), ?fault, "injected refusal");
+        drain(body).await;
+        return layer.emulator.fault_response(fault);
+    }
+    next.run(Request::from_parts(parts, body)).await
+}

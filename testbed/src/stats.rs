@@ -1,0 +1,166 @@
+//! Request and fault counters, and the `Stats` snapshot built from them.
+//!
+//! Counters only grow; they live as long as the server. Each emulator registers its
+//! own set once at start; the server-wide numbers are sums over emulators.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+/// Live counters of one emulator, updated by the fault layer and the emulator.
+#[derive(Debug, Default)]
+pub(crate) struct EmulatorCounters {
+    /// Requests that reached the emulator's prefix, faulted ones included.
+    requests: AtomicU64,
+    /// Request-body bytes read from the socket, whatever became of the request.
+    bytes_received: AtomicU64,
+    /// Injected faults by kind; see [`FaultCounts`] for each.
+    failed: AtomicU64,
+    rate_limited: AtomicU64,
+    resets: AtomicU64,
+    corrupted: AtomicU64,
+    commit_202: AtomicU64,
+}
+
+impl EmulatorCounters {
+    pub(crate) fn add_request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn add_bytes(&self, n: u64) {
+        self.bytes_received.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn add_rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn add_reset(&self) {
+        self.resets.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn add_corrupted(&self) {
+        self.corrupted.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn add_commit_202(&self) {
+        self.commit_202.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn faults(&self) -> FaultCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        FaultCounts {
+            failed: get(&self.failed),
+            rate_limited: get(&self.rate_limited),
+            resets: get(&self.resets),
+            corrupted: get(&self.corrupted),
+            commit_202: get(&self.commit_202),
+        }
+    }
+}
+
+/// Every emulator's counters, by emulator name.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Registered by each emulator at start; entries are never removed.
+    by_emulator: Mutex<BTreeMap<&'static str, Arc<EmulatorCounters>>>,
+}
+
+impl Counters {
+    /// The counters of `emulator`, created on first use.
+    pub(crate) fn register(&self, emulator: &'static str) -> Arc<EmulatorCounters> {
+        let mut map = self.by_emulator.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(emulator).or_default().clone()
+    }
+
+    /// A snapshot; `objects` and `sessions_open` come from the store and emulators.
+    pub(crate) fn snapshot(
+        &self,
+        objects: &dyn Fn(&str) -> u64,
+        sessions: &dyn Fn(&str) -> u64,
+    ) -> Stats {
+        let map = self.by_emulator.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stats = Stats::default();
+        for (name, c) in map.iter() {
+            let e = EmulatorStats {
+                requests: c.requests.load(Ordering::Relaxed),
+                bytes_received: c.bytes_received.load(Ordering::Relaxed),
+                objects: objects(name),
+                sessions_open: sessions(name),
+                faults: c.faults(),
+            };
+            stats.requests += e.requests;
+            stats.bytes_received += e.bytes_received;
+            stats.objects += e.objects;
+            stats.sessions_open += e.sessions_open;
+            stats.faults.add(&e.faults);
+            stats.emulators.insert((*name).to_string(), e);
+        }
+        stats.faults_injected = stats.faults.total();
+        stats
+    }
+}
+
+/// What `GET /_testbed/stats` answers. Server-wide fields are sums over `emulators`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Emulator requests received, faulted ones included (`/_testbed` not counted).
+    pub requests: u64,
+    /// Request-body bytes read, retries and interrupted requests included.
+    pub bytes_received: u64,
+    /// Objects stored now.
+    pub objects: u64,
+    /// Upload sessions open now (not committed, aborted or expired).
+    pub sessions_open: u64,
+    /// Sum of `faults`.
+    pub faults_injected: u64,
+    /// Injected faults by kind.
+    pub faults: FaultCounts,
+    /// The same numbers per emulator, keyed by its path prefix ("box").
+    pub emulators: BTreeMap<String, EmulatorStats>,
+}
+
+/// One emulator's share of [`Stats`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EmulatorStats {
+    /// Requests under this emulator's prefix, faulted ones included.
+    pub requests: u64,
+    /// Request-body bytes read for this emulator.
+    pub bytes_received: u64,
+    /// Objects this emulator holds now.
+    pub objects: u64,
+    /// Its open upload sessions now.
+    pub sessions_open: u64,
+    /// Faults injected into its requests.
+    pub faults: FaultCounts,
+}
+
+/// Injected faults by kind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultCounts {
+    /// 503 answers from `fail_rate`.
+    pub failed: u64,
+    /// 429 answers from `rate_limit_rate`.
+    pub rate_limited: u64,
+    /// Connections dropped mid-body by `reset_rate`.
+    pub resets: u64,
+    /// Objects stored with a flipped byte by `corrupt_rate`.
+    pub corrupted: u64,
+    /// Commits answered 202 by `box_commit_202`.
+    pub commit_202: u64,
+}
+
+impl FaultCounts {
+    fn add(&mut self, o: &FaultCounts) {
+        self.failed += o.failed;
+        self.rate_limited += o.rate_limited;
+        self.resets += o.resets;
+        self.corrupted += o.corrupted;
+        self.commit_202 += o.commit_202;
+    }
+
+    /// All injected faults.
+    pub fn total(&self) -> u64 {
+        self.failed + self.rate_limited + self.resets + self.corrupted + self.commit_202
+    }
+}

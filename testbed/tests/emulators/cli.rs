@@ -1,0 +1,62 @@
+//! The binary: first stdout line, flags.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+use crate::support::TestResult;
+
+#[tokio::test]
+async fn binary_prints_its_address_first_and_takes_fault_flags() -> TestResult {
+    let store = tempfile::tempdir()?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dropship-testbed"))
+        .args(["--listen", "127.0.0.1:0", "--store"])
+        .arg(store.path())
+        .args([
+            "--fail-rate",
+            "0.25",
+            "--box-part-size",
+            "1000",
+            "--box-commit-202",
+            "2",
+            "--secret",
+            "s3",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let result = async {
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let url = line
+            .trim_end()
+            .strip_prefix("listening on http://")
+            .ok_or_else(|| format!("unexpected first line {line:?}"))?;
+        let addr: std::net::SocketAddr = url.parse()?;
+        assert!(addr.ip().is_loopback() && addr.port() != 0);
+        let settings: Value = reqwest::get(format!("http://{addr}/_testbed/faults"))
+            .await?
+            .json()
+            .await?;
+        assert_eq!(settings["fail_rate"], 0.25);
+        assert_eq!(settings["box_part_size"], 1000);
+        assert_eq!(settings["box_commit_202"], 2);
+        Ok::<(), Box<dyn std::error::Error>>(())
+    }
+    .await;
+    child.kill()?;
+    child.wait()?;
+    result
+}
+
+#[test]
+fn binary_refuses_out_of_range_flags() -> TestResult {
+    let out = Command::new(env!("CARGO_BIN_EXE_dropship-testbed"))
+        .args(["--listen", "127.0.0.1:0", "--reset-rate", "2"])
+        .output()?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    Ok(())
+}

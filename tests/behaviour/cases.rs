@@ -1,0 +1,418 @@
+//! The cases every backend must pass. None names a vendor: a case reads the backend's
+//! part size and single-request threshold from its world and states what it needs.
+
+use std::time::Duration;
+
+use dropship_testbed::{Settings, SettingsPatch};
+
+use crate::common::{append, random_bytes, wait_for};
+use crate::world::{Kind, Need, Setup, World, secs};
+
+pub type Outcome = Result<(), String>;
+
+pub struct Case {
+    pub name: &'static str,
+    pub needs: Need,
+    pub run: fn(Kind) -> Outcome,
+}
+
+pub const ALL: &[Case] = &[
+    Case {
+        name: "empty_file",
+        needs: Need::Nothing,
+        run: empty_file,
+    },
+    Case {
+        name: "one_byte",
+        needs: Need::Nothing,
+        run: one_byte,
+    },
+    Case {
+        name: "just_below_part_size",
+        needs: Need::Nothing,
+        run: just_below_part_size,
+    },
+    Case {
+        name: "at_part_size",
+        needs: Need::Nothing,
+        run: at_part_size,
+    },
+    Case {
+        name: "just_above_part_size",
+        needs: Need::Nothing,
+        run: just_above_part_size,
+    },
+    Case {
+        name: "multi_part_in_parallel",
+        needs: Need::ParallelParts,
+        run: multi_part_in_parallel,
+    },
+    Case {
+        name: "two_hundred_small_files",
+        needs: Need::Nothing,
+        run: two_hundred_small_files,
+    },
+    Case {
+        name: "resume_after_sigkill",
+        needs: Need::Nothing,
+        run: resume_after_sigkill,
+    },
+    Case {
+        name: "server_loses_the_session",
+        needs: Need::Emulator,
+        run: server_loses_the_session,
+    },
+    Case {
+        name: "errors_and_resets_are_survived",
+        needs: Need::Emulator,
+        run: errors_and_resets_are_survived,
+    },
+    Case {
+        name: "corrupt_store_is_never_done",
+        needs: Need::Emulator,
+        run: corrupt_store_is_never_done,
+    },
+    Case {
+        name: "refused_credential_fails_without_retry_storm",
+        needs: Need::Credentials,
+        run: refused_credential,
+    },
+    Case {
+        name: "file_changed_during_upload",
+        needs: Need::Nothing,
+        run: file_changed_during_upload,
+    },
+    Case {
+        name: "name_with_spaces_and_non_ascii",
+        needs: Need::Nothing,
+        run: odd_name,
+    },
+    Case {
+        name: "same_name_again_is_a_new_version",
+        needs: Need::Nothing,
+        run: same_name_again,
+    },
+];
+
+fn check(cond: bool, msg: impl FnOnce() -> String) -> Outcome {
+    if cond { Ok(()) } else { Err(msg()) }
+}
+
+/// Drops one file of `size` bytes, waits for `done`, compares the stored bytes.
+fn deliver_one(kind: Kind, size: usize) -> Outcome {
+    let mut w = World::new(kind, Setup::default());
+    w.start();
+    let data = random_bytes(size, size as u64);
+    w.env.drop_file("one/file.bin", &data);
+    let row = w.env.wait_state("one/file.bin", "done", secs(60));
+    w.assert_stored("one/file.bin", &data)?;
+    check(row["bytes_sent"].as_u64() == Some(size as u64), || {
+        format!("bytes_sent {} for {size} bytes", row["bytes_sent"])
+    })
+}
+
+fn empty_file(kind: Kind) -> Outcome {
+    deliver_one(kind, 0)
+}
+
+fn one_byte(kind: Kind) -> Outcome {
+    deliver_one(kind, 1)
+}
+
+fn part_size_of(kind: Kind) -> usize {
+    World::new(kind, Setup::default()).part_size as usize
+}
+
+fn just_below_part_size(kind: Kind) -> Outcome {
+    deliver_one(kind, part_size_of(kind) - 1)
+}
+
+fn at_part_size(kind: Kind) -> Outcome {
+    deliver_one(kind, part_size_of(kind))
+}
+
+fn just_above_part_size(kind: Kind) -> Outcome {
+    deliver_one(kind, part_size_of(kind) + 1)
+}
+
+fn multi_part_in_parallel(kind: Kind) -> Outcome {
+    let mut w = World::new(kind, Setup::default());
+    w.start();
+    let size = w.multipart_size(5);
+    let data = random_bytes(size, 5);
+    w.env.drop_file("multi.bin", &data);
+    let row = w.env.wait_state("multi.bin", "done", secs(120));
+    w.assert_stored("multi.bin", &data)?;
+    let parts = row["parts_total"].as_u64().unwrap_or(0);
+    check(parts == (size as u64).div_ceil(w.part_size), || {
+        format!("{parts} parts for {size} bytes of {}", w.part_size)
+    })?;
+    check(row["bytes_sent"].as_u64() == Some(size as u64), || {
+        format!("bytes_sent {} for {size}", row["bytes_sent"])
+    })
+}
+
+fn two_hundred_small_files(kind: Kind) -> Outcome {
+    let mut w = World::new(kind, Setup::default());
+    w.start();
+    let mut files = Vec::new();
+    for i in 0..200u64 {
+        let key = format!("batch{}/f{i:03}.txt", i % 4);
+        let data = random_bytes(1 + (i as usize * 37) % 3000, i);
+        w.env.drop_file(&key, &data);
+        files.push((key, data));
+    }
+    w.env.wait_done(200, secs(180));
+    for (key, data) in &files {
+        w.assert_stored(key, data)?;
+    }
+    Ok(())
+}
+
+fn resume_after_sigkill(kind: Kind) -> Outcome {
+    // Slow enough (about 3 s) that the kill lands with parts in flight.
+    let probe = World::new(kind, Setup::default());
+    let size = probe.multipart_size(6);
+    drop(probe);
+    let rate = format!("bandwidth_limit = \"{}\"", size / 3);
+    let mut w = World::new(
+        kind,
+        Setup {
+            upload: &rate,
+            ..Setup::default()
+        },
+    );
+    w.start();
+    let data = random_bytes(size, 66);
+    w.env.drop_file("resume.bin", &data);
+    wait_for(secs(60), "two parts acknowledged", || {
+        w.env
+            .rows("resume.bin")
+            .pop()
+            .filter(|r| r["parts_uploaded"].as_u64() >= Some(2))
+    });
+    w.kill9();
+    w.start();
+    let row = w.env.wait_state("resume.bin", "done", secs(120));
+    w.assert_stored("resume.bin", &data)?;
+    let in_flight = 4 * w.part_size;
+    // What crossed the wire in all: the server's own count where there is a server,
+    // else the daemon's. JSON bodies of session calls add a few KiB.
+    let (what, total) = match w.stats() {
+        Some(st) => ("server bytes_received", st.bytes_received),
+        None => ("bytes_sent", row["bytes_sent"].as_u64().unwrap_or(0)),
+    };
+    let extra = total.saturating_sub(size as u64);
+    println!(
+        "figure: {}::resume_after_sigkill re-sent {extra} bytes ({what}), bound {in_flight}",
+        kind.name()
+    );
+    check(extra <= in_flight + (64 << 10), || {
+        format!("{what} grew by {extra} bytes beyond the file; bound is {in_flight}")
+    })
+}
+
+fn server_loses_the_session(kind: Kind) -> Outcome {
+    let probe = World::new(kind, Setup::default());
+    let size = probe.multipart_size(5);
+    drop(probe);
+    let rate = format!("bandwidth_limit = \"{}\"", size / 3);
+    let mut w = World::new(
+        kind,
+        Setup {
+            upload: &rate,
+            ..Setup::default()
+        },
+    );
+    w.start();
+    let data = random_bytes(size, 77);
+    w.env.drop_file("ttl.bin", &data);
+    wait_for(secs(60), "a part acknowledged", || {
+        w.env
+            .rows("ttl.bin")
+            .pop()
+            .filter(|r| r["parts_uploaded"].as_u64() >= Some(1))
+    });
+    // Every open session expires now; the next part call finds it gone.
+    w.faults(SettingsPatch {
+        session_ttl_s: Some(1),
+        ..Default::default()
+    });
+    wait_for(secs(30), "the daemon to notice", || {
+        w.env
+            .log_text()
+            .contains("beginning a new session")
+            .then_some(())
+    });
+    w.faults(SettingsPatch {
+        session_ttl_s: Some(604_800),
+        ..Default::default()
+    });
+    w.env.wait_state("ttl.bin", "done", secs(120));
+    w.assert_stored("ttl.bin", &data)
+}
+
+fn errors_and_resets_are_survived(kind: Kind) -> Outcome {
+    let settings = Settings {
+        fail_rate: 0.10,
+        reset_rate: 0.05,
+        ..Settings::default()
+    };
+    let mut w = World::new(
+        kind,
+        Setup {
+            settings,
+            ..Setup::default()
+        },
+    );
+    w.start();
+    let big = random_bytes(w.multipart_size(4), 8);
+    w.env.drop_file("big.bin", &big);
+    let mut files = vec![("big.bin".to_string(), big)];
+    for i in 0..20u64 {
+        let key = format!("small/{i}.dat");
+        let data = random_bytes(500 + i as usize * 100, 80 + i);
+        w.env.drop_file(&key, &data);
+        files.push((key, data));
+    }
+    let st = w.env.wait_done(21, secs(300));
+    for (key, data) in &files {
+        w.assert_stored(key, data)?;
+    }
+    let faults = w.stats().map(|s| s.faults_injected).unwrap_or(0);
+    println!(
+        "figure: {}::errors_and_resets_are_survived with {faults} faults injected",
+        kind.name()
+    );
+    check(faults > 0, || {
+        "no fault was injected; the case proved nothing".into()
+    })?;
+    check(st["counts"]["failed"] == 0, || format!("{st}"))
+}
+
+fn corrupt_store_is_never_done(kind: Kind) -> Outcome {
+    let settings = Settings {
+        corrupt_rate: 1.0,
+        ..Settings::default()
+    };
+    let mut w = World::new(
+        kind,
+        Setup {
+            settings,
+            ..Setup::default()
+        },
+    );
+    w.start();
+    w.env
+        .drop_file("c/small.txt", b"these bytes will be flipped");
+    let big = random_bytes(w.multipart_size(3), 9);
+    w.env.drop_file("c/big.bin", &big);
+    for key in ["c/small.txt", "c/big.bin"] {
+        let row = w.env.wait_state(key, "failed", secs(120));
+        let why = row["last_error"].as_str().unwrap_or_default();
+        check(why.contains("verification failed"), || {
+            format!("{key}: {row}")
+        })?;
+    }
+    check(w.env.status()["counts"]["done"] == 0, || {
+        "a corrupted file was marked done".into()
+    })
+}
+
+fn refused_credential(kind: Kind) -> Outcome {
+    let mut w = World::new(
+        kind,
+        Setup {
+            token: "not-the-token",
+            ..Setup::default()
+        },
+    );
+    w.start();
+    for i in 0..3 {
+        w.env.drop_file(&format!("f{i}.txt"), b"secret data");
+    }
+    let big = random_bytes(w.multipart_size(2), 10);
+    w.env.drop_file("big.bin", &big);
+    for key in ["f0.txt", "f1.txt", "f2.txt", "big.bin"] {
+        let row = w.env.wait_state(key, "failed", secs(60));
+        let why = row["last_error"].as_str().unwrap_or_default();
+        check(why.contains("401") && why.contains("token"), || {
+            format!("{key}: {row}")
+        })?;
+        check(!why.contains("not-the-token"), || {
+            format!("the secret leaked: {why}")
+        })?;
+        check(row["attempts"] == 1, || format!("{key} retried: {row}"))?;
+    }
+    // Give a retry storm the chance to show, then count the requests.
+    let before = w.stats().map(|s| s.requests).unwrap_or(0);
+    std::thread::sleep(Duration::from_secs(2));
+    let after = w.stats().map(|s| s.requests).unwrap_or(0);
+    check(after == before, || {
+        format!("{} requests after all files failed", after - before)
+    })?;
+    check(!w.env.log_text().contains("not-the-token"), || {
+        "the token is in the log".into()
+    })
+}
+
+fn file_changed_during_upload(kind: Kind) -> Outcome {
+    let probe = World::new(kind, Setup::default());
+    let size = probe.multipart_size(4);
+    drop(probe);
+    let rate = format!("bandwidth_limit = \"{}\"", size / 3);
+    let mut w = World::new(
+        kind,
+        Setup {
+            upload: &rate,
+            ..Setup::default()
+        },
+    );
+    w.start();
+    let first = random_bytes(size, 12);
+    let path = w.env.drop_file("grow.log", &first);
+    wait_for(secs(60), "the upload to start", || {
+        w.env
+            .rows("grow.log")
+            .pop()
+            .filter(|r| r["bytes_sent"].as_u64() > Some(0))
+    });
+    let tail = random_bytes(4321, 13);
+    append(&path, &tail);
+    let final_size = (size + tail.len()) as u64;
+    wait_for(secs(120), "the final content to be done", || {
+        w.env
+            .rows("grow.log")
+            .pop()
+            .filter(|r| r["state"] == "done" && r["size"].as_u64() == Some(final_size))
+    });
+    let mut whole = first;
+    whole.extend_from_slice(&tail);
+    w.assert_stored("grow.log", &whole)?;
+    let rows = w.env.rows("grow.log");
+    check(rows.len() == 2 && rows[0]["state"] == "superseded", || {
+        format!("{rows:#?}")
+    })
+}
+
+fn odd_name(kind: Kind) -> Outcome {
+    let mut w = World::new(kind, Setup::default());
+    w.start();
+    let key = "dossier été/Ünïcødé – 日本語 file (1).txt";
+    w.env.drop_file(key, "contenu accentué\n".as_bytes());
+    w.env.wait_state(key, "done", secs(60));
+    w.assert_stored(key, "contenu accentué\n".as_bytes())
+}
+
+fn same_name_again(kind: Kind) -> Outcome {
+    let mut w = World::new(kind, Setup::default());
+    w.start();
+    w.env.drop_file("again/report.csv", b"version one");
+    w.env.wait_state("again/report.csv", "done", secs(60));
+    w.env.drop_file("again/report.csv", b"version two, longer");
+    wait_for(secs(60), "the second version", || {
+        let rows = w.env.rows("again/report.csv");
+        (rows.len() == 2 && rows[1]["state"] == "done").then_some(())
+    });
+    w.assert_stored("again/report.csv", b"version two, longer")
+}

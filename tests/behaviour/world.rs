@@ -1,0 +1,237 @@
+//! A trial's world: the backend under test (with its emulator where it has one), a
+//! temp folder with an outbox and a config, and the real daemon.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use dropship::backend::Capabilities;
+use dropship_testbed::{Options, Settings, SettingsPatch, Stats, Testbed};
+
+use crate::common::{Daemon, Env};
+
+/// The backends the suite runs against. A new backend joins by adding a variant here
+/// and its arms below.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Local,
+    Box,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Local, Kind::Box];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Local => "local",
+            Kind::Box => "box",
+        }
+    }
+
+    /// The capabilities the real backend declares (built offline from a config).
+    pub fn capabilities(self) -> Capabilities {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = match self {
+            Kind::Local => format!("type = \"local\"\npath = \"{}\"", dir.path().display()),
+            Kind::Box => {
+                let token = dir.path().join("token");
+                std::fs::write(&token, "x").expect("token");
+                format!(
+                    "type = \"box\"\napi_url = \"http://127.0.0.1:9/box\"\nupload_url = \"http://127.0.0.1:9/box\"\ntoken_file = \"{}\"",
+                    token.display()
+                )
+            }
+        };
+        let backend: dropship::backend::BackendConfig =
+            toml::from_str(&cfg).expect("backend config");
+        backend.build().expect("backend").capabilities()
+    }
+
+    /// Whether the backend has an emulator whose faults and counters a case can use.
+    pub fn emulated(self) -> bool {
+        self != Kind::Local
+    }
+}
+
+/// What a case needs of a backend; a backend without it shows the case as ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    Nothing,
+    /// Parts of one file in flight together.
+    ParallelParts,
+    /// A service that can fail: fault injection, byte counters, expiring sessions.
+    Emulator,
+    /// A service that checks credentials.
+    Credentials,
+}
+
+impl Need {
+    pub fn met_by(self, kind: Kind, caps: &Capabilities) -> bool {
+        match self {
+            Need::Nothing => true,
+            Need::ParallelParts => caps.parallel_parts,
+            Need::Emulator | Need::Credentials => kind.emulated(),
+        }
+    }
+}
+
+/// One runtime for every in-process testbed of the run.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("testbed runtime")
+    })
+}
+
+pub struct World {
+    pub kind: Kind,
+    pub caps: Capabilities,
+    pub env: Env,
+    pub testbed: Option<Testbed>,
+    pub daemon: Option<Daemon>,
+    /// The part size the daemon will use (configured, or dictated by the server).
+    pub part_size: u64,
+}
+
+/// Options a case sets on its world.
+pub struct Setup<'a> {
+    /// Extra lines for `[upload]`.
+    pub upload: &'a str,
+    /// The emulator's settings at start.
+    pub settings: Settings,
+    /// The token the daemon presents (the emulator accepts `testbed-secret`).
+    pub token: &'a str,
+    pub settle: &'a str,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup {
+            upload: "",
+            settings: Settings::default(),
+            token: dropship_testbed::DEFAULT_SECRET,
+            settle: "300ms",
+        }
+    }
+}
+
+/// The part size the suite configures where the client chooses: small, so that
+/// multi-part cases stay fast.
+const CHOSEN_PART: u64 = 1 << 20;
+
+impl World {
+    pub fn new(kind: Kind, setup: Setup<'_>) -> World {
+        let caps = kind.capabilities();
+        let upload = format!(
+            "part_size = \"{CHOSEN_PART}\"\nparts_in_flight = 4\nverify_attempts = 2\n{}",
+            setup.upload
+        );
+        match kind {
+            Kind::Local => {
+                let env = Env::local(setup.settle, &upload, "");
+                World {
+                    kind,
+                    caps,
+                    env,
+                    testbed: None,
+                    daemon: None,
+                    part_size: CHOSEN_PART,
+                }
+            }
+            Kind::Box => {
+                let store = tempfile::tempdir().expect("store").keep();
+                let part_size = setup.settings.box_part_size;
+                let tb = runtime()
+                    .block_on(Testbed::start(
+                        Options::loopback(store).with_settings(setup.settings),
+                    ))
+                    .expect("start testbed");
+                let base = format!("{}/box", tb.url());
+                // The token file sits next to the config; written before the daemon.
+                let backend = format!(
+                    "type = \"box\"\napi_url = \"{base}\"\nupload_url = \"{base}\"\ntoken_file = \"box-token\"\nfolder_id = \"0\""
+                );
+                let env = Env::new(setup.settle, &upload, &backend, "");
+                std::fs::write(env.dir.path().join("box-token"), setup.token).expect("token");
+                World {
+                    kind,
+                    caps,
+                    env,
+                    testbed: Some(tb),
+                    daemon: None,
+                    part_size,
+                }
+            }
+        }
+    }
+
+    pub fn start(&mut self) {
+        self.daemon = Some(self.env.spawn_ready());
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(d) = self.daemon.take() {
+            d.kill9();
+        }
+    }
+
+    /// Files at least this big go through an upload session.
+    pub fn session_min(&self) -> u64 {
+        self.caps.single_request_below
+    }
+
+    /// A multi-part size: `parts` parts, and big enough for a session.
+    pub fn multipart_size(&self, parts: u64) -> usize {
+        let min_parts = self.session_min().div_ceil(self.part_size) + 1;
+        (parts.max(min_parts) * self.part_size - self.part_size / 3) as usize
+    }
+
+    /// The stored content at `key`, as the service holds it.
+    pub fn stored(&self, key: &str) -> Option<Vec<u8>> {
+        match &self.testbed {
+            Some(tb) => tb.object_bytes(self.kind.name(), key).ok(),
+            None => std::fs::read(self.env.remote().join(key)).ok(),
+        }
+    }
+
+    pub fn stats(&self) -> Option<Stats> {
+        self.testbed.as_ref().map(Testbed::stats)
+    }
+
+    pub fn faults(&self, patch: SettingsPatch) {
+        if let Some(tb) = &self.testbed {
+            tb.update_settings(patch);
+        }
+    }
+
+    /// Asserts the service holds exactly `data` at `key`.
+    pub fn assert_stored(&self, key: &str, data: &[u8]) -> Result<(), String> {
+        match self.stored(key) {
+            Some(s) if s == data => Ok(()),
+            Some(s) => Err(format!(
+                "{key}: stored {} bytes differ from the {} sent",
+                s.len(),
+                data.len()
+            )),
+            None => Err(format!("{key}: nothing stored")),
+        }
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        self.daemon.take();
+        if let Some(tb) = self.testbed.take() {
+            let store = tb.store_dir();
+            runtime().block_on(tb.shutdown());
+            let _ = std::fs::remove_dir_all(store);
+        }
+    }
+}
+
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
