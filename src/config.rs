@@ -654,6 +654,24 @@ path = "/tmp/remote"
     }
 
     #[test]
+    fn shipped_configs_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        let mut files = vec![root.join("dropship.toml"), root.join("local.toml")];
+        for entry in std::fs::read_dir(root.join("examples")).expect("examples") {
+            let p = entry.expect("entry").path();
+            if p.extension().is_some_and(|e| e == "toml") {
+                files.push(p);
+            }
+        }
+        assert!(files.len() >= 3, "{files:?}");
+        for f in files {
+            if let Err(e) = load(&f) {
+                panic!("{} does not load: {e}", f.display());
+            }
+        }
+    }
+
+    #[test]
     fn missing_watch_folder_is_an_environment_problem() {
         let text = MINIMAL.replace("/tmp/outbox", "/nonexistent/dropship/outbox");
         let c = parse_str(&text).expect("the file itself is fine");
