@@ -53,7 +53,11 @@ fn report(what: &str, size: usize, secs: f64, rss: Option<u64>) {
 fn main() {
     // `cargo bench` passes `--bench`; a filter argument is ignored: this is one run.
     for (size, part) in [(40 * MIB, "8MiB"), (100 * MIB, "8MiB")] {
-        let env = Env::local("300ms", &format!("part_size = \"{part}\"\nparts_in_flight = 4"), "");
+        let env = Env::local(
+            "300ms",
+            &format!("part_size = \"{part}\"\nparts_in_flight = 4"),
+            "",
+        );
         let (secs, rss) = deliver(&env, "bench/local.bin", size, |data| {
             assert_eq!(common::read(&env.remote().join("bench/local.bin")), data);
         });
@@ -75,7 +79,11 @@ fn main() {
             ),
             "",
         );
-        std::fs::write(env.dir.path().join("token"), dropship_testbed::DEFAULT_SECRET).expect("token");
+        std::fs::write(
+            env.dir.path().join("token"),
+            dropship_testbed::DEFAULT_SECRET,
+        )
+        .expect("token");
         let key = "bench/box.bin";
         let (secs, rss) = deliver(&env, key, size, |data| {
             assert_eq!(tb.object_bytes("box", key).expect("stored"), data);

@@ -359,3 +359,27 @@ fn a_refused_file_is_failed_with_its_reason_and_retry_requeues_it() {
     let out = env.cli(&["retry", "999"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn bandwidth_limit_is_shared_by_all_workers() {
+    // Two workers, one budget: 2 × 4 MiB at 4 MiB/s cannot take less than ~2 s
+    // (less one 64 KiB slice of burst). A lower bound only: a slow machine is slower.
+    let env = Env::local(
+        "300ms",
+        "workers = 2\nparts_in_flight = 2\npart_size = \"1MiB\"\nbandwidth_limit = \"4MiB/s\"",
+        "",
+    );
+    let _d = env.spawn_ready();
+    let t0 = Instant::now();
+    env.drop_file("a.bin", &random_bytes(4 * MIB, 1));
+    env.drop_file("b.bin", &random_bytes(4 * MIB, 2));
+    // Both in flight together: without that, a per-worker budget would pass too.
+    wait_for(Duration::from_secs(10), "both files uploading at once", || {
+        let st = env.status();
+        (st["counts"]["uploading"] == 2).then_some(())
+    });
+    env.wait_done(2, Duration::from_secs(60));
+    let took = t0.elapsed();
+    println!("figure: 8 MiB over 2 workers at 4 MiB/s took {:.2} s", took.as_secs_f64());
+    assert!(took >= Duration::from_millis(1900), "took {took:?}: the limit was not shared");
+}

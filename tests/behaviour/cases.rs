@@ -17,82 +17,63 @@ pub struct Case {
 }
 
 pub const ALL: &[Case] = &[
-    Case {
-        name: "empty_file",
-        needs: Need::Nothing,
-        run: empty_file,
-    },
-    Case {
-        name: "one_byte",
-        needs: Need::Nothing,
-        run: one_byte,
-    },
-    Case {
-        name: "just_below_part_size",
-        needs: Need::Nothing,
-        run: just_below_part_size,
-    },
-    Case {
-        name: "at_part_size",
-        needs: Need::Nothing,
-        run: at_part_size,
-    },
-    Case {
-        name: "just_above_part_size",
-        needs: Need::Nothing,
-        run: just_above_part_size,
-    },
-    Case {
-        name: "multi_part_in_parallel",
-        needs: Need::ParallelParts,
-        run: multi_part_in_parallel,
-    },
-    Case {
-        name: "two_hundred_small_files",
-        needs: Need::Nothing,
-        run: two_hundred_small_files,
-    },
-    Case {
-        name: "resume_after_sigkill",
-        needs: Need::Nothing,
-        run: resume_after_sigkill,
-    },
-    Case {
-        name: "server_loses_the_session",
-        needs: Need::Emulator,
-        run: server_loses_the_session,
-    },
-    Case {
-        name: "errors_and_resets_are_survived",
-        needs: Need::Emulator,
-        run: errors_and_resets_are_survived,
-    },
-    Case {
-        name: "corrupt_store_is_never_done",
-        needs: Need::Emulator,
-        run: corrupt_store_is_never_done,
-    },
-    Case {
-        name: "refused_credential_fails_without_retry_storm",
-        needs: Need::Credentials,
-        run: refused_credential,
-    },
-    Case {
-        name: "file_changed_during_upload",
-        needs: Need::Nothing,
-        run: file_changed_during_upload,
-    },
-    Case {
-        name: "name_with_spaces_and_non_ascii",
-        needs: Need::Nothing,
-        run: odd_name,
-    },
-    Case {
-        name: "same_name_again_is_a_new_version",
-        needs: Need::Nothing,
-        run: same_name_again,
-    },
+    case("empty_file", Need::Nothing, empty_file),
+    case("one_byte", Need::Nothing, one_byte),
+    case("just_below_part_size", Need::Nothing, just_below_part_size),
+    case("at_part_size", Need::Nothing, at_part_size),
+    case("just_above_part_size", Need::Nothing, just_above_part_size),
+    case(
+        "multi_part_in_parallel",
+        Need::ParallelParts,
+        multi_part_in_parallel,
+    ),
+    case(
+        "two_hundred_small_files",
+        Need::Nothing,
+        two_hundred_small_files,
+    ),
+    case("resume_after_sigkill", Need::Nothing, resume_after_sigkill),
+    case(
+        "server_loses_the_session",
+        Need::Emulator,
+        server_loses_the_session,
+    ),
+    case(
+        "unreachable_service_is_retried_until_it_returns",
+        Need::Emulator,
+        unreachable_service,
+    ),
+    case(
+        "errors_and_resets_are_survived",
+        Need::Emulator,
+        errors_and_resets_are_survived,
+    ),
+    case(
+        "corrupt_store_is_never_done",
+        Need::Emulator,
+        corrupt_store_is_never_done,
+    ),
+    case(
+        "refused_credential_fails_without_retry_storm",
+        Need::Credentials,
+        refused_credential,
+    ),
+    case(
+        "file_changed_during_upload",
+        Need::Nothing,
+        file_changed_during_upload,
+    ),
+    case("name_with_spaces_and_non_ascii", Need::Nothing, odd_name),
+    case(
+        "same_name_again_is_a_new_version",
+        Need::Nothing,
+        same_name_again,
+    ),
 ];
+
+const fn case(name: &'static str, needs: Need, run: fn(Kind) -> Outcome) -> Case {
+    Case { name, needs, run }
+}
 
 fn check(cond: bool, msg: impl FnOnce() -> String) -> Outcome {
     if cond { Ok(()) } else { Err(msg()) }
@@ -250,6 +231,29 @@ fn server_loses_the_session(kind: Kind) -> Outcome {
     });
     w.env.wait_state("ttl.bin", "done", secs(120));
     w.assert_stored("ttl.bin", &data)
+}
+
+fn unreachable_service(kind: Kind) -> Outcome {
+    let mut w = World::new(kind, Setup::default());
+    w.start();
+    let addr = w.stop_service().ok_or("no service to stop")?;
+    w.env
+        .drop_file("later/data.bin", b"sent once the uplink is back");
+    // Refused connections are temporary, however many: never `failed`.
+    let row = wait_for(secs(60), "several failed attempts", || {
+        w.env
+            .rows("later/data.bin")
+            .pop()
+            .filter(|r| r["attempts"].as_u64() >= Some(4))
+    });
+    check(row["state"] != "failed", || {
+        format!("gave up on a network error: {row}")
+    })?;
+    let why = row["last_error"].as_str().unwrap_or_default();
+    check(why.contains("temporary"), || format!("{row}"))?;
+    w.start_service_at(addr);
+    w.env.wait_state("later/data.bin", "done", secs(60));
+    w.assert_stored("later/data.bin", b"sent once the uplink is back")
 }
 
 fn errors_and_resets_are_survived(kind: Kind) -> Outcome {

@@ -94,6 +94,8 @@ pub struct World {
     pub daemon: Option<Daemon>,
     /// The part size the daemon will use (configured, or dictated by the server).
     pub part_size: u64,
+    /// The store of a stopped service, for its restart.
+    service_store: Option<std::path::PathBuf>,
 }
 
 /// Options a case sets on its world.
@@ -139,6 +141,7 @@ impl World {
                     testbed: None,
                     daemon: None,
                     part_size: CHOSEN_PART,
+                    service_store: None,
                 }
             }
             Kind::Box => {
@@ -163,6 +166,7 @@ impl World {
                     testbed: Some(tb),
                     daemon: None,
                     part_size,
+                    service_store: None,
                 }
             }
         }
@@ -197,6 +201,28 @@ impl World {
         }
     }
 
+    /// Stops the service (its emulator); requests then meet a refused connection.
+    /// Returns the address to bring it back on.
+    pub fn stop_service(&mut self) -> Option<std::net::SocketAddr> {
+        let tb = self.testbed.take()?;
+        let addr = tb.addr();
+        self.service_store = Some(tb.store_dir());
+        runtime().block_on(tb.shutdown());
+        Some(addr)
+    }
+
+    /// Starts the service again at `addr`, with fresh state (it lost its sessions).
+    pub fn start_service_at(&mut self, addr: std::net::SocketAddr) {
+        let store = self.service_store.take().expect("stopped before");
+        let mut opts = Options::loopback(store);
+        opts.listen = addr;
+        self.testbed = Some(
+            runtime()
+                .block_on(Testbed::start(opts))
+                .expect("restart testbed"),
+        );
+    }
+
     pub fn stats(&self) -> Option<Stats> {
         self.testbed.as_ref().map(Testbed::stats)
     }
@@ -224,9 +250,8 @@ impl World {
 impl Drop for World {
     fn drop(&mut self) {
         self.daemon.take();
-        if let Some(tb) = self.testbed.take() {
-            let store = tb.store_dir();
-            runtime().block_on(tb.shutdown());
+        self.stop_service();
+        if let Some(store) = self.service_store.take() {
             let _ = std::fs::remove_dir_all(store);
         }
     }
