@@ -70,7 +70,8 @@ fn main() {
         .block_on(Testbed::start(Options::loopback(store.path())))
         .expect("testbed");
     let base = format!("{}/box", tb.url());
-    for size in [100 * MIB] {
+    {
+        let size = 100 * MIB;
         let env = Env::new(
             "300ms",
             "parts_in_flight = 4",

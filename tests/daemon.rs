@@ -374,12 +374,22 @@ fn bandwidth_limit_is_shared_by_all_workers() {
     env.drop_file("a.bin", &random_bytes(4 * MIB, 1));
     env.drop_file("b.bin", &random_bytes(4 * MIB, 2));
     // Both in flight together: without that, a per-worker budget would pass too.
-    wait_for(Duration::from_secs(10), "both files uploading at once", || {
-        let st = env.status();
-        (st["counts"]["uploading"] == 2).then_some(())
-    });
+    wait_for(
+        Duration::from_secs(10),
+        "both files uploading at once",
+        || {
+            let st = env.status();
+            (st["counts"]["uploading"] == 2).then_some(())
+        },
+    );
     env.wait_done(2, Duration::from_secs(60));
     let took = t0.elapsed();
-    println!("figure: 8 MiB over 2 workers at 4 MiB/s took {:.2} s", took.as_secs_f64());
-    assert!(took >= Duration::from_millis(1900), "took {took:?}: the limit was not shared");
+    println!(
+        "figure: 8 MiB over 2 workers at 4 MiB/s took {:.2} s",
+        took.as_secs_f64()
+    );
+    assert!(
+        took >= Duration::from_millis(1900),
+        "took {took:?}: the limit was not shared"
+    );
 }
