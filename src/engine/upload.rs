@@ -91,6 +91,17 @@ pub(super) async fn run_file(ctx: Arc<Ctx>, row: FileRow, cancel: CancellationTo
     .await
 }
 
+/// The read pass over `parts` of the row's file, with the backend's digests.
+fn read_plan(ctx: &Ctx, row: &FileRow, parts: Vec<crate::journal::PartRow>) -> ReadPlan {
+    ReadPlan {
+        path: row.path.clone(),
+        identity: identity(row),
+        parts,
+        part_digest: ctx.caps.part_digest,
+        object_digest: ctx.caps.object_digest,
+    }
+}
+
 fn identity(row: &FileRow) -> Identity {
     Identity {
         size: row.size,
@@ -159,16 +170,7 @@ async fn single(
             .await?;
         parts = ctx.journal.call(move |j| j.parts(id)).await?;
     }
-    let mut rx = reader::spawn(
-        ReadPlan {
-            path: row.path.clone(),
-            identity: identity(row),
-            parts,
-            part_digest: ctx.caps.part_digest,
-            object_digest: ctx.caps.object_digest,
-        },
-        Arc::new(Semaphore::new(1)),
-    );
+    let mut rx = reader::spawn(read_plan(ctx, row, parts), Arc::new(Semaphore::new(1)));
     let mut body = None;
     let mut digests = None;
     while let Some(item) = rx.recv().await {
@@ -388,16 +390,7 @@ async fn send_parts(
         .collect();
     let last_index = parts.len().saturating_sub(1) as u32;
     let slots = Arc::new(Semaphore::new(in_flight));
-    let mut rx = reader::spawn(
-        ReadPlan {
-            path: row.path.clone(),
-            identity: identity(row),
-            parts,
-            part_digest: ctx.caps.part_digest,
-            object_digest: ctx.caps.object_digest,
-        },
-        slots.clone(),
-    );
+    let mut rx = reader::spawn(read_plan(ctx, row, parts), slots.clone());
     let mut tasks: JoinSet<PartDone> = JoinSet::new();
     let mut stop: Option<Stop> = None;
     let mut digests = None;

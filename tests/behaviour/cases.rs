@@ -101,7 +101,22 @@ fn one_byte(kind: Kind) -> Outcome {
 }
 
 fn part_size_of(kind: Kind) -> usize {
-    World::new(kind, Setup::default()).part_size as usize
+    kind.part_size() as usize
+}
+
+/// A world whose daemon sends about a third of a `parts`-part file per second, so
+/// that a case can act while the upload is in flight; returns the file size too.
+fn slow_world(kind: Kind, parts: u64) -> (World, usize) {
+    let size = kind.multipart_size(parts);
+    let rate = format!("bandwidth_limit = \"{}\"", size / 3);
+    let w = World::new(
+        kind,
+        Setup {
+            upload: &rate,
+            ..Setup::default()
+        },
+    );
+    (w, size)
 }
 
 fn just_below_part_size(kind: Kind) -> Outcome {
@@ -152,17 +167,7 @@ fn two_hundred_small_files(kind: Kind) -> Outcome {
 
 fn resume_after_sigkill(kind: Kind) -> Outcome {
     // Slow enough (about 3 s) that the kill lands with parts in flight.
-    let probe = World::new(kind, Setup::default());
-    let size = probe.multipart_size(6);
-    drop(probe);
-    let rate = format!("bandwidth_limit = \"{}\"", size / 3);
-    let mut w = World::new(
-        kind,
-        Setup {
-            upload: &rate,
-            ..Setup::default()
-        },
-    );
+    let (mut w, size) = slow_world(kind, 6);
     w.start();
     let data = random_bytes(size, 66);
     w.env.drop_file("resume.bin", &data);
@@ -194,17 +199,7 @@ fn resume_after_sigkill(kind: Kind) -> Outcome {
 }
 
 fn server_loses_the_session(kind: Kind) -> Outcome {
-    let probe = World::new(kind, Setup::default());
-    let size = probe.multipart_size(5);
-    drop(probe);
-    let rate = format!("bandwidth_limit = \"{}\"", size / 3);
-    let mut w = World::new(
-        kind,
-        Setup {
-            upload: &rate,
-            ..Setup::default()
-        },
-    );
+    let (mut w, size) = slow_world(kind, 5);
     w.start();
     let data = random_bytes(size, 77);
     w.env.drop_file("ttl.bin", &data);
@@ -361,17 +356,7 @@ fn refused_credential(kind: Kind) -> Outcome {
 }
 
 fn file_changed_during_upload(kind: Kind) -> Outcome {
-    let probe = World::new(kind, Setup::default());
-    let size = probe.multipart_size(4);
-    drop(probe);
-    let rate = format!("bandwidth_limit = \"{}\"", size / 3);
-    let mut w = World::new(
-        kind,
-        Setup {
-            upload: &rate,
-            ..Setup::default()
-        },
-    );
+    let (mut w, size) = slow_world(kind, 4);
     w.start();
     let first = random_bytes(size, 12);
     let path = w.env.drop_file("grow.log", &first);

@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use dropship::backend::Capabilities;
+use dropship::backend::{Capabilities, PartSizeRule};
 use dropship_testbed::{Options, Settings, SettingsPatch, Stats, Testbed};
 
 use crate::common::{Daemon, Env};
@@ -44,6 +44,22 @@ impl Kind {
         let backend: dropship::backend::BackendConfig =
             toml::from_str(&cfg).expect("backend config");
         backend.build().expect("backend").capabilities()
+    }
+
+    /// The part size the daemon will use with default settings: configured where the
+    /// client chooses, the emulator's default where the server dictates.
+    pub fn part_size(self) -> u64 {
+        match self.capabilities().part_size {
+            PartSizeRule::SetByServer => Settings::default().box_part_size,
+            PartSizeRule::Chosen { .. } => CHOSEN_PART,
+        }
+    }
+
+    /// A size of about `parts` parts, and big enough for a session.
+    pub fn multipart_size(self, parts: u64) -> usize {
+        let ps = self.part_size();
+        let min_parts = self.capabilities().single_request_below.div_ceil(ps) + 1;
+        (parts.max(min_parts) * ps - ps / 3) as usize
     }
 
     /// Whether the backend has an emulator whose faults and counters a case can use.
@@ -88,7 +104,6 @@ fn runtime() -> &'static tokio::runtime::Runtime {
 
 pub struct World {
     pub kind: Kind,
-    pub caps: Capabilities,
     pub env: Env,
     pub testbed: Option<Testbed>,
     pub daemon: Option<Daemon>,
@@ -126,7 +141,6 @@ const CHOSEN_PART: u64 = 1 << 20;
 
 impl World {
     pub fn new(kind: Kind, setup: Setup<'_>) -> World {
-        let caps = kind.capabilities();
         let upload = format!(
             "part_size = \"{CHOSEN_PART}\"\nparts_in_flight = 4\nverify_attempts = 2\n{}",
             setup.upload
@@ -136,7 +150,6 @@ impl World {
                 let env = Env::local(setup.settle, &upload, "");
                 World {
                     kind,
-                    caps,
                     env,
                     testbed: None,
                     daemon: None,
@@ -161,7 +174,6 @@ impl World {
                 std::fs::write(env.dir.path().join("box-token"), setup.token).expect("token");
                 World {
                     kind,
-                    caps,
                     env,
                     testbed: Some(tb),
                     daemon: None,
@@ -182,15 +194,9 @@ impl World {
         }
     }
 
-    /// Files at least this big go through an upload session.
-    pub fn session_min(&self) -> u64 {
-        self.caps.single_request_below
-    }
-
     /// A multi-part size: `parts` parts, and big enough for a session.
     pub fn multipart_size(&self, parts: u64) -> usize {
-        let min_parts = self.session_min().div_ceil(self.part_size) + 1;
-        (parts.max(min_parts) * self.part_size - self.part_size / 3) as usize
+        self.kind.multipart_size(parts)
     }
 
     /// The stored content at `key`, as the service holds it.
