@@ -157,18 +157,18 @@ struct RawConfig {
 struct RawWatch {
     path: Spanned<PathBuf>,
     #[serde(default = "default_settle")]
-    settle: HumanDuration,
+    settle: Spanned<HumanDuration>,
     #[serde(default = "default_ignore")]
     ignore: Vec<Spanned<String>>,
     #[serde(default = "default_rescan")]
-    rescan: HumanDuration,
+    rescan: Spanned<HumanDuration>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawJournal {
     #[serde(default = "default_journal_path")]
-    path: PathBuf,
+    path: Spanned<PathBuf>,
 }
 
 impl Default for RawJournal {
@@ -233,11 +233,11 @@ impl Default for RawDaemon {
     }
 }
 
-fn default_settle() -> HumanDuration {
-    HumanDuration(Duration::from_secs(2))
+fn default_settle() -> Spanned<HumanDuration> {
+    Spanned::new(0..0, HumanDuration(Duration::from_secs(2)))
 }
-fn default_rescan() -> HumanDuration {
-    HumanDuration(Duration::from_secs(300))
+fn default_rescan() -> Spanned<HumanDuration> {
+    Spanned::new(0..0, HumanDuration(Duration::from_secs(300)))
 }
 fn default_ignore() -> Vec<Spanned<String>> {
     [".*", "*.tmp", "*.part", "*.swp"]
@@ -245,8 +245,8 @@ fn default_ignore() -> Vec<Spanned<String>> {
         .map(|s| Spanned::new(0..0, s.to_string()))
         .collect()
 }
-fn default_journal_path() -> PathBuf {
-    PathBuf::from("/var/lib/dropship/journal.db")
+fn default_journal_path() -> Spanned<PathBuf> {
+    Spanned::new(0..0, PathBuf::from("/var/lib/dropship/journal.db"))
 }
 
 // ---- loading ----------------------------------------------------------------------
@@ -307,6 +307,35 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
         let compiled = glob::Pattern::new(pat.get_ref())
             .map_err(|e| err(pat.span(), "watch.ignore", format!("bad pattern: {e}")))?;
         ignore.push(compiled);
+    }
+
+    // Bounded so that no clock arithmetic can overflow; longer makes no sense.
+    const DAY: Duration = Duration::from_secs(86_400);
+    if raw.watch.settle.get_ref().0 > DAY {
+        return Err(err(
+            raw.watch.settle.span(),
+            "watch.settle",
+            "must be at most 1d".into(),
+        ));
+    }
+    if raw.watch.rescan.get_ref().0 > 7 * DAY {
+        return Err(err(
+            raw.watch.rescan.span(),
+            "watch.rescan",
+            "must be at most 7d".into(),
+        ));
+    }
+    let journal_path = resolve(raw.journal.path.get_ref());
+    if journal_path.starts_with(&watch_path) {
+        return Err(err(
+            raw.journal.path.span(),
+            "journal.path",
+            format!(
+                "{} is inside the watched folder {}; the journal would upload itself",
+                journal_path.display(),
+                watch_path.display()
+            ),
+        ));
     }
 
     let up = &raw.upload;
@@ -397,13 +426,11 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
         source: path.to_path_buf(),
         watch: WatchConfig {
             path: watch_path,
-            settle: raw.watch.settle.0,
+            settle: raw.watch.settle.get_ref().0,
             ignore,
-            rescan: raw.watch.rescan.0,
+            rescan: raw.watch.rescan.get_ref().0,
         },
-        journal: JournalConfig {
-            path: resolve(&raw.journal.path),
-        },
+        journal: JournalConfig { path: journal_path },
         upload: UploadConfig {
             workers: *up.workers.get_ref(),
             parts_in_flight: *up.parts_in_flight.get_ref(),
@@ -639,6 +666,16 @@ path = "/tmp/remote"
         let text = format!("{MINIMAL}[upload]\nafter = \"move\"\nmove_to = \"/tmp/outbox/sent\"\n");
         let (line, key, _) = invalid_parts(parse_str(&text).unwrap_err());
         assert_eq!((line, key.as_str()), (9, "upload.move_to"));
+    }
+
+    #[test]
+    fn journal_inside_the_watched_folder_is_refused() {
+        let text = format!("{MINIMAL}[journal]\npath = \"/tmp/outbox/j.db\"\n");
+        let (line, key, msg) = invalid_parts(parse_str(&text).unwrap_err());
+        assert_eq!((line, key.as_str()), (8, "journal.path"), "{msg}");
+        let text = MINIMAL.replace("[backend]", "rescan = \"30d\"\n[backend]");
+        let (_, key, _) = invalid_parts(parse_str(&text).unwrap_err());
+        assert_eq!(key, "watch.rescan");
     }
 
     #[test]

@@ -98,6 +98,7 @@ impl Watcher {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let rescan_every = self.cfg.watch.rescan;
         let mut next_rescan = (!rescan_every.is_zero()).then(|| Instant::now() + rescan_every);
+        // (The config bounds `rescan`, so these additions cannot overflow.)
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -140,7 +141,9 @@ impl Watcher {
             EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => {
                 // With `Both`, the last path is the new name.
                 if let Some(p) = ev.paths.last() {
-                    if p.is_dir() {
+                    // Not `is_dir`: a symlink to a folder elsewhere must not pull that
+                    // folder's files in (and, with after = delete, delete them).
+                    if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()) {
                         self.scan(p, Arrival::MovedIn).await?;
                     } else {
                         self.finished(p).await?;
@@ -279,7 +282,16 @@ impl Watcher {
             inode: id.inode,
         };
         let shown = path.display().to_string();
-        match self.journal.call(move |j| j.enqueue(&f)).await? {
+        let recorded = match self.journal.call(move |j| j.enqueue(&f)).await {
+            Ok(r) => r,
+            // A full disk or a long lock: the file stays where it is, and the next
+            // scan (or its next event) records it.
+            Err(e) => {
+                warn!(path = %path.display(), error = %e, "cannot record the file in the journal");
+                return Ok(());
+            }
+        };
+        match recorded {
             Enqueued::Added(file) => {
                 info!(file, path = %shown, size = id.size, "queued");
                 self.wake.notify_one();

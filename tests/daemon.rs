@@ -180,6 +180,13 @@ fn a_slow_writer_is_not_uploaded_before_the_file_settles() {
     assert_eq!(row["size"].as_u64(), Some(expected.len() as u64));
     assert_eq!(read(&env.remote().join("slow.csv")), expected);
     drop(f);
+    // The close is an event the watcher handles; wait until it has, then count.
+    wait_for(Duration::from_secs(10), "the close to be handled", || {
+        env.log_text()
+            .lines()
+            .any(|l| l.contains("already known") && l.contains("slow.csv"))
+            .then_some(())
+    });
     assert_eq!(
         env.rows("slow.csv").len(),
         1,

@@ -374,7 +374,18 @@ impl Backend for LocalBackend {
                 });
             }
             let data = dir.join("data");
-            publish(&data, &dest).map_err(io(op, || format!("publishing {}", dest.display())))?;
+            match publish(&data, &dest) {
+                Ok(()) => {}
+                // Published already, and the cleanup below was cut short by a crash:
+                // the engine checks the destination and finds the file there.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !data.exists() => {
+                    return Err(BackendError::SessionGone {
+                        op,
+                        detail: "the session's data was already published".into(),
+                    });
+                }
+                Err(e) => return Err(BackendError::from_io(op, &format!("publishing {}", dest.display()), &e)),
+            }
             // The staging folder only holds receipts now; losing this cleanup to a
             // crash leaves a few bytes behind, never a wrong file.
             let _ = std::fs::remove_dir_all(&dir);

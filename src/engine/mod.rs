@@ -11,6 +11,7 @@ mod post;
 mod reader;
 mod upload;
 
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -108,7 +109,10 @@ impl Engine {
         let slots = Arc::new(Semaphore::new(self.ctx.settings.workers));
         let workers = TaskTracker::new();
         // In the background: with the network down, aborts wait for their timeouts.
-        workers.spawn(abort_orphans(self.ctx.clone()));
+        workers.spawn(abort_orphans(self.ctx.clone(), cancel.child_token()));
+        // Paths a worker holds: another row of the same path waits for it, so that
+        // an older content's upload can never land after a newer one's.
+        let busy: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
         loop {
             let permit = tokio::select! {
                 biased;
@@ -118,13 +122,32 @@ impl Engine {
                     Err(_) => break, // never closed; a closed pool would mean shutdown
                 },
             };
-            match self.ctx.journal.call(|j| j.claim_next(now_ms())).await {
+            let held = busy.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            match self
+                .ctx
+                .journal
+                .call(move |j| j.claim_next(now_ms(), &held))
+                .await
+            {
                 Ok(Some(row)) => {
+                    busy.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(row.path.clone());
                     let ctx = self.ctx.clone();
                     let cancel = cancel.child_token();
+                    let busy = busy.clone();
+                    let wake = self.wake.clone();
                     workers.spawn(async move {
-                        upload::run_file(ctx, row, cancel).await;
+                        let (id, path) = (row.id, row.path.clone());
+                        // A panic in the worker must not leave its row held.
+                        let _ = tokio::spawn(upload::run_file(ctx.clone(), row, cancel)).await;
+                        release(&ctx, id).await;
+                        busy.lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .retain(|p| *p != path);
                         drop(permit);
+                        // A row of the same path may have waited for this one.
+                        wake.notify_one();
                     });
                 }
                 Ok(None) => {
@@ -161,8 +184,31 @@ impl Engine {
     }
 }
 
+/// Makes sure a finished worker left its row at rest. Normally a no-op; after a
+/// journal write that failed (full disk, a lock held too long) or a panic, the row
+/// goes to `retrying` instead of staying held until the next start.
+async fn release(ctx: &Ctx, id: crate::journal::FileId) {
+    for delay in [1u64, 5, 30] {
+        let at = now_ms() + ctx.settings.backoff.base.as_millis() as i64;
+        match ctx.journal.call(move |j| j.release(id, at)).await {
+            Ok(true) => {
+                warn!(
+                    file = id,
+                    "the attempt ended without recording its outcome; retrying later"
+                );
+                return;
+            }
+            Ok(false) => return,
+            Err(e) => {
+                error!(file = id, error = %e, "cannot release the row; trying again");
+                tokio::time::sleep(Duration::from_secs(delay)).await;
+            }
+        }
+    }
+}
+
 /// Aborts the sessions of failed or superseded rows that a crash left open.
-async fn abort_orphans(ctx: Arc<Ctx>) {
+async fn abort_orphans(ctx: Arc<Ctx>, cancel: CancellationToken) {
     let orphans = match ctx.journal.call(|j| j.orphan_sessions()).await {
         Ok(o) => o,
         Err(e) => {
@@ -171,7 +217,11 @@ async fn abort_orphans(ctx: Arc<Ctx>) {
         }
     };
     for (id, session) in orphans {
-        match ctx.backend.abort(&session).await {
+        let aborted = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = ctx.backend.abort(&session) => r,
+        };
+        match aborted {
             Ok(()) => {
                 let _ = ctx.journal.call(move |j| j.forget_session(id)).await;
             }

@@ -163,7 +163,8 @@ async fn single(
 ) -> Result<(RemoteObject, FileDigests), Stop> {
     let id = row.id;
     let mut parts = ctx.journal.call(move |j| j.parts(id)).await?;
-    if parts.is_empty() {
+    if parts.len() != 1 || parts[0].state != crate::journal::PartState::Pending {
+        // No plan yet, or one left by an interrupted attempt: plan it afresh.
         let size = row.size;
         ctx.journal
             .call(move |j| j.start_session(id, None, size, &[(0, size)]))
@@ -188,28 +189,36 @@ async fn single(
     if cancel.is_cancelled() {
         return Err(Stop::Cancelled);
     }
+    let len = data.len() as u64;
+    let receipt = Receipt {
+        index: 0,
+        offset: 0,
+        length: len,
+        digest: None,
+        extra: serde_json::Value::Null,
+    };
+    // A retry after a request whose answer was lost: the service may hold the file
+    // already, and sending it again would make a duplicate (a new version).
+    if row.attempts > 1
+        && let Some(remote) = already_delivered(ctx, file, &digests).await?
+    {
+        let (r, d) = (remote.clone(), digests.clone());
+        ctx.journal
+            .call(move |j| j.to_verifying(id, &r, &d, Some(&receipt)))
+            .await?;
+        return Ok((remote, digests));
+    }
     ctx.journal.call(move |j| j.part_start(id, 0)).await?;
     let meter = Meter::new(ctx.limiter.clone());
-    let len = data.len() as u64;
     let sent = ctx
         .backend
         .put_single(file, PartBody::new(data, meter.clone()), &digests)
         .await;
     match sent {
         Ok(remote) => {
-            let receipt = Receipt {
-                index: 0,
-                offset: 0,
-                length: len,
-                digest: None,
-                extra: serde_json::Value::Null,
-            };
             let (r, d) = (remote.clone(), digests.clone());
             ctx.journal
-                .call(move |j| {
-                    j.part_uploaded(id, 0, &receipt)?;
-                    j.to_verifying(id, &r, &d)
-                })
+                .call(move |j| j.to_verifying(id, &r, &d, Some(&receipt)))
                 .await?;
             Ok((remote, digests))
         }
@@ -223,6 +232,26 @@ async fn single(
     }
 }
 
+/// The stored object at the file's key, if it already is the file's content (the
+/// answer to an earlier completion or single request was lost).
+async fn already_delivered(
+    ctx: &Ctx,
+    file: &FileSpec,
+    digests: &FileDigests,
+) -> Result<Option<RemoteObject>, Stop> {
+    match ctx.backend.stat(&file.key, None).await? {
+        Some(st) if stat_matches(ctx, file.size, digests, &st).is_ok() => {
+            info!("the service already holds this content");
+            Ok(Some(RemoteObject {
+                key: file.key.clone(),
+                id: None,
+                extra: serde_json::Value::Null,
+            }))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// A file in parts through an upload session.
 async fn in_parts(
     ctx: &Ctx,
@@ -233,7 +262,21 @@ async fn in_parts(
     let id = row.id;
     let session = match &row.session {
         Some(s) => {
-            reconcile(ctx, id, s).await?;
+            match (reconcile(ctx, id, s).await, &row.digests) {
+                // Every part was sent and completion was asked for before: a lost
+                // answer to a completion that happened closes the session too.
+                (Err(Stop::Backend(gone @ BackendError::SessionGone { .. })), Some(d)) => {
+                    let Some(remote) = already_delivered(ctx, file, d).await? else {
+                        return Err(gone.into());
+                    };
+                    let (r, digests) = (remote.clone(), d.clone());
+                    ctx.journal
+                        .call(move |j| j.to_verifying(id, &r, &digests, None))
+                        .await?;
+                    return Ok((remote, d.clone()));
+                }
+                (r, _) => r?,
+            }
             s.clone()
         }
         None => begin(ctx, id, file).await?,
@@ -266,23 +309,16 @@ async fn in_parts(
         // A completion whose answer was lost closes the session: if the object is
         // there with the right content, the completion did happen.
         Err(gone @ BackendError::SessionGone { .. }) => {
-            match ctx.backend.stat(&file.key, None).await? {
-                Some(st) if stat_matches(ctx, row.size, &digests, &st).is_ok() => {
-                    info!("the session was already completed");
-                    RemoteObject {
-                        key: file.key.clone(),
-                        id: None,
-                        extra: serde_json::Value::Null,
-                    }
-                }
-                _ => return Err(gone.into()),
+            match already_delivered(ctx, file, &digests).await? {
+                Some(remote) => remote,
+                None => return Err(gone.into()),
             }
         }
         Err(e) => return Err(e.into()),
     };
     let (r, d) = (remote.clone(), digests.clone());
     ctx.journal
-        .call(move |j| j.to_verifying(id, &r, &d))
+        .call(move |j| j.to_verifying(id, &r, &d, None))
         .await?;
     Ok((remote, digests))
 }
@@ -377,7 +413,11 @@ async fn send_parts(
 ) -> Result<FileDigests, Stop> {
     let id = row.id;
     let in_flight = if ctx.caps.parallel_parts {
-        ctx.settings.parts_in_flight
+        // The memory budget is what the configuration allows, parts_in_flight ×
+        // part_size: a server that dictates bigger parts gets fewer in flight.
+        let budget = ctx.settings.parts_in_flight as u64 * ctx.settings.part_size;
+        let part = row.part_size.unwrap_or(ctx.settings.part_size).max(1);
+        (budget / part).clamp(1, ctx.settings.parts_in_flight as u64) as usize
     } else {
         1
     };
@@ -484,6 +524,9 @@ async fn record_part(ctx: &Ctx, id: FileId, done: PartDone) -> Result<(), Stop> 
             if let (Some(ours), Some(theirs)) = (&done.expected, &receipt.digest)
                 && !ours.matches(theirs)
             {
+                ctx.journal
+                    .call(move |j| j.part_failed(id, index, 0))
+                    .await?;
                 return Err(Stop::Mismatch(format!(
                     "the server stored other bytes for part {index} ({theirs}) than were sent ({ours})"
                 )));
@@ -612,7 +655,11 @@ async fn settle(ctx: &Ctx, row: &FileRow, stop: Stop) {
                 }
                 BackendError::SessionGone { .. } => {
                     info!(error = %e, "beginning a new session");
-                    ctx.journal.call(move |j| j.discard_session(id)).await?;
+                    let old = ctx.journal.call(move |j| j.discard_session(id)).await?;
+                    // Usually gone already; if not, its parts must not linger for days.
+                    if let Some(s) = old {
+                        let _ = ctx.backend.abort(&s).await;
+                    }
                     retry_later(ctx, id, None, e.to_string()).await
                 }
                 BackendError::Conflict { .. } => mismatch(ctx, id, e.to_string()).await,
@@ -667,11 +714,12 @@ async fn abort_and_forget(
     session: Option<Session>,
 ) -> Result<(), JournalError> {
     if let Some(s) = session {
-        if let Err(e) = ctx.backend.abort(&s).await {
-            // Best effort: the service expires abandoned sessions on its own.
-            warn!(error = %e, "could not abort the remote session");
+        match ctx.backend.abort(&s).await {
+            Ok(()) => ctx.journal.call(move |j| j.forget_session(id)).await?,
+            // Kept: the next start tries again (`abort_orphans`); the service also
+            // expires abandoned sessions on its own.
+            Err(e) => warn!(error = %e, "could not abort the remote session"),
         }
-        ctx.journal.call(move |j| j.forget_session(id)).await?;
     }
     Ok(())
 }

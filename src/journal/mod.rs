@@ -392,7 +392,6 @@ impl Journal {
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()?;
-        let mut replaced = None;
         if let Some((id, state, size, mtime, inode)) = latest {
             let state: FileState = state.parse().map_err(|detail| JournalError::BadRow {
                 file: id,
@@ -403,15 +402,24 @@ impl Journal {
             if same && state != FileState::Superseded {
                 return Ok(Enqueued::Unchanged(id));
             }
-            if state.is_active() {
-                tx.execute(
+        }
+        // Whatever row of this path is still in progress holds older content.
+        let replaced: Option<FileId> = tx
+            .query_row(
+                &format!("SELECT id FROM files WHERE path = ?1 AND state IN ({ACTIVE_SQL})"),
+                params![path],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if replaced.is_some() {
+            tx.execute(
+                &format!(
                     "UPDATE files SET state = 'superseded', updated_at = ?2,
                             last_error = 'the local file changed; newer content queued'
-                     WHERE id = ?1",
-                    params![id, now_ms()],
-                )?;
-                replaced = Some(id);
-            }
+                     WHERE path = ?1 AND state IN ({ACTIVE_SQL})"
+                ),
+                params![path, now_ms()],
+            )?;
         }
         let (state, err) = match &f.key {
             Some(_) => (FileState::Queued, None),
@@ -465,19 +473,28 @@ impl Journal {
     }
 
     /// Claims the next file to work on (`queued`, or `retrying` and due) and moves
-    /// it to `uploading`.
-    pub fn claim_next(&mut self, now: i64) -> Result<Option<FileRow>> {
+    /// it to `uploading`. Rows whose path is in `busy` are skipped: a worker still
+    /// holds an older row of that path, and two uploads of one name must not race.
+    /// A row that cannot be read is marked `failed` with the reason.
+    pub fn claim_next(&mut self, now: i64, busy: &[PathBuf]) -> Result<Option<FileRow>> {
         let tx = self.conn.transaction()?;
-        let id: Option<FileId> = tx
-            .query_row(
-                "SELECT id FROM files
-                 WHERE state = 'queued' OR (state = 'retrying' AND next_attempt_at <= ?1)
-                 ORDER BY next_attempt_at, id LIMIT 1",
-                params![now],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(id) = id else {
+        let mut stmt = tx.prepare(
+            "SELECT id, path FROM files
+             WHERE state = 'queued' OR (state = 'retrying' AND next_attempt_at <= ?1)
+             ORDER BY next_attempt_at, id",
+        )?;
+        let mut rows = stmt.query(params![now])?;
+        let mut chosen = None;
+        while let Some(r) = rows.next()? {
+            let path = PathBuf::from(std::ffi::OsString::from_vec(r.get::<_, Vec<u8>>(1)?));
+            if !busy.contains(&path) {
+                chosen = Some(r.get::<_, FileId>(0)?);
+                break;
+            }
+        }
+        drop(rows);
+        drop(stmt);
+        let Some(id) = chosen else {
             return Ok(None);
         };
         tx.execute(
@@ -485,8 +502,24 @@ impl Journal {
              WHERE id = ?1",
             params![id, now_ms()],
         )?;
-        tx.commit()?;
-        self.file(id)?.map(Some).ok_or(JournalError::NoSuchFile(id))
+        match file_row(&tx, id) {
+            Ok(Some(row)) => {
+                tx.commit()?;
+                Ok(Some(row))
+            }
+            Ok(None) => Err(JournalError::NoSuchFile(id)),
+            Err(e @ JournalError::BadRow { .. }) => {
+                // Never claimable again as it is; a person must look at it.
+                tx.execute(
+                    "UPDATE files SET state = 'failed', last_error = ?2, updated_at = ?3
+                     WHERE id = ?1",
+                    params![id, format!("unreadable journal row: {e}"), now_ms()],
+                )?;
+                tx.commit()?;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// When the earliest `retrying` file becomes due (unix ms).
@@ -499,14 +532,7 @@ impl Journal {
     }
 
     pub fn file(&self, id: FileId) -> Result<Option<FileRow>> {
-        self.conn
-            .query_row(
-                &format!("SELECT {FILE_COLUMNS} FROM files WHERE id = ?1"),
-                params![id],
-                |r| Ok(read_file_row(r)),
-            )
-            .optional()?
-            .transpose()
+        file_row(&self.conn, id)
     }
 
     pub fn parts(&self, id: FileId) -> Result<Vec<PartRow>> {
@@ -556,14 +582,15 @@ impl Journal {
         let tx = self.conn.transaction()?;
         let n = tx.execute(
             "UPDATE files SET session = ?2, part_size = ?3, updated_at = ?4
-             WHERE id = ?1 AND state = 'uploading' AND session IS NULL
-               AND NOT EXISTS (SELECT 1 FROM parts WHERE file_id = ?1)",
+             WHERE id = ?1 AND state = 'uploading' AND session IS NULL",
             params![id, session_json, part_size as i64, now_ms()],
         )?;
         if n == 0 {
             drop(tx);
             return Err(self.stale(id, "uploading without a session"));
         }
+        // Parts without a session belong to no upload (a failed single request, say).
+        tx.execute("DELETE FROM parts WHERE file_id = ?1", params![id])?;
         {
             let mut ins = tx.prepare(
                 "INSERT INTO parts (file_id, idx, offset, length, state)
@@ -727,22 +754,36 @@ impl Journal {
     }
 
     /// `uploading | completing → verifying`, with the object the service returned.
-    /// Single-request uploads pass their digests here (they skip `completing`).
+    /// A single-request upload passes the receipt of its one part, recorded in the
+    /// same transaction (a crash between the two would strand the row).
     pub fn to_verifying(
         &mut self,
         id: FileId,
         remote: &RemoteObject,
         digests: &FileDigests,
+        single: Option<&Receipt>,
     ) -> Result<()> {
         let remote = to_json(remote)?;
         let digests = to_json(digests)?;
-        self.transition(
-            id,
-            &[FileState::Uploading, FileState::Completing],
-            FileState::Verifying,
-            "remote = ?4, digests = ?5",
-            &[&remote, &digests],
-        )
+        let receipt = single.map(to_json).transpose()?;
+        let tx = self.conn.transaction()?;
+        if let Some(receipt) = receipt {
+            tx.execute(
+                "UPDATE parts SET state = 'uploaded', receipt = ?2 WHERE file_id = ?1 AND idx = 0",
+                params![id, receipt],
+            )?;
+        }
+        let n = tx.execute(
+            "UPDATE files SET state = 'verifying', updated_at = ?2, remote = ?3, digests = ?4
+             WHERE id = ?1 AND state IN ('uploading', 'completing')",
+            params![id, now_ms(), remote, digests],
+        )?;
+        if n == 0 {
+            drop(tx);
+            return Err(self.stale(id, "uploading|completing"));
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// `uploading → verifying` for a claimed file whose upload was already completed
@@ -834,6 +875,26 @@ impl Journal {
         )
     }
 
+    /// A worker ended without a resting state (its last journal write failed, or a
+    /// part task panicked): the row goes to `retrying` at `at` and its in-flight parts
+    /// back to `pending`. A no-op for a row already at rest. Returns whether it acted.
+    pub fn release(&mut self, id: FileId, at: i64) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE files SET state = 'retrying', next_attempt_at = ?2, updated_at = ?3,
+                    failures = failures + 1,
+                    last_error = COALESCE(last_error, 'the attempt was interrupted')
+             WHERE id = ?1 AND state IN ('uploading', 'completing', 'verifying')",
+            params![id, at, now_ms()],
+        )?;
+        tx.execute(
+            "UPDATE parts SET state = 'pending' WHERE file_id = ?1 AND state = 'uploading'",
+            params![id],
+        )?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
     /// Re-queues failed files (`dropship retry`), or makes a `retrying` one due now.
     /// A failed row whose path has newer content queued is superseded instead.
     pub fn retry(&mut self, which: RetrySelector) -> Result<Vec<FileId>> {
@@ -868,10 +929,11 @@ impl Journal {
         let tx = self.conn.transaction()?;
         let mut requeued = Vec::new();
         for id in ids {
+            // Only the newest row of a path holds the current content; an older
+            // failed row is history.
             let newer: bool = tx.query_row(
                 "SELECT EXISTS (SELECT 1 FROM files o, files f WHERE f.id = ?1
-                   AND o.path = f.path AND o.id <> f.id
-                   AND o.state IN ('queued','uploading','completing','verifying','retrying'))",
+                   AND o.path = f.path AND o.id > f.id)",
                 params![id],
                 |r| r.get(0),
             )?;
@@ -882,9 +944,13 @@ impl Journal {
                 )?;
                 continue;
             }
+            // From scratch: its session was aborted when it failed, and a failure at
+            // verification means the stored object is not to be trusted.
+            tx.execute("DELETE FROM parts WHERE file_id = ?1", params![id])?;
             tx.execute(
                 "UPDATE files SET state = 'queued', failures = 0, verify_failures = 0,
-                        next_attempt_at = 0, updated_at = ?2
+                        next_attempt_at = 0, session = NULL, part_size = NULL,
+                        digests = NULL, remote = NULL, updated_at = ?2
                  WHERE id = ?1 AND state = 'failed'",
                 params![id, now_ms()],
             )?;
@@ -1011,6 +1077,19 @@ impl Journal {
         }
     }
 }
+
+fn file_row(conn: &Connection, id: FileId) -> Result<Option<FileRow>> {
+    conn.query_row(
+        &format!("SELECT {FILE_COLUMNS} FROM files WHERE id = ?1"),
+        params![id],
+        |r| Ok(read_file_row(r)),
+    )
+    .optional()?
+    .transpose()
+}
+
+/// The active states, as an SQL list.
+const ACTIVE_SQL: &str = "'queued','uploading','completing','verifying','retrying'";
 
 const FILE_COLUMNS: &str = "id, path, key, size, mtime_ns, inode, state, session, part_size,
     attempts, failures, verify_failures, next_attempt_at, last_error, bytes_sent, digests, remote";

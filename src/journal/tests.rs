@@ -36,7 +36,7 @@ fn claimed_with_plan(j: &mut Journal) -> FileId {
     let Enqueued::Added(id) = j.enqueue(&new_file("/o/a", 10, 1)).expect("enqueue") else {
         panic!("expected a new row")
     };
-    let row = j.claim_next(now_ms()).expect("claim").expect("a row");
+    let row = j.claim_next(now_ms(), &[]).expect("claim").expect("a row");
     assert_eq!(
         (row.id, row.state, row.attempts),
         (id, FileState::Uploading, 1)
@@ -74,7 +74,7 @@ fn same_content_is_queued_once() {
     };
     assert_eq!(j.enqueue(&f).expect("again"), Enqueued::Unchanged(id));
     // Still the same after it is done: the startup scan sees kept files again.
-    j.claim_next(now_ms()).expect("claim");
+    j.claim_next(now_ms(), &[]).expect("claim");
     j.start_session(id, None, 10, &[(0, 10)]).expect("plan");
     j.to_verifying(
         id,
@@ -84,6 +84,7 @@ fn same_content_is_queued_once() {
             extra: serde_json::Value::Null,
         },
         &FileDigests::default(),
+        None,
     )
     .expect("verifying");
     j.to_done(id, None).expect("done");
@@ -187,7 +188,9 @@ fn recover_resumes_what_was_in_flight() {
     );
     // Claimable again, and the plan cannot be replaced while a session exists.
     assert_eq!(
-        j.claim_next(now_ms()).expect("claim").map(|r| r.attempts),
+        j.claim_next(now_ms(), &[])
+            .expect("claim")
+            .map(|r| r.attempts),
         Some(2)
     );
     assert!(
@@ -203,14 +206,16 @@ fn retrying_waits_until_due_and_failed_needs_a_person() {
     let now = now_ms();
     j.retry_later(id, now + 60_000, 1, "503 from server")
         .expect("retry later");
-    assert_eq!(j.claim_next(now).expect("claim"), None);
+    assert_eq!(j.claim_next(now, &[]).expect("claim"), None);
     assert_eq!(j.next_due().expect("due"), Some(now + 60_000));
     assert_eq!(
-        j.claim_next(now + 60_000).expect("claim").map(|r| r.id),
+        j.claim_next(now + 60_000, &[])
+            .expect("claim")
+            .map(|r| r.id),
         Some(id)
     );
     j.fail(id, "401 credentials refused").expect("fail");
-    assert_eq!(j.claim_next(now + 120_000).expect("claim"), None);
+    assert_eq!(j.claim_next(now + 120_000, &[]).expect("claim"), None);
     let st = j.status().expect("status");
     assert_eq!(st.counts["failed"], 1);
     assert_eq!(
@@ -302,4 +307,136 @@ fn read_only_status_sees_the_writer() {
     assert_eq!(r.status().expect("status").counts["queued"], 1);
     w.enqueue(&new_file("/o/b", 1, 1)).expect("enqueue");
     assert_eq!(r.status().expect("status").counts["queued"], 2);
+}
+
+#[test]
+fn retry_starts_a_failed_multi_part_file_afresh() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let id = claimed_with_plan(&mut j);
+    j.part_start(id, 0).expect("start");
+    j.part_uploaded(id, 0, &receipt(0, 0, 6)).expect("ack");
+    j.fail(id, "credentials refused").expect("fail");
+    j.forget_session(id).expect("aborted");
+    assert_eq!(j.retry(RetrySelector::One(id)).expect("retry"), vec![id]);
+    assert!(j.parts(id).expect("parts").is_empty(), "old parts dropped");
+    let row = j.claim_next(now_ms(), &[]).expect("claim").expect("row");
+    assert_eq!((row.session, row.digests, row.remote), (None, None, None));
+    // A new session can be recorded (it used to be refused: parts were left over).
+    j.start_session(id, Some(&session()), 10, &[(0, 10)])
+        .expect("new session");
+}
+
+#[test]
+fn only_the_newest_failed_row_of_a_path_is_retried() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let id = claimed_with_plan(&mut j);
+    j.fail(id, "refused").expect("fail");
+    let Enqueued::Added(newer) = j.enqueue(&new_file("/o/a", 99, 9)).expect("new") else {
+        panic!("added")
+    };
+    j.claim_next(now_ms(), &[]).expect("claim");
+    j.fail(newer, "refused too").expect("fail");
+    assert_eq!(
+        j.retry(RetrySelector::AllFailed).expect("retry"),
+        vec![newer]
+    );
+    assert_eq!(
+        j.file(id).expect("row").expect("exists").state,
+        FileState::Superseded
+    );
+    // New content then supersedes the re-queued row; one active row per path.
+    let res = j.enqueue(&new_file("/o/a", 100, 10)).expect("newest");
+    assert!(
+        matches!(res, Enqueued::Replaced { old, .. } if old == newer),
+        "{res:?}"
+    );
+}
+
+#[test]
+fn claim_skips_paths_a_worker_holds() {
+    let mut j = Journal::open_in_memory().expect("open");
+    j.enqueue(&new_file("/o/a", 1, 1)).expect("a");
+    let Enqueued::Added(b) = j.enqueue(&new_file("/o/b", 1, 1)).expect("b") else {
+        panic!("added")
+    };
+    let busy = [PathBuf::from("/o/a")];
+    assert_eq!(
+        j.claim_next(now_ms(), &busy).expect("claim").map(|r| r.id),
+        Some(b)
+    );
+    assert_eq!(j.claim_next(now_ms(), &busy).expect("claim"), None);
+}
+
+#[test]
+fn release_puts_a_held_row_back_and_its_parts_to_pending() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let id = claimed_with_plan(&mut j);
+    j.part_start(id, 0).expect("start");
+    assert!(j.release(id, 123).expect("release"));
+    let row = j.file(id).expect("row").expect("exists");
+    assert_eq!((row.state, row.next_attempt_at), (FileState::Retrying, 123));
+    assert_eq!(j.parts(id).expect("parts")[0].state, PartState::Pending);
+    assert!(
+        !j.release(id, 456).expect("again"),
+        "a row at rest is left alone"
+    );
+}
+
+#[test]
+fn an_unreadable_row_is_failed_when_claimed() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let Enqueued::Added(id) = j.enqueue(&new_file("/o/a", 1, 1)).expect("a") else {
+        panic!("added")
+    };
+    j.conn
+        .execute(
+            "UPDATE files SET session = 'not json' WHERE id = ?1",
+            params![id],
+        )
+        .expect("damage");
+    assert!(matches!(
+        j.claim_next(now_ms(), &[]),
+        Err(JournalError::BadRow { .. })
+    ));
+    let st = j.status().expect("status");
+    assert_eq!(st.counts["failed"], 1);
+    assert!(
+        st.files[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("unreadable")
+    );
+}
+
+#[test]
+fn a_single_request_is_recorded_with_its_receipt_in_one_step() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let Enqueued::Added(id) = j.enqueue(&new_file("/o/a", 5, 1)).expect("a") else {
+        panic!("added")
+    };
+    j.claim_next(now_ms(), &[]).expect("claim");
+    j.start_session(id, None, 5, &[(0, 5)]).expect("plan");
+    j.part_start(id, 0).expect("start");
+    let remote = RemoteObject {
+        key: "o/a".into(),
+        id: None,
+        extra: serde_json::Value::Null,
+    };
+    j.to_verifying(
+        id,
+        &remote,
+        &FileDigests::default(),
+        Some(&receipt(0, 0, 5)),
+    )
+    .expect("verifying");
+    let p = &j.parts(id).expect("parts")[0];
+    assert_eq!(
+        (p.state, p.receipt.clone()),
+        (PartState::Uploaded, Some(receipt(0, 0, 5)))
+    );
+    assert_eq!(
+        j.file(id).expect("row").expect("exists").state,
+        FileState::Verifying
+    );
 }

@@ -352,7 +352,18 @@ fn refused_credential(kind: Kind) -> Outcome {
     })?;
     check(!w.env.log_text().contains("not-the-token"), || {
         "the token is in the log".into()
-    })
+    })?;
+    // A person fixes the token and asks for a retry: everything is delivered.
+    std::fs::write(
+        w.env.dir.path().join("box-token"),
+        dropship_testbed::DEFAULT_SECRET,
+    )
+    .map_err(|e| e.to_string())?;
+    let out = w.env.cli(&["retry", "--all-failed"]);
+    check(out.status.success(), || format!("{out:?}"))?;
+    w.env.wait_done(4, secs(60));
+    w.assert_stored("big.bin", &big)?;
+    w.assert_stored("f0.txt", b"secret data")
 }
 
 fn file_changed_during_upload(kind: Kind) -> Outcome {

@@ -15,7 +15,14 @@ pub fn classify(op: Op, r: Refusal) -> BackendError {
         }
         // The session holds other content than the file we hashed: start over.
         (Op::Complete, 400, "digest_mismatch") => BackendError::Conflict { op, detail },
-        (Op::Complete, 400, "parts_mismatch") => BackendError::SessionGone { op, detail },
+        // Still not settled after the commit's own polls: back off and come again;
+        // the session's list of parts is read afresh then. Never a reason to throw
+        // the uploaded parts away.
+        (Op::Complete, 400, "parts_mismatch") => BackendError::Retry {
+            op,
+            after: r.retry_after,
+            cause: detail,
+        },
         // The part's bytes did not match its digest on arrival: damaged in transit,
         // nothing stored (rule 9); sending again is the cure.
         (Op::PutPart, 412, _) => BackendError::Retry {

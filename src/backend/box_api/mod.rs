@@ -43,6 +43,8 @@ use crate::secret::SecretSource;
 const SESSION_MIN: u64 = 20_000_000;
 /// box.md §Resume: `limit` is clamped to 1000.
 const LIST_LIMIT: u64 = 1000;
+/// box.md §Resume: "Offsets above 10000 are rejected with 400".
+const LIST_MAX_OFFSET: u64 = 10_000;
 /// Commit answered 202 ("parts not yet processed"): re-commit this many times,
 /// honouring `Retry-After`, before handing the file back to the engine's backoff.
 const COMMIT_POLLS: u32 = 20;
@@ -588,7 +590,10 @@ impl Backend for BoxBackend {
                 out.push(Self::receipt(index, p));
             }
             offset += n;
-            if n == 0 || offset >= page.total_count {
+            // box.md §Resume: offsets above 10000 are refused. Parts beyond are taken
+            // as missing; sending one again meets `range_overlaps_existing_part`,
+            // which `put_part` accepts as the stored part.
+            if n == 0 || offset >= page.total_count || offset > LIST_MAX_OFFSET {
                 break;
             }
         }
