@@ -679,6 +679,33 @@ path = "/tmp/remote"
     }
 
     #[test]
+    fn box_refuses_plain_http_off_loopback_and_needs_one_token_source() {
+        let boxed = |extra: &str| {
+            format!("[watch]\npath = \"/tmp/outbox\"\n[backend]\ntype = \"box\"\n{extra}\n")
+        };
+        let ok = boxed(
+            "api_url = \"http://127.0.0.1:8900/box\"\nupload_url = \"http://127.0.0.1:8900/box\"\ntoken_env = \"BOX_TOKEN\"",
+        );
+        parse_str(&ok).expect("loopback http is fine");
+        let far = boxed("api_url = \"http://box.example/box\"\ntoken_env = \"BOX_TOKEN\"");
+        let (line, key, msg) = invalid_parts(parse_str(&far).unwrap_err());
+        assert_eq!((line, key.as_str()), (3, "backend.api_url"), "{msg}");
+        assert!(msg.contains("allow_insecure_http"), "{msg}");
+        let allowed = boxed(
+            "api_url = \"http://box.example/box\"\ntoken_env = \"BOX_TOKEN\"\nallow_insecure_http = true",
+        );
+        parse_str(&allowed).expect("allowed explicitly");
+        let (_, key, _) = invalid_parts(parse_str(&boxed("")).unwrap_err());
+        assert_eq!(key, "backend.token_file");
+        let both = boxed("token_env = \"A\"\ntoken_file = \"/x\"");
+        let (_, _, msg) = invalid_parts(parse_str(&both).unwrap_err());
+        assert!(msg.contains("not both"), "{msg}");
+        let typo = boxed("token_env = \"A\"\nfolder = \"0\"");
+        let (_, _, msg) = invalid_parts(parse_str(&typo).unwrap_err());
+        assert!(msg.contains("unknown field `folder`"), "{msg}");
+    }
+
+    #[test]
     fn relative_paths_resolve_against_config_folder() {
         let text = MINIMAL.replace("/tmp/outbox", "../spool/outbox");
         let c = parse(Path::new("/srv/app/config/local.toml"), &text).expect("valid");
