@@ -52,7 +52,15 @@ pub struct Watcher {
     journal: JournalHandle,
     wake: Arc<Notify>,
     candidates: HashMap<PathBuf, Candidate>,
+    /// Folders to scan again, and when. notify hands us a new folder's creation
+    /// event *before* it adds the folder's watch, so a file landing in the folder in
+    /// between raises no event and may miss the first scan too.
+    follow_ups: Vec<(Instant, PathBuf)>,
 }
+
+/// When a new folder is scanned again: soon (the watch is normally in place within
+/// milliseconds), and once more later for a loaded machine.
+const FOLLOW_UPS: [Duration; 2] = [Duration::from_millis(300), Duration::from_secs(3)];
 
 impl Watcher {
     pub fn new(cfg: Arc<Config>, journal: JournalHandle, wake: Arc<Notify>) -> Watcher {
@@ -61,6 +69,7 @@ impl Watcher {
             journal,
             wake,
             candidates: HashMap::new(),
+            follow_ups: Vec::new(),
         }
     }
 
@@ -112,6 +121,7 @@ impl Watcher {
                 },
                 _ = ticker.tick() => {
                     self.settle_candidates().await?;
+                    self.follow_up().await?;
                     if let Some(at) = next_rescan
                         && Instant::now() >= at
                     {
@@ -145,6 +155,7 @@ impl Watcher {
                     // folder's files in (and, with after = delete, delete them).
                     if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()) {
                         self.scan(p, Arrival::MovedIn).await?;
+                        self.schedule_follow_ups(p);
                     } else {
                         self.finished(p).await?;
                     }
@@ -159,6 +170,7 @@ impl Watcher {
                 // Files created before the new folder's watch was in place.
                 for p in &ev.paths {
                     self.scan(p, Arrival::Rescan).await?;
+                    self.schedule_follow_ups(p);
                 }
             }
             EventKind::Create(_) | EventKind::Modify(_) => {
@@ -167,6 +179,25 @@ impl Watcher {
                 }
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    fn schedule_follow_ups(&mut self, dir: &Path) {
+        let now = Instant::now();
+        for after in FOLLOW_UPS {
+            self.follow_ups.push((now + after, dir.to_path_buf()));
+        }
+    }
+
+    /// Scans the new folders whose follow-up is due.
+    async fn follow_up(&mut self) -> Result<(), WatchError> {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) =
+            self.follow_ups.drain(..).partition(|(at, _)| *at <= now);
+        self.follow_ups = later;
+        for (_, dir) in due {
+            self.scan(&dir, Arrival::Rescan).await?;
         }
         Ok(())
     }

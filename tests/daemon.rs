@@ -400,3 +400,15 @@ fn bandwidth_limit_is_shared_by_all_workers() {
         "took {took:?}: the limit was not shared"
     );
 }
+
+#[test]
+fn files_in_freshly_created_folders_are_never_missed() {
+    // inotify watches a new folder only after its creation event is read, so a file
+    // landing in it at once can slip past the events; the watcher must still find it.
+    let env = Env::local("300ms", "", "");
+    let _d = env.spawn_ready();
+    for i in 0..100u64 {
+        env.drop_file(&format!("new{i}/deeper/f.txt"), format!("file {i}").as_bytes());
+    }
+    env.wait_done(100, Duration::from_secs(60));
+}
