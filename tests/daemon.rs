@@ -408,7 +408,10 @@ fn files_in_freshly_created_folders_are_never_missed() {
     let env = Env::local("300ms", "", "");
     let _d = env.spawn_ready();
     for i in 0..100u64 {
-        env.drop_file(&format!("new{i}/deeper/f.txt"), format!("file {i}").as_bytes());
+        env.drop_file(
+            &format!("new{i}/deeper/f.txt"),
+            format!("file {i}").as_bytes(),
+        );
     }
     env.wait_done(100, Duration::from_secs(60));
 }

@@ -227,11 +227,7 @@ impl Backend for LocalBackend {
             Ok(())
         })
         .await?;
-        Ok(RemoteObject {
-            key: file.key.clone(),
-            id: None,
-            extra: serde_json::Value::Null,
-        })
+        Ok(RemoteObject::at(&file.key))
     }
 
     async fn begin(&self, file: &FileSpec) -> Result<Session, BackendError> {
@@ -392,11 +388,7 @@ impl Backend for LocalBackend {
             Ok(())
         })
         .await?;
-        Ok(RemoteObject {
-            key: file.key.clone(),
-            id: None,
-            extra: serde_json::Value::Null,
-        })
+        Ok(RemoteObject::at(&file.key))
     }
 
     async fn abort(&self, session: &Session) -> Result<(), BackendError> {

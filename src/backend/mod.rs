@@ -133,6 +133,17 @@ pub struct RemoteObject {
     pub extra: serde_json::Value,
 }
 
+impl RemoteObject {
+    /// An object known by its key alone (no service id).
+    pub fn at(key: &str) -> RemoteObject {
+        RemoteObject {
+            key: key.to_string(),
+            id: None,
+            extra: serde_json::Value::Null,
+        }
+    }
+}
+
 /// What the service says it stores, for verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteStat {

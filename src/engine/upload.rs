@@ -242,11 +242,7 @@ async fn already_delivered(
     match ctx.backend.stat(&file.key, None).await? {
         Some(st) if stat_matches(ctx, file.size, digests, &st).is_ok() => {
             info!("the service already holds this content");
-            Ok(Some(RemoteObject {
-                key: file.key.clone(),
-                id: None,
-                extra: serde_json::Value::Null,
-            }))
+            Ok(Some(RemoteObject::at(&file.key)))
         }
         _ => Ok(None),
     }
