@@ -104,6 +104,20 @@ fn part_size_of(kind: Kind) -> usize {
     kind.part_size() as usize
 }
 
+/// Waits until `n` parts of `key` are acknowledged, so the upload is mid-way.
+fn wait_parts_acknowledged(w: &World, key: &str, n: u64) {
+    wait_for(
+        secs(60),
+        &format!("{n} parts of {key} acknowledged"),
+        || {
+            w.env
+                .rows(key)
+                .pop()
+                .filter(|r| r["parts_uploaded"].as_u64() >= Some(n))
+        },
+    );
+}
+
 /// A world whose daemon sends about a third of a `parts`-part file per second, so
 /// that a case can act while the upload is in flight; returns the file size too.
 fn slow_world(kind: Kind, parts: u64) -> (World, usize) {
@@ -171,12 +185,7 @@ fn resume_after_sigkill(kind: Kind) -> Outcome {
     w.start();
     let data = random_bytes(size, 66);
     w.env.drop_file("resume.bin", &data);
-    wait_for(secs(60), "two parts acknowledged", || {
-        w.env
-            .rows("resume.bin")
-            .pop()
-            .filter(|r| r["parts_uploaded"].as_u64() >= Some(2))
-    });
+    wait_parts_acknowledged(&w, "resume.bin", 2);
     w.kill9();
     w.start();
     let row = w.env.wait_state("resume.bin", "done", secs(120));
@@ -203,12 +212,7 @@ fn server_loses_the_session(kind: Kind) -> Outcome {
     w.start();
     let data = random_bytes(size, 77);
     w.env.drop_file("ttl.bin", &data);
-    wait_for(secs(60), "a part acknowledged", || {
-        w.env
-            .rows("ttl.bin")
-            .pop()
-            .filter(|r| r["parts_uploaded"].as_u64() >= Some(1))
-    });
+    wait_parts_acknowledged(&w, "ttl.bin", 1);
     // Every open session expires now; the next part call finds it gone.
     w.faults(SettingsPatch {
         session_ttl_s: Some(1),

@@ -27,8 +27,22 @@ impl Kind {
         }
     }
 
-    /// The capabilities the real backend declares (built offline from a config).
+    /// The capabilities the real backend declares (built once, offline, from a config).
     pub fn capabilities(self) -> Capabilities {
+        static CAPS: OnceLock<Vec<(Kind, Capabilities)>> = OnceLock::new();
+        let all = CAPS.get_or_init(|| {
+            Kind::ALL
+                .iter()
+                .map(|k| (*k, k.build_capabilities()))
+                .collect()
+        });
+        all.iter()
+            .find(|(k, _)| *k == self)
+            .map(|(_, c)| *c)
+            .expect("every kind is in Kind::ALL")
+    }
+
+    fn build_capabilities(self) -> Capabilities {
         let dir = tempfile::tempdir().expect("tempdir");
         let cfg = match self {
             Kind::Local => format!("type = \"local\"\npath = \"{}\"", dir.path().display()),

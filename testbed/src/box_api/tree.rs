@@ -347,16 +347,11 @@ impl Tree {
         json!({"total_count": entries.len(), "entries": entries})
     }
 
+    /// The full file object: the mini form plus the details Box adds to it.
     pub(crate) fn file_json(&self, f: &File) -> Value {
         let parent = self.folder(&f.parent).map(|p| self.mini_folder(p));
-        json!({
-            "type": "file",
-            "id": f.id,
-            "file_version": {"type": "file_version", "id": f.version_id, "sha1": f.sha1},
-            "sequence_id": f.etag.to_string(),
-            "etag": f.etag.to_string(),
-            "sha1": f.sha1,
-            "name": f.name,
+        let mut v = self.mini_file(f);
+        let details = json!({
             "description": "",
             "size": f.size,
             "path_collection": self.path_collection(&f.parent),
@@ -372,7 +367,11 @@ impl Tree {
             "shared_link": null,
             "parent": parent,
             "item_status": "active",
-        })
+        });
+        if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), details) {
+            obj.extend(more);
+        }
+        v
     }
 
     /// One page of a folder's items, in Box's collection shape.
