@@ -789,13 +789,7 @@ impl Journal {
     /// `uploading → verifying` for a claimed file whose upload was already completed
     /// (a verification cut short by a failure or a restart).
     pub fn resume_verifying(&mut self, id: FileId) -> Result<()> {
-        self.transition(
-            id,
-            &[FileState::Uploading],
-            FileState::Verifying,
-            "remote = remote",
-            &[],
-        )
+        self.transition(id, &[FileState::Uploading], FileState::Verifying, "", &[])
     }
 
     /// `verifying → done`. `note` is kept in `last_error` (e.g. why the post-action
@@ -870,7 +864,7 @@ impl Journal {
                 FileState::Verifying,
             ],
             FileState::Queued,
-            "failures = failures",
+            "",
             &[],
         )
     }
@@ -1012,7 +1006,7 @@ impl Journal {
     // ---- internals ------------------------------------------------------------------
 
     /// Moves a file from one of `from` to `to`, setting `set` (which numbers its
-    /// parameters from ?4) in the same statement.
+    /// parameters from ?4; may be empty) in the same statement.
     fn transition(
         &mut self,
         id: FileId,
@@ -1027,8 +1021,13 @@ impl Journal {
             .map(|s| format!("'{}'", s.as_str()))
             .collect::<Vec<_>>()
             .join(",");
+        let set = if set.is_empty() {
+            String::new()
+        } else {
+            format!(", {set}")
+        };
         let sql = format!(
-            "UPDATE files SET state = ?2, updated_at = ?3, {set}
+            "UPDATE files SET state = ?2, updated_at = ?3{set}
              WHERE id = ?1 AND state IN ({from_list})"
         );
         let now = now_ms();
