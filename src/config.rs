@@ -17,7 +17,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::backend::BackendConfig;
+use crate::backend::{BackendConfig, Timeouts};
 use crate::units::{ByteRate, ByteSize, HumanDuration};
 
 /// Where a config file is looked for when `--config` is not given, in order.
@@ -72,6 +72,9 @@ pub struct UploadConfig {
     /// Verification failures (remote digest ≠ local) tolerated before a file is
     /// marked failed: a corrupting store must not loop forever.
     pub verify_attempts: u32,
+    /// How each request is timed: no body byte moving for `stall`, or no answer
+    /// `answer` after the body was sent, fails it (and it is retried).
+    pub timeouts: Timeouts,
 }
 
 /// What happens to the local file once its upload is verified.
@@ -191,6 +194,8 @@ struct RawUpload {
     retry_base: HumanDuration,
     retry_max: Spanned<HumanDuration>,
     verify_attempts: Spanned<u32>,
+    stall_timeout: Spanned<HumanDuration>,
+    answer_timeout: Spanned<HumanDuration>,
 }
 
 impl Default for RawUpload {
@@ -205,6 +210,8 @@ impl Default for RawUpload {
             retry_base: HumanDuration(Duration::from_secs(1)),
             retry_max: Spanned::new(0..0, HumanDuration(Duration::from_secs(300))),
             verify_attempts: Spanned::new(0..0, 3),
+            stall_timeout: Spanned::new(0..0, HumanDuration(Timeouts::default().stall)),
+            answer_timeout: Spanned::new(0..0, HumanDuration(Timeouts::default().answer)),
         }
     }
 }
@@ -374,6 +381,19 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             "must be at least 1".into(),
         ));
     }
+    for (value, key) in [
+        (&up.stall_timeout, "upload.stall_timeout"),
+        (&up.answer_timeout, "upload.answer_timeout"),
+    ] {
+        let d = value.get_ref().0;
+        if d < Duration::from_millis(100) || d > DAY {
+            return Err(err(
+                value.span(),
+                key,
+                "must be between 100ms and 1d".into(),
+            ));
+        }
+    }
     let after = match (up.after.get_ref(), &up.move_to) {
         (RawAfter::Keep, _) => After::Keep,
         (RawAfter::Delete, _) => After::Delete,
@@ -440,6 +460,10 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             retry_base: up.retry_base.0,
             retry_max: up.retry_max.get_ref().0,
             verify_attempts: *up.verify_attempts.get_ref(),
+            timeouts: Timeouts {
+                stall: up.stall_timeout.get_ref().0,
+                answer: up.answer_timeout.get_ref().0,
+            },
         },
         daemon: DaemonConfig {
             shutdown_timeout: raw.daemon.shutdown_timeout.0,
@@ -493,6 +517,19 @@ impl Config {
             .collect();
         let parts = parts?;
         (!parts.is_empty()).then(|| parts.join("/"))
+    }
+
+    /// Whether a path under the watched folder is ignored: any of its components
+    /// below the folder matches an `ignore` pattern, so that a hidden or `*.tmp`
+    /// folder hides everything in it (a producer staging in `.incoming/` and then
+    /// renaming into place must not have its file sent twice). Names that are not
+    /// UTF-8 match no pattern.
+    pub fn ignored_path(&self, path: &Path) -> bool {
+        let rel = path.strip_prefix(&self.watch.path).unwrap_or(path);
+        rel.components().any(|c| match c {
+            Component::Normal(s) => s.to_str().is_some_and(|name| self.ignored(name)),
+            _ => false,
+        })
     }
 
     /// Whether a file name matches one of the `ignore` patterns.
@@ -624,6 +661,43 @@ path = "/tmp/remote"
         assert!(c.ignored(".hidden"));
         assert!(c.ignored("x.tmp"));
         assert!(!c.ignored("data.bin"));
+        assert_eq!(c.upload.timeouts, Timeouts::default());
+    }
+
+    #[test]
+    fn ignore_patterns_apply_to_every_folder_below_the_outbox() {
+        let c = parse_str(MINIMAL).expect("minimal config");
+        let root = &c.watch.path;
+        assert!(c.ignored_path(&root.join(".incoming/report.csv")));
+        assert!(c.ignored_path(&root.join("a/b.tmp/c/data.bin")));
+        assert!(c.ignored_path(&root.join("a/.x")));
+        assert!(!c.ignored_path(&root.join("a/b/data.bin")));
+        // Only components below the outbox count: the outbox itself may be hidden.
+        let hidden_root =
+            parse_str(&MINIMAL.replace("/tmp/outbox", "/tmp/.outbox")).expect("hidden outbox");
+        assert!(!hidden_root.ignored_path(&hidden_root.watch.path.join("data.bin")));
+    }
+
+    #[test]
+    fn timeouts_are_read_and_bounded() {
+        let text = MINIMAL.replace(
+            "[backend]",
+            "[upload]\nstall_timeout = \"5s\"\nanswer_timeout = \"30s\"\n\n[backend]",
+        );
+        let c = parse_str(&text).expect("config");
+        assert_eq!(
+            c.upload.timeouts,
+            Timeouts {
+                stall: Duration::from_secs(5),
+                answer: Duration::from_secs(30)
+            }
+        );
+        let bad = MINIMAL.replace(
+            "[backend]",
+            "[upload]\nstall_timeout = \"1ms\"\n\n[backend]",
+        );
+        let (_, key, _) = invalid_parts(parse_str(&bad).unwrap_err());
+        assert_eq!(key, "upload.stall_timeout");
     }
 
     #[test]

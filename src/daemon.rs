@@ -91,7 +91,7 @@ fn take_lock(cfg: &Config) -> Result<File, DaemonError> {
 pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), DaemonError> {
     let _lock = take_lock(&cfg)?;
     let journal = JournalHandle::open(&cfg.journal.path).await?;
-    let backend = cfg.backend.build()?;
+    let backend = cfg.backend.build(cfg.upload.timeouts)?;
     let cfg = Arc::new(cfg);
     let wake = Arc::new(Notify::new());
     let cancel = CancellationToken::new();
@@ -111,33 +111,41 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Daem
 
     let mut failure: Option<DaemonError> = None;
     tokio::pin!(stop);
-    tokio::select! {
+    // `stop` completes once; polling it again would panic, so a signal that came
+    // before READY skips the second wait.
+    let stopped_early = tokio::select! {
         ready = ready_rx => {
             if ready.is_ok() {
                 sd_notify("READY=1\nSTATUS=watching");
                 info!(backend = backend.name(), folder = %cfg.watch.path.display(), "dropship is running");
             }
+            false
         }
-        _ = &mut stop => {}
-    }
+        _ = &mut stop => {
+            info!("termination signal during start-up: stopping");
+            true
+        }
+    };
     // Both tasks run until cancelled; either ending early is a failure.
-    tokio::select! {
-        _ = &mut stop => info!("termination signal: stopping"),
-        r = &mut watch_task => {
-            let e = r.map_err(|e| JournalError::Task(e.to_string())).and_then(|r| r.map_err(|e| match e {
-                WatchError::Journal(j) => j,
-                other => JournalError::Task(other.to_string()),
-            }));
-            if let Err(e) = e {
-                error!(error = %e, "the watcher stopped");
-                failure = Some(e.into());
+    if !stopped_early {
+        tokio::select! {
+            _ = &mut stop => info!("termination signal: stopping"),
+            r = &mut watch_task => {
+                let e = r.map_err(|e| JournalError::Task(e.to_string())).and_then(|r| r.map_err(|e| match e {
+                    WatchError::Journal(j) => j,
+                    other => JournalError::Task(other.to_string()),
+                }));
+                if let Err(e) = e {
+                    error!(error = %e, "the watcher stopped");
+                    failure = Some(e.into());
+                }
             }
-        }
-        r = &mut engine_task => {
-            let e = r.map_err(|e| JournalError::Task(e.to_string())).and_then(|r| r);
-            if let Err(e) = e {
-                error!(error = %e, "the engine stopped");
-                failure = Some(e.into());
+            r = &mut engine_task => {
+                let e = r.map_err(|e| JournalError::Task(e.to_string())).and_then(|r| r);
+                if let Err(e) = e {
+                    error!(error = %e, "the engine stopped");
+                    failure = Some(e.into());
+                }
             }
         }
     }

@@ -10,6 +10,7 @@ use std::fmt;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use sha1::Digest as _;
+use sha1::digest::common::hazmat::{SerializableState, SerializedState};
 
 /// A digest algorithm a backend uses, per part or for the whole object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -109,6 +110,64 @@ impl Hasher {
     }
 }
 
+/// Where a running whole-file hash stands: the hasher's state after the first
+/// `offset` bytes of the file. Stored in the journal as the read pass advances, so
+/// that a later attempt continues the hash instead of reading those bytes again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HashCheckpoint {
+    pub kind: DigestKind,
+    /// Bytes of the file the state has consumed.
+    pub offset: u64,
+    /// Base64 of RustCrypto's serialized hasher state (a few dozen bytes).
+    pub state: String,
+}
+
+fn save<H: SerializableState>(h: &H) -> String {
+    base64::engine::general_purpose::STANDARD.encode(h.serialize().as_slice())
+}
+
+fn load<H: SerializableState>(state: &str) -> Option<H> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(state)
+        .ok()?;
+    let array = SerializedState::<H>::try_from(bytes.as_slice()).ok()?;
+    H::deserialize(&array).ok()
+}
+
+impl Hasher {
+    pub fn kind(&self) -> DigestKind {
+        match self {
+            Hasher::Md5(_) => DigestKind::Md5,
+            Hasher::Sha1(_) => DigestKind::Sha1,
+            Hasher::Sha256(_) => DigestKind::Sha256,
+        }
+    }
+
+    /// The state after `offset` bytes, to be continued by [`Hasher::resume`].
+    pub fn checkpoint(&self, offset: u64) -> HashCheckpoint {
+        let state = match self {
+            Hasher::Md5(h) => save(h),
+            Hasher::Sha1(h) => save(h),
+            Hasher::Sha256(h) => save(h),
+        };
+        HashCheckpoint {
+            kind: self.kind(),
+            offset,
+            state,
+        }
+    }
+
+    /// The hasher a checkpoint saved; `None` if the state does not parse (a journal
+    /// from another build, or damage): the caller then hashes from byte 0.
+    pub fn resume(cp: &HashCheckpoint) -> Option<Hasher> {
+        Some(match cp.kind {
+            DigestKind::Md5 => Hasher::Md5(load(&cp.state)?),
+            DigestKind::Sha1 => Hasher::Sha1(load(&cp.state)?),
+            DigestKind::Sha256 => Hasher::Sha256(load(&cp.state)?),
+        })
+    }
+}
+
 /// Digest of a whole buffer in one call.
 pub fn digest_of(kind: DigestKind, data: &[u8]) -> Digest {
     let mut h = Hasher::new(kind);
@@ -171,6 +230,35 @@ mod tests {
             }
             assert_eq!(h.finish(), digest_of(kind, &data));
         }
+    }
+
+    #[test]
+    fn a_checkpoint_continues_the_hash_exactly() {
+        let data: Vec<u8> = (0..300_001u32).map(|i| (i * 13 % 253) as u8).collect();
+        for kind in [DigestKind::Md5, DigestKind::Sha1, DigestKind::Sha256] {
+            // Cut at odd offsets too: the hasher's partial block must travel with it.
+            for cut in [0usize, 1, 63, 64, 65, 4097, 300_000] {
+                let mut h = Hasher::new(kind);
+                h.update(&data[..cut]);
+                let cp = h.checkpoint(cut as u64);
+                let text = serde_json::to_string(&cp).expect("json");
+                let back: HashCheckpoint = serde_json::from_str(&text).expect("parse");
+                let mut resumed = Hasher::resume(&back).expect("resume");
+                resumed.update(&data[cut..]);
+                assert_eq!(resumed.finish(), digest_of(kind, &data), "{kind} at {cut}");
+            }
+        }
+        let bad = HashCheckpoint {
+            kind: DigestKind::Sha1,
+            offset: 5,
+            state: "not base64!".into(),
+        };
+        assert!(Hasher::resume(&bad).is_none());
+        let short = HashCheckpoint {
+            state: base64::engine::general_purpose::STANDARD.encode([1, 2, 3]),
+            ..bad
+        };
+        assert!(Hasher::resume(&short).is_none());
     }
 
     #[test]

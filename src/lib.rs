@@ -15,6 +15,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod confine;
 pub mod daemon;
 pub mod digest;
 pub mod engine;

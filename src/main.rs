@@ -179,6 +179,8 @@ fn open_read_only(path: &Path) -> Result<Option<Journal>, Failure> {
     }
     match Journal::open_read_only(path) {
         Ok(j) => Ok(Some(j)),
+        // Created a moment ago by a daemon that is still applying the schema.
+        Err(JournalError::NeedsUpgrade { found: 0, .. }) => Ok(None),
         Err(e @ (JournalError::TooNew { .. } | JournalError::NeedsUpgrade { .. })) => {
             Err(Failure {
                 code: 1,
@@ -193,13 +195,7 @@ fn show_status(cfg: &Config, json: bool, recent: usize) -> Result<(), Failure> {
     let running = daemon::is_running(cfg);
     let report = match open_read_only(&cfg.journal.path)? {
         Some(j) => j.status().context("reading the journal")?,
-        None => dropship::journal::StatusReport {
-            counts: dropship::journal::FileState::ALL
-                .iter()
-                .map(|s| (s.as_str(), 0))
-                .collect(),
-            files: Vec::new(),
-        },
+        None => dropship::journal::StatusReport::empty(),
     };
     if json {
         let out = status::StatusJson {

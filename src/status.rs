@@ -1,14 +1,17 @@
 //! `dropship status`: the journal's view, as a table for people or JSON for scripts.
 //!
-//! The JSON shape is an interface: `counts` has one key per file state, `files` one
-//! object per journal row with at least `id`, `path`, `state`, `size`, `bytes_sent`,
-//! `attempts` and `last_error`. Fields may be added, never renamed.
+//! The JSON shape is an interface: `counts` has one key per file state, `backend`
+//! says whether the service accepts the credentials (`{"state": "ok" |
+//! "auth_refused", "since", "reason"}`), `notices` lists every condition the daemon
+//! reports (`{"topic", "state", "since", "reason"}`), and `files` has one object per
+//! journal row with at least `id`, `path`, `state`, `size`, `bytes_sent`, `attempts`
+//! and `last_error`. Fields may be added, never renamed.
 
 use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::journal::{FileStatus, StatusReport};
+use crate::journal::{BACKEND_TOPIC, FileStatus, StatusReport, now_ms};
 use crate::units::human_bytes;
 
 #[derive(Serialize)]
@@ -34,6 +37,25 @@ pub fn table(report: &StatusReport, running: bool, recent_done: usize) -> String
         .map(|(state, n)| format!("{state} {n}"))
         .collect();
     let _ = writeln!(out, "files: {}", counts.join(", "));
+    if report.backend.state != "ok" {
+        let _ = writeln!(
+            out,
+            "backend: {} since {} — {}",
+            report.backend.state,
+            report.backend.since.map_or("?".into(), ago),
+            report.backend.reason.as_deref().unwrap_or("")
+        );
+    }
+    for n in report.notices.iter().filter(|n| n.topic != BACKEND_TOPIC) {
+        let _ = writeln!(
+            out,
+            "notice: {} {} since {} — {}",
+            n.topic,
+            n.state,
+            ago(n.since),
+            n.reason.as_deref().unwrap_or("")
+        );
+    }
     let (settled, active): (Vec<&FileStatus>, Vec<&FileStatus>) = report
         .files
         .iter()
@@ -74,4 +96,14 @@ pub fn table(report: &StatusReport, running: bool, recent_done: usize) -> String
         );
     }
     out
+}
+
+/// "12s ago" / "3m ago" / "2h ago" for a unix-ms instant.
+fn ago(ms: i64) -> String {
+    let secs = (now_ms() - ms).max(0) / 1000;
+    match secs {
+        s if s < 120 => format!("{s}s ago"),
+        s if s < 7200 => format!("{}m ago", s / 60),
+        s => format!("{}h ago", s / 3600),
+    }
 }

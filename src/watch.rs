@@ -9,22 +9,36 @@
 //!
 //! Events are only hints: every decision is taken on a fresh `stat`. A full scan runs
 //! at start (files that arrived while dropship was down; those untouched for `settle`
-//! count at once), whenever inotify reports an overflow, and every `rescan`. The
-//! journal refuses a content it already knows, so scans may repeat freely.
+//! count at once), whenever inotify or our own event queue overflows, and every
+//! `rescan`. The journal refuses a content it already knows, so scans may repeat
+//! freely.
+//!
+//! What is never recorded: a path with a component matching an `ignore` pattern
+//! (a hidden or `*.tmp` folder hides its contents), and anything reached through a
+//! symbolic link (see `confine.rs`: links are not followed, not by notify's watches,
+//! not by scans). A folder that cannot be read is reported once at WARN and in
+//! `status` until it can be read again.
+//!
+//! Each folder gets its own (non-recursive) watch, added by the scan that lists it,
+//! *before* listing it: a file landing in a new folder is either listed or raises an
+//! event, never neither. A folder that cannot be watched (unreadable, or the inotify
+//! watch limit reached) costs only its events: the rescans still find its files.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
-use notify::{Event, EventKind, RecursiveMode, Watcher as _};
+use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::Config;
+use crate::confine;
 use crate::identity::Identity;
 use crate::journal::{Enqueued, JournalHandle, NewFile};
 
@@ -52,15 +66,29 @@ pub struct Watcher {
     journal: JournalHandle,
     wake: Arc<Notify>,
     candidates: HashMap<PathBuf, Candidate>,
-    /// Folders to scan again, and when. notify hands us a new folder's creation
-    /// event *before* it adds the folder's watch, so a file landing in the folder in
-    /// between raises no event and may miss the first scan too.
-    follow_ups: Vec<(Instant, PathBuf)>,
+    /// The folders' watches; lent to each blocking walk (`None` meanwhile, and
+    /// before `run` starts).
+    watches: Option<Watches>,
+    /// Folders that could not be listed, with why: reported once, until readable.
+    unreadable: HashMap<PathBuf, String>,
+    /// The inotify watch limit was met (reported once).
+    watch_limit_met: bool,
 }
 
-/// When a new folder is scanned again: soon (the watch is normally in place within
-/// milliseconds), and once more later for a loaded machine.
-const FOLLOW_UPS: [Duration; 2] = [Duration::from_millis(300), Duration::from_secs(3)];
+/// notify's watcher and the folders it watches.
+struct Watches {
+    notify: RecommendedWatcher,
+    dirs: HashSet<PathBuf>,
+}
+
+/// Events waiting for the watcher. notify's thread never blocks on a full queue: it
+/// drops the event and flags an overflow, which a rescan makes good.
+const EVENT_QUEUE: usize = 4096;
+
+/// The `status` notice topic of an unreadable folder.
+fn notice_topic(dir: &Path) -> String {
+    format!("watch:{}", dir.display())
+}
 
 impl Watcher {
     pub fn new(cfg: Arc<Config>, journal: JournalHandle, wake: Arc<Notify>) -> Watcher {
@@ -69,7 +97,9 @@ impl Watcher {
             journal,
             wake,
             candidates: HashMap::new(),
-            follow_ups: Vec::new(),
+            watches: None,
+            unreadable: HashMap::new(),
+            watch_limit_met: false,
         }
     }
 
@@ -80,24 +110,43 @@ impl Watcher {
         ready: tokio::sync::oneshot::Sender<()>,
     ) -> Result<(), WatchError> {
         let root = self.cfg.watch.path.clone();
-        let (tx, mut events) = mpsc::unbounded_channel();
-        // notify calls this on its own thread; an unbounded send never blocks it.
-        let mut watcher = notify::recommended_watcher(move |res: notify::Result<Event>| {
-            let _ = tx.send(res);
-        })
-        .map_err(|source| WatchError::Watch {
-            path: root.clone(),
-            source,
-        })?;
-        // Watch first, then scan: a file arriving in between is seen by both, and the
-        // journal keeps one.
-        watcher
-            .watch(&root, RecursiveMode::Recursive)
+        let (tx, mut events) = mpsc::channel(EVENT_QUEUE);
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let flag = overflowed.clone();
+        // notify calls this on its own thread, which must never block: a full queue
+        // drops the event and flags a rescan instead of growing without bound.
+        let handler = move |res: notify::Result<Event>| {
+            if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(res) {
+                flag.store(true, Ordering::Relaxed);
+            }
+        };
+        // Links are not followed: a link in the outbox must not pull another folder's
+        // files in (and, with after = delete, delete them there).
+        let config = notify::Config::default().with_follow_symlinks(false);
+        let mut notify =
+            RecommendedWatcher::new(handler, config).map_err(|source| WatchError::Watch {
+                path: root.clone(),
+                source,
+            })?;
+        // The outbox itself must be watchable; its folders are watched as they are
+        // listed (see `walk`).
+        notify
+            .watch(&root, RecursiveMode::NonRecursive)
             .map_err(|source| WatchError::Watch {
                 path: root.clone(),
                 source,
             })?;
-        let found = self.scan(&root, Arrival::Startup).await?;
+        self.watches = Some(Watches {
+            notify,
+            dirs: HashSet::from([root.clone()]),
+        });
+        // Whatever a previous daemon reported of the folders is found afresh.
+        self.journal.call(|j| j.clear_notices("watch:")).await?;
+        // A large outbox takes a while to record: a shutdown meanwhile must not wait.
+        let found = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            found = self.scan(&root, Arrival::Startup) => found?,
+        };
         info!(folder = %root.display(), files = found, "watching");
         let _ = ready.send(());
 
@@ -120,8 +169,11 @@ impl Watcher {
                     None => break,
                 },
                 _ = ticker.tick() => {
+                    if overflowed.swap(false, Ordering::Relaxed) {
+                        warn!("file events came faster than they were handled; rescanning");
+                        self.scan(&root, Arrival::Rescan).await?;
+                    }
                     self.settle_candidates().await?;
-                    self.follow_up().await?;
                     if let Some(at) = next_rescan
                         && Instant::now() >= at
                     {
@@ -131,7 +183,6 @@ impl Watcher {
                 }
             }
         }
-        drop(watcher);
         Ok(())
     }
 
@@ -154,8 +205,8 @@ impl Watcher {
                     // Not `is_dir`: a symlink to a folder elsewhere must not pull that
                     // folder's files in (and, with after = delete, delete them).
                     if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()) {
+                        self.forget_watch(p);
                         self.scan(p, Arrival::MovedIn).await?;
-                        self.schedule_follow_ups(p);
                     } else {
                         self.finished(p).await?;
                     }
@@ -164,13 +215,16 @@ impl Watcher {
             EventKind::Modify(ModifyKind::Name(RenameMode::From)) | EventKind::Remove(_) => {
                 for p in &ev.paths {
                     self.candidates.remove(p);
+                    // A folder's watch goes with it; a new folder of that name
+                    // needs its own.
+                    self.forget_watch(p);
                 }
             }
             EventKind::Create(CreateKind::Folder) => {
-                // Files created before the new folder's watch was in place.
+                // Watched, then listed: files created before the watch are listed.
                 for p in &ev.paths {
+                    self.forget_watch(p);
                     self.scan(p, Arrival::Rescan).await?;
-                    self.schedule_follow_ups(p);
                 }
             }
             EventKind::Create(_) | EventKind::Modify(_) => {
@@ -183,31 +237,21 @@ impl Watcher {
         Ok(())
     }
 
-    fn schedule_follow_ups(&mut self, dir: &Path) {
-        let now = Instant::now();
-        for after in FOLLOW_UPS {
-            self.follow_ups.push((now + after, dir.to_path_buf()));
+    /// Forgets that `path` (and what is below it) is watched.
+    fn forget_watch(&mut self, path: &Path) {
+        // Most events name files: only a watched folder costs a pass over the set.
+        if let Some(w) = self.watches.as_mut()
+            && w.dirs.contains(path)
+        {
+            w.dirs.retain(|d| !d.starts_with(path));
         }
     }
 
-    /// Scans the new folders whose follow-up is due.
-    async fn follow_up(&mut self) -> Result<(), WatchError> {
-        let now = Instant::now();
-        let (due, later): (Vec<_>, Vec<_>) =
-            self.follow_ups.drain(..).partition(|(at, _)| *at <= now);
-        self.follow_ups = later;
-        for (_, dir) in due {
-            self.scan(&dir, Arrival::Rescan).await?;
-        }
-        Ok(())
-    }
-
+    /// Whether `path` may be recorded at all: not ignored by any of its components
+    /// below the outbox. (A name that is not UTF-8 matches no pattern; it is
+    /// recorded, as failed.)
     fn wanted(&self, path: &Path) -> bool {
-        match path.file_name().and_then(|n| n.to_str()) {
-            Some(name) => !self.cfg.ignored(name),
-            // Not UTF-8: no pattern can match it; it is recorded (as failed).
-            None => path.file_name().is_some(),
-        }
+        path.file_name().is_some() && !self.cfg.ignored_path(path)
     }
 
     /// Something happened to `path`: restart its settle clock.
@@ -278,10 +322,34 @@ impl Watcher {
 
     /// Walks `dir`; returns how many files it recorded at once.
     async fn scan(&mut self, dir: &Path, arrival: Arrival) -> Result<usize, WatchError> {
-        let dir = dir.to_path_buf();
-        let files = tokio::task::spawn_blocking(move || walk(&dir))
-            .await
-            .unwrap_or_default();
+        let cfg = self.cfg.clone();
+        let start = dir.to_path_buf();
+        let mut watches = self.watches.take();
+        let walked = tokio::task::spawn_blocking(move || {
+            let walked = walk(&start, &cfg, watches.as_mut());
+            (walked, watches)
+        })
+        .await;
+        let walked = match walked {
+            Ok((walked, watches)) => {
+                self.watches = watches;
+                walked
+            }
+            // Only a panic in the walk gets here; the next rescan walks again, and
+            // with no watches left, rescans are all there is.
+            Err(e) => {
+                warn!(error = %e, "a scan failed");
+                Walked::default()
+            }
+        };
+        if walked.watch_limit_met && !self.watch_limit_met {
+            self.watch_limit_met = true;
+            warn!(
+                "the inotify watch limit is reached (fs.inotify.max_user_watches); folders beyond it are found by the rescans only"
+            );
+        }
+        self.report_unreadable(dir, walked.unreadable).await;
+        let files = walked.files;
         let settle = self.cfg.watch.settle;
         let mut recorded = 0;
         for (path, id, age) in files {
@@ -304,7 +372,46 @@ impl Watcher {
         Ok(recorded)
     }
 
+    /// Reports folders under `scanned` that could not be listed (once each), and
+    /// those that can be listed again.
+    async fn report_unreadable(&mut self, scanned: &Path, now: Vec<(PathBuf, String)>) {
+        let healed: Vec<PathBuf> = self
+            .unreadable
+            .keys()
+            .filter(|d| d.starts_with(scanned) && !now.iter().any(|(n, _)| n == *d))
+            .cloned()
+            .collect();
+        for dir in healed {
+            self.unreadable.remove(&dir);
+            info!(folder = %dir.display(), "the folder can be read again");
+            let topic = notice_topic(&dir);
+            if let Err(e) = self.journal.call(move |j| j.clear_notice(&topic)).await {
+                warn!(error = %e, "cannot record the folder's state for status");
+            }
+        }
+        for (dir, why) in now {
+            if self.unreadable.get(&dir) == Some(&why) {
+                continue;
+            }
+            warn!(folder = %dir.display(), error = %why, "cannot read a folder of the outbox; its files wait until it can be read");
+            let (topic, reason) = (notice_topic(&dir), why.clone());
+            if let Err(e) = self
+                .journal
+                .call(move |j| j.set_notice(&topic, "unreadable", &reason))
+                .await
+            {
+                warn!(error = %e, "cannot record the folder's state for status");
+            }
+            self.unreadable.insert(dir, why);
+        }
+    }
+
     async fn record(&self, path: &Path, id: Identity) -> Result<(), WatchError> {
+        // An event or a scan may name a path through a link swapped in meanwhile.
+        if let Ok(Some(why)) = confine::outside(&self.cfg.watch.path, path) {
+            debug!(path = %path.display(), %why, "not recorded");
+            return Ok(());
+        }
         let f = NewFile {
             path: path.to_path_buf(),
             key: self.cfg.remote_key(path),
@@ -352,16 +459,45 @@ fn regular_file(path: &Path) -> Option<Identity> {
     meta.is_file().then(|| Identity::of(&meta))
 }
 
-/// Every regular file under `dir` with its identity and the time since its mtime.
-fn walk(dir: &Path) -> Vec<(PathBuf, Identity, Duration)> {
-    let mut out = Vec::new();
+/// What a walk found.
+#[derive(Debug, Default)]
+struct Walked {
+    /// Every regular file, with its identity and the time since its mtime.
+    files: Vec<(PathBuf, Identity, Duration)>,
+    /// Folders that could not be listed, with why.
+    unreadable: Vec<(PathBuf, String)>,
+    /// A folder could not be watched for lack of inotify watches.
+    watch_limit_met: bool,
+}
+
+/// Every regular file under `dir`, not entering ignored folders and not following
+/// links (`lstat` only: a link is neither a file nor a folder here). Each folder not
+/// watched yet is watched before it is listed.
+fn walk(dir: &Path, cfg: &Config, mut watches: Option<&mut Watches>) -> Walked {
+    let mut out = Walked::default();
     let mut stack = vec![dir.to_path_buf()];
     let now = SystemTime::now();
     while let Some(d) = stack.pop() {
+        if let Some(w) = watches.as_deref_mut()
+            && !w.dirs.contains(&d)
+        {
+            match w.notify.watch(&d, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    w.dirs.insert(d.clone());
+                }
+                Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
+                    out.watch_limit_met = true;
+                }
+                // Unreadable or gone: the listing below says which.
+                Err(_) => {}
+            }
+        }
         let entries = match std::fs::read_dir(&d) {
             Ok(e) => e,
+            // Gone meanwhile: nothing to report.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => {
-                debug!(dir = %d.display(), error = %e, "cannot list");
+                out.unreadable.push((d, e.to_string()));
                 continue;
             }
         };
@@ -371,7 +507,9 @@ fn walk(dir: &Path) -> Vec<(PathBuf, Identity, Duration)> {
                 continue;
             };
             if meta.is_dir() {
-                stack.push(path);
+                if !cfg.ignored_path(&path) {
+                    stack.push(path);
+                }
             } else if meta.is_file() {
                 // An mtime in the future (clock skew) counts as just written.
                 let age = meta
@@ -379,10 +517,10 @@ fn walk(dir: &Path) -> Vec<(PathBuf, Identity, Duration)> {
                     .ok()
                     .and_then(|m| now.duration_since(m).ok())
                     .unwrap_or(Duration::ZERO);
-                out.push((path, Identity::of(&meta), age));
+                out.files.push((path, Identity::of(&meta), age));
             }
         }
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.files.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }

@@ -328,7 +328,14 @@ fn a_second_daemon_on_the_same_journal_is_refused() {
 #[test]
 fn a_refused_file_is_failed_with_its_reason_and_retry_requeues_it() {
     // The local backend refuses keys inside its own staging folder: a permanent error.
-    let env = Env::local("300ms", "", "");
+    // (A hidden folder is ignored by default: let it through.)
+    let env = Env::with_watch(
+        "300ms",
+        "ignore = []",
+        "",
+        "type = \"local\"\npath = \"remote\"",
+        "",
+    );
     let _d = env.spawn_ready();
     let rel = ".dropship-staging/x.bin";
     env.drop_file(rel, b"payload");

@@ -45,7 +45,7 @@ async fn completed_but_unrecorded(torn_cleanup: bool) -> Staged {
         dir.path().join("remote").display()
     ))
     .expect("backend config");
-    let backend = cfg.build().expect("backend");
+    let backend = cfg.build(Default::default()).expect("backend");
     let spec = FileSpec {
         key: "x.bin".into(),
         size: data.len() as u64,
@@ -114,7 +114,7 @@ async fn completed_but_unrecorded(torn_cleanup: bool) -> Staged {
     j.start_session(id, Some(&session), PART, &plan)
         .expect("session");
     for r in &receipts {
-        j.part_start(id, r.index).expect("start");
+        j.part_start(id, r.index, None).expect("start");
         j.part_uploaded(id, r.index, r).expect("ack");
     }
     j.to_completing(id, &digests).expect("completing");
@@ -150,6 +150,7 @@ async fn resume(st: &Staged) -> dropship::journal::FileRow {
         },
         verify_attempts: 2,
         bandwidth_limit: None,
+        root: st.journal_path.parent().expect("folder").join("outbox"),
     };
     let engine = Engine::new(
         settings,

@@ -46,9 +46,11 @@ pub enum BackendError {
     /// The remote session expired or is unknown: begin again.
     #[error("{op}: upload session no longer exists: {detail}")]
     SessionGone { op: Op, detail: String },
-    /// Credentials expired: refresh once and retry; twice in a row is fatal.
-    #[error("{op}: credentials refused or expired: {detail}")]
-    AuthExpired { op: Op, detail: String },
+    /// The service refused the credentials (or what the account may do) even after
+    /// the backend re-read them once. Not the file's fault: the engine pauses all
+    /// uploads, keeps sessions and parts, and tries again until they are accepted.
+    #[error("{op}: credentials refused: {detail}")]
+    AuthRefused { op: Op, detail: String },
     /// The server holds something else (digest, offset or size mismatch).
     #[error("{op}: conflict: {detail}")]
     Conflict { op: Op, detail: String },
@@ -66,7 +68,7 @@ impl BackendError {
         match self {
             BackendError::Retry { op, .. }
             | BackendError::SessionGone { op, .. }
-            | BackendError::AuthExpired { op, .. }
+            | BackendError::AuthRefused { op, .. }
             | BackendError::Conflict { op, .. }
             | BackendError::Fatal { op, .. } => *op,
         }

@@ -7,14 +7,14 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
+use super::progress::{Progress, Timeouts};
 use super::{BackendError, Op};
 
 /// Time to set up a TCP + TLS connection before it counts as a network failure.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
-/// Silence on an established connection before it counts as broken. Long enough for
-/// a slow uplink between two reads of a response; bodies we send are not timed
-/// (a part at 64 kbit/s can take minutes).
-const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Keepalive probes on idle pooled connections, so that a dead one is found before
+/// a request is put on it.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// Builds the HTTP client every backend uses.
 pub fn client() -> Result<reqwest::Client, BackendError> {
@@ -23,9 +23,12 @@ pub fn client() -> Result<reqwest::Client, BackendError> {
         // Fails only if another provider was installed first, which is fine too.
         let _ = rustls::crypto::ring::default_provider().install_default();
     });
+    // No `timeout`/`read_timeout`: both run from the start of a request until its
+    // answer, so a part slower than the timer could never land. [`send`] times a
+    // request by its progress instead (see `progress.rs`).
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
-        .read_timeout(READ_TIMEOUT)
+        .tcp_keepalive(TCP_KEEPALIVE)
         .user_agent(concat!("dropship/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| BackendError::Fatal {
@@ -91,6 +94,57 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .map(Duration::from_secs)
 }
 
+/// Sends a request, failing it as `Retry` when `progress` shows it stalled or
+/// unanswered (see [`Timeouts`]). The request's body stream must report to the same
+/// `progress`; a request without a streamed body passes [`Progress::without_body`].
+pub async fn send(
+    op: Op,
+    req: reqwest::RequestBuilder,
+    progress: &Progress,
+    timeouts: Timeouts,
+) -> Result<reqwest::Response, BackendError> {
+    tokio::select! {
+        r = req.send() => r.map_err(|e| transport(op, e)),
+        why = progress.expired(timeouts) => Err(BackendError::Retry {
+            op,
+            after: None,
+            cause: why.to_string(),
+        }),
+    }
+}
+
+/// Reads an answer's body, at most `limit` bytes (the rest is dropped), within
+/// `within`: answers are small JSON documents, so one deadline covers them.
+pub async fn read_body(
+    op: Op,
+    mut resp: reqwest::Response,
+    limit: usize,
+    within: Duration,
+) -> Result<Vec<u8>, BackendError> {
+    let read = async {
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| transport(op, e))? {
+            let room = limit.saturating_sub(bytes.len());
+            bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if bytes.len() >= limit {
+                break;
+            }
+        }
+        Ok(bytes)
+    };
+    match tokio::time::timeout(within, read).await {
+        Ok(r) => r,
+        Err(_) => Err(BackendError::Retry {
+            op,
+            after: None,
+            cause: format!(
+                "the answer's body did not arrive within {} s (upload.answer_timeout)",
+                within.as_secs_f64()
+            ),
+        }),
+    }
+}
+
 /// The shared mapping; a backend's `classify` handles its own quirks first.
 pub fn from_status(
     op: Op,
@@ -104,7 +158,10 @@ pub fn from_status(
             after,
             cause: format!("HTTP {status}: {body}"),
         },
-        401 => BackendError::AuthExpired {
+        // Refused credentials, or an account that may not do this (quota, a folder's
+        // permissions): a person or a rotating agent fixes these for every file at
+        // once, so the engine pauses instead of failing each file.
+        401 | 403 => BackendError::AuthRefused {
             op,
             detail: format!("HTTP {status}: {body}"),
         },
@@ -187,16 +244,20 @@ mod tests {
         ));
         assert!(matches!(
             from_status(Op::PutPart, s(401), None, String::new()),
-            BackendError::AuthExpired { .. }
+            BackendError::AuthRefused { .. }
+        ));
+        assert!(matches!(
+            from_status(Op::Begin, s(403), None, "quota".into()),
+            BackendError::AuthRefused { .. }
         ));
         assert!(matches!(
             from_status(Op::PutPart, s(409), None, String::new()),
             BackendError::Conflict { .. }
         ));
         assert!(matches!(
-            from_status(Op::Begin, s(403), None, "quota".into()),
+            from_status(Op::Begin, s(400), None, "bad name".into()),
             BackendError::Fatal {
-                status: Some(403),
+                status: Some(400),
                 ..
             }
         ));

@@ -26,7 +26,7 @@ use serde::Deserialize;
 
 use super::{
     Addressing, Backend, BackendError, Capabilities, FileDigests, FileSpec, Op, PartBody,
-    PartSizeRule, PartSpec, Receipt, RemoteObject, RemoteStat, Session,
+    PartSizeRule, PartSpec, Progress, Receipt, RemoteObject, RemoteStat, Session,
 };
 use crate::digest::{DigestKind, Hasher};
 
@@ -280,7 +280,7 @@ impl Backend for LocalBackend {
         }
         let data = std::sync::Arc::new(data);
         let mut offset = part.offset;
-        let mut stream = std::pin::pin!(body.into_stream());
+        let mut stream = std::pin::pin!(body.into_stream(Progress::new()));
         while let Some(slice) = stream.next().await {
             let slice = slice.map_err(io(op, || "reading part body".into()))?;
             let f = data.clone();
@@ -412,6 +412,46 @@ impl Backend for LocalBackend {
         })
         .await
     }
+
+    /// Removes every staging entry no journal session names: session folders begun
+    /// by a daemon that died before recording them (each holds a sparse file of the
+    /// full size), and half-written single-request files. A destination root belongs
+    /// to one daemon: another daemon's staging would look orphaned here.
+    async fn sweep(&self, known: &[Session], _unrecorded: &[String]) -> Result<u64, BackendError> {
+        let op = Op::Abort;
+        let staging = self.root.join(STAGING_DIR);
+        let keep: std::collections::HashSet<String> = known.iter().map(|s| s.id.clone()).collect();
+        blocking(op, move || {
+            let mut removed = 0;
+            let entries = std::fs::read_dir(&staging)
+                .map_err(io(op, || format!("listing {}", staging.display())))?;
+            for entry in entries {
+                let entry = entry.map_err(io(op, || format!("listing {}", staging.display())))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if keep.contains(&name) {
+                    continue;
+                }
+                let path = entry.path();
+                let gone = match entry.file_type() {
+                    Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+                    _ => std::fs::remove_file(&path),
+                };
+                match gone {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(BackendError::from_io(
+                            op,
+                            &format!("removing {}", path.display()),
+                            &e,
+                        ));
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
 }
 
 async fn write_stream(
@@ -420,7 +460,7 @@ async fn write_stream(
     body: PartBody,
 ) -> Result<(), BackendError> {
     use tokio::io::AsyncWriteExt;
-    let mut stream = std::pin::pin!(body.into_stream());
+    let mut stream = std::pin::pin!(body.into_stream(Progress::new()));
     while let Some(slice) = stream.next().await {
         let slice = slice.map_err(io(op, || "reading body".into()))?;
         out.write_all(&slice)
@@ -540,6 +580,33 @@ mod tests {
         let r = b.put_part(&s, &part(0, 0, 10, 10), body(&[0; 10])).await;
         assert!(matches!(r, Err(BackendError::SessionGone { .. })), "{r:?}");
         assert_eq!(b.stat("x.bin", None).await.expect("stat"), None);
+    }
+
+    #[tokio::test]
+    async fn sweep_removes_staging_no_journal_session_names() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let b = LocalBackend::new(root.path()).expect("backend");
+        let kept = b.begin(&spec("kept.bin", 10)).await.expect("begin");
+        // Begun by a daemon that died before recording it: the journal never knew.
+        let orphan = b.begin(&spec("orphan.bin", 1 << 20)).await.expect("begin");
+        let half_single = root.path().join(STAGING_DIR).join("single-00ff");
+        std::fs::write(&half_single, b"half").expect("half-written single");
+        let staging = |s: &Session| root.path().join(STAGING_DIR).join(&s.id);
+        assert!(staging(&orphan).exists());
+
+        let removed = b
+            .sweep(std::slice::from_ref(&kept), &["orphan.bin".into()])
+            .await
+            .expect("sweep");
+        assert_eq!(removed, 2);
+        assert!(!staging(&orphan).exists());
+        assert!(!half_single.exists());
+        assert!(
+            staging(&kept).join("data").exists(),
+            "a known session survives"
+        );
+        // Nothing left to sweep the second time.
+        assert_eq!(b.sweep(&[kept], &[]).await.expect("again"), 0);
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ pub mod box_api;
 mod error;
 pub mod http;
 pub mod local;
+mod progress;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -20,8 +21,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-pub use body::{Meter, PartBody};
+pub use body::{FileRange, Meter, PartBody, Source};
 pub use error::{BackendError, Op};
+pub use progress::{Expired, Progress, Timeouts};
 
 use crate::digest::{Digest, DigestKind};
 
@@ -216,6 +218,30 @@ pub trait Backend: Send + Sync + fmt::Debug {
         key: &str,
         known: Option<&RemoteObject>,
     ) -> Result<Option<RemoteStat>, BackendError>;
+
+    /// Re-reads the credential from its source; `true` when it differs from the one
+    /// in use (which it then replaces).
+    /// # Behavior
+    /// - Called by the engine while the service refuses the credentials, every few
+    ///   seconds; on `true` the engine tries again at once instead of backing off.
+    /// - A backend without credentials keeps the default.
+    fn reload_credentials(&self) -> bool {
+        false
+    }
+
+    /// Discards what the journal does not account for: sessions and staging begun by
+    /// a daemon that died before it recorded them. Returns how many it discarded.
+    /// # Behavior
+    /// - Called once at start, before any upload: nothing else is in flight.
+    /// - `known`: every session the journal holds (keep these).
+    /// - `unrecorded`: keys for which `begin` was called without its answer being
+    ///   recorded; a service that can list open sessions by key aborts those.
+    /// - A service that can list nothing keeps the default and relies on its own
+    ///   expiry of abandoned sessions.
+    async fn sweep(&self, known: &[Session], unrecorded: &[String]) -> Result<u64, BackendError> {
+        let _ = (known, unrecorded);
+        Ok(0)
+    }
 }
 
 /// `[backend]`: which service, and its settings. The `type` key picks the variant;
@@ -264,11 +290,11 @@ impl BackendConfig {
         }
     }
 
-    /// Builds the backend.
-    pub fn build(&self) -> Result<Arc<dyn Backend>, BackendError> {
+    /// Builds the backend; `timeouts` time its requests (see [`Timeouts`]).
+    pub fn build(&self, timeouts: Timeouts) -> Result<Arc<dyn Backend>, BackendError> {
         match self {
             BackendConfig::Local(c) => Ok(Arc::new(local::LocalBackend::new(&c.path)?)),
-            BackendConfig::Box(c) => Ok(Arc::new(box_api::BoxBackend::new(c)?)),
+            BackendConfig::Box(c) => Ok(Arc::new(box_api::BoxBackend::new(c, timeouts)?)),
         }
     }
 

@@ -3,13 +3,27 @@
 //! Scheduling is pull-based: a worker slot frees up, the engine claims the next due
 //! row. When nothing is due it sleeps until the earliest `retrying` row is due, the
 //! watcher rings `wake`, or a short poll interval passes (so that `dropship retry`,
-//! run from another process, is picked up).
+//! run from another process, is picked up). While the service refuses the
+//! credentials, the [`gate`] holds claims back (see there).
+//!
+//! At start, before the first claim: rows a crash left in flight go back to the
+//! queue, and the backend sweeps what the journal does not account for (sessions
+//! begun but never recorded).
+//!
+//! Rooms: `attempt` (one file's way), `pump` (its parts in flight), `outcome` (what a
+//! stop does to the row), `reader` (the read pass), `budget` (memory), `post` and
+//! `writers` (the post-action), `plan` (part sizes), `backoff`.
 
+mod attempt;
 mod backoff;
+mod budget;
+mod gate;
+mod outcome;
 mod plan;
 mod post;
+mod pump;
 mod reader;
-mod upload;
+mod writers;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -21,10 +35,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 pub use backoff::Backoff;
+pub use budget::Budget;
 
+use self::gate::{Change, Gate};
 use crate::backend::{Backend, Capabilities};
 use crate::config::{After, Config};
-use crate::journal::{JournalError, JournalHandle, now_ms};
+use crate::journal::{BACKEND_TOPIC, JournalError, JournalHandle, now_ms};
 use crate::throttle::RateLimiter;
 
 /// How often the idle engine looks at the journal without being woken.
@@ -40,6 +56,9 @@ pub struct EngineSettings {
     pub backoff: Backoff,
     pub verify_attempts: u32,
     pub bandwidth_limit: Option<u64>,
+    /// The watched folder: files are sent and post-actioned only if reached from it
+    /// without crossing a symbolic link.
+    pub root: PathBuf,
 }
 
 impl EngineSettings {
@@ -56,7 +75,15 @@ impl EngineSettings {
             },
             verify_attempts: u.verify_attempts,
             bandwidth_limit: u.bandwidth_limit,
+            root: cfg.watch.path.clone(),
         }
+    }
+
+    /// Bytes of part buffers all workers together may hold.
+    pub fn memory_budget(&self) -> u64 {
+        (self.workers as u64)
+            .saturating_mul(self.parts_in_flight as u64)
+            .saturating_mul(self.part_size)
     }
 }
 
@@ -68,7 +95,21 @@ struct Ctx {
     settings: EngineSettings,
     /// One budget for all uploads (`bandwidth_limit`).
     limiter: Option<Arc<RateLimiter>>,
+    /// One pool for every part buffer of every worker.
+    budget: Arc<Budget>,
+    gate: Gate,
     rng: Mutex<fastrand::Rng>,
+}
+
+impl Ctx {
+    /// The backoff before the `failures`-th try in a row, at least what the server
+    /// asked for.
+    fn backoff_delay(&self, failures: u32, server_asked: Option<Duration>) -> Duration {
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        self.settings
+            .backoff
+            .delay(failures, server_asked, &mut rng)
+    }
 }
 
 pub struct Engine {
@@ -87,6 +128,7 @@ impl Engine {
         let limiter = settings
             .bandwidth_limit
             .map(|bps| Arc::new(RateLimiter::new(bps)));
+        let budget = Arc::new(Budget::new(settings.memory_budget()));
         Engine {
             ctx: Arc::new(Ctx {
                 journal,
@@ -94,6 +136,8 @@ impl Engine {
                 caps,
                 settings,
                 limiter,
+                budget,
+                gate: Gate::default(),
                 rng: Mutex::new(fastrand::Rng::new()),
             }),
             wake,
@@ -106,6 +150,15 @@ impl Engine {
         if resumed > 0 {
             info!(files = resumed, "resuming unfinished uploads");
         }
+        // Whatever the last daemon reported of the service is re-learnt by this one.
+        self.ctx
+            .journal
+            .call(|j| j.clear_notice(BACKEND_TOPIC).map(|_| ()))
+            .await?;
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            () = sweep(&self.ctx) => {}
+        }
         let slots = Arc::new(Semaphore::new(self.ctx.settings.workers));
         let workers = TaskTracker::new();
         // In the background: with the network down, aborts wait for their timeouts.
@@ -114,6 +167,9 @@ impl Engine {
         // an older content's upload can never land after a newer one's.
         let busy: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
         loop {
+            if !self.ctx.gate.wait_turn(&*self.ctx.backend, &cancel).await {
+                break;
+            }
             let permit = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => break,
@@ -122,6 +178,12 @@ impl Engine {
                     Err(_) => break, // never closed; a closed pool would mean shutdown
                 },
             };
+            // The gate may have closed while this waited for a slot.
+            if self.ctx.gate.is_closed()
+                && !self.ctx.gate.wait_turn(&*self.ctx.backend, &cancel).await
+            {
+                break;
+            }
             let held = busy.lock().unwrap_or_else(|p| p.into_inner()).clone();
             match self
                 .ctx
@@ -133,6 +195,7 @@ impl Engine {
                     busy.lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .push(row.path.clone());
+                    let trying = self.ctx.gate.claimed();
                     let ctx = self.ctx.clone();
                     let cancel = cancel.child_token();
                     let busy = busy.clone();
@@ -140,12 +203,16 @@ impl Engine {
                     workers.spawn(async move {
                         let (id, path) = (row.id, row.path.clone());
                         // A panic in the worker must not leave its row held.
-                        let _ = tokio::spawn(upload::run_file(ctx.clone(), row, cancel)).await;
+                        let verdict = tokio::spawn(attempt::run_file(ctx.clone(), row, cancel))
+                            .await
+                            .unwrap_or(gate::Verdict::Unknown);
                         release(&ctx, id).await;
                         busy.lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .retain(|p| *p != path);
                         drop(permit);
+                        let change = ctx.gate.ended(trying, &verdict, &ctx.settings.backoff);
+                        report(&ctx, change).await;
                         // A row of the same path may have waited for this one.
                         wake.notify_one();
                     });
@@ -184,6 +251,29 @@ impl Engine {
     }
 }
 
+/// Logs and records a change of the credentials gate: one ERROR line when uploads
+/// pause, one INFO line when they resume.
+async fn report(ctx: &Ctx, change: Change) {
+    let recorded = match change {
+        Change::None => return,
+        Change::Closed(reason) => {
+            error!(%reason, "the service refuses the credentials; uploads are paused (nothing is failed) and resume once they are accepted");
+            ctx.journal
+                .call(move |j| j.set_notice(BACKEND_TOPIC, "auth_refused", &reason))
+                .await
+        }
+        Change::Opened => {
+            info!("the service accepts the credentials again; uploads resume");
+            ctx.journal
+                .call(|j| j.clear_notice(BACKEND_TOPIC).map(|_| ()))
+                .await
+        }
+    };
+    if let Err(e) = recorded {
+        warn!(error = %e, "cannot record the backend's state for status");
+    }
+}
+
 /// Makes sure a finished worker left its row at rest. Normally a no-op; after a
 /// journal write that failed (full disk, a lock held too long) or a panic, the row
 /// goes to `retrying` instead of staying held until the next start.
@@ -204,6 +294,36 @@ async fn release(ctx: &Ctx, id: crate::journal::FileId) {
                 tokio::time::sleep(Duration::from_secs(delay)).await;
             }
         }
+    }
+}
+
+/// Before the first claim: the backend discards sessions and staging the journal
+/// does not account for (a daemon that died between `begin` and recording it).
+/// Best effort: a failure is logged and the intents are kept for the next start.
+async fn sweep(ctx: &Ctx) {
+    let found = ctx
+        .journal
+        .call(|j| Ok((j.known_sessions()?, j.unrecorded_begins()?)))
+        .await;
+    let (known, unrecorded) = match found {
+        Ok(f) => f,
+        Err(e) => {
+            warn!(error = %e, "cannot list the journal's sessions; nothing swept");
+            return;
+        }
+    };
+    match ctx.backend.sweep(&known, &unrecorded).await {
+        Ok(n) => {
+            if n > 0 {
+                info!(discarded = n, "discarded sessions nobody recorded");
+            }
+            if !unrecorded.is_empty()
+                && let Err(e) = ctx.journal.call(|j| j.clear_begin_intents()).await
+            {
+                warn!(error = %e, "cannot clear the swept intents");
+            }
+        }
+        Err(e) => warn!(error = %e, "could not sweep unrecorded sessions"),
     }
 }
 

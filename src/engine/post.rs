@@ -2,7 +2,9 @@
 //!
 //! It runs only after verification, and only if the local file is still the content
 //! that was verified: a file rewritten meanwhile is new content, to be sent in its
-//! turn, and must not be deleted or moved as if it had been delivered.
+//! turn, and must not be deleted or moved as if it had been delivered. Nor is a file
+//! deleted or moved while a process still holds it open for writing (its later
+//! writes would be lost), or when it is reached through a symbolic link.
 //!
 //! Idempotent by design: after a crash between this step and the journal's `done`,
 //! the next start verifies again and finds the file already gone, which counts as
@@ -11,36 +13,68 @@
 //! few microseconds.)
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use super::writers;
 use crate::config::After;
+use crate::confine;
 use crate::identity::Identity;
 
-/// Runs the post-action on a blocking thread's behalf. `Ok(Some(note))` when it was
-/// skipped for a reason worth showing in `status`.
+/// How the post-action ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Post {
+    /// Done; the note (if any) says why it did less than asked, for `status`.
+    Done(Option<String>),
+    /// Not now: a process still writes the file. Try again later.
+    Postponed(String),
+}
+
+/// Runs the post-action on a blocking thread's behalf. `root` is the watched folder.
 pub fn run(
     after: &After,
+    root: &Path,
     path: &Path,
     key: &str,
     verified: &Identity,
-) -> io::Result<Option<String>> {
+) -> io::Result<Post> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok((*after == After::Keep).then(|| "the local file is gone".to_string()));
+            return Ok(Post::Done(
+                (*after == After::Keep).then(|| "the local file is gone".to_string()),
+            ));
         }
         Err(e) => return Err(e),
     };
     if let Some(why) = Identity::of(&meta).change_from(verified) {
-        return Ok(Some(format!(
+        return Ok(Post::Done(Some(format!(
             "delivered the content read at upload; the local file changed since ({why}), so it was left in place"
+        ))));
+    }
+    if *after == After::Keep {
+        return Ok(Post::Done(None));
+    }
+    match confine::outside(root, path) {
+        Ok(None) => {}
+        Ok(Some(why)) => return Ok(Post::Done(Some(format!("delivered; left in place: {why}")))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Post::Done(None)),
+        Err(e) => return Err(e),
+    }
+    if let Some(who) = writers::holding(path)? {
+        return Ok(Post::Postponed(format!(
+            "delivered and verified; {who} still holds the file open for writing, so it is not {} yet",
+            if matches!(after, After::Delete) {
+                "deleted"
+            } else {
+                "moved"
+            }
         )));
     }
     match after {
-        After::Keep => Ok(None),
+        After::Keep => Ok(Post::Done(None)),
         After::Delete => match std::fs::remove_file(path) {
-            Ok(()) => Ok(None),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Ok(()) => Ok(Post::Done(None)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Post::Done(None)),
             Err(e) => Err(e),
         },
         After::Move(dir) => {
@@ -49,16 +83,10 @@ pub fn run(
                 std::fs::create_dir_all(parent)?;
             }
             match std::fs::rename(path, &dest) {
-                Ok(()) => Ok(None),
-                // Another filesystem: copy, sync, then remove the original, so that a
-                // crash leaves two copies rather than none.
+                Ok(()) => Ok(Post::Done(None)),
                 Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
-                    let tmp = dest.with_extension("dropship-tmp");
-                    std::fs::copy(path, &tmp)?;
-                    std::fs::File::open(&tmp)?.sync_all()?;
-                    std::fs::rename(&tmp, &dest)?;
-                    std::fs::remove_file(path)?;
-                    Ok(None)
+                    copy_across(path, &dest)?;
+                    Ok(Post::Done(None))
                 }
                 Err(e) => Err(e),
             }
@@ -66,29 +94,64 @@ pub fn run(
     }
 }
 
+/// Moves `path` to `dest` on another filesystem: copy to a temporary name beside
+/// `dest`, sync, rename into place, then remove the original, so that a crash leaves
+/// two copies rather than none.
+fn copy_across(path: &Path, dest: &Path) -> io::Result<()> {
+    let tmp = temp_beside(dest);
+    let copied = std::fs::copy(path, &tmp)
+        .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, dest));
+    if let Err(e) = copied {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::remove_file(path)
+}
+
+/// A temporary name beside `dest` that no other move uses: it keeps the whole file
+/// name (so `a.log` and `a.txt` never share one) and adds the process id and a
+/// random number (so two workers moving the same name never do either).
+fn temp_beside(dest: &Path) -> PathBuf {
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dest.with_file_name(format!(
+        ".{name}.{}-{:016x}.dropship-tmp",
+        std::process::id(),
+        fastrand::u64(..)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn setup() -> (tempfile::TempDir, std::path::PathBuf, Identity) {
+    fn setup() -> (tempfile::TempDir, PathBuf, PathBuf, Identity) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("out").join("a.bin");
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        let root = dir.path().join("out");
+        let path = root.join("a.bin");
+        std::fs::create_dir_all(&root).expect("mkdir");
         std::fs::write(&path, b"hello").expect("write");
         let id = Identity::of(&std::fs::metadata(&path).expect("meta"));
-        (dir, path, id)
+        (dir, root, path, id)
     }
 
     #[test]
     fn keep_delete_move() {
-        let (_d, path, id) = setup();
-        assert_eq!(run(&After::Keep, &path, "a.bin", &id).expect("keep"), None);
+        let (d, root, path, id) = setup();
+        let done = Post::Done(None);
+        assert_eq!(
+            run(&After::Keep, &root, &path, "a.bin", &id).expect("keep"),
+            done
+        );
         assert!(path.exists());
 
-        let sent = _d.path().join("sent");
+        let sent = d.path().join("sent");
         assert_eq!(
-            run(&After::Move(sent.clone()), &path, "x/a.bin", &id).expect("move"),
-            None
+            run(&After::Move(sent.clone()), &root, &path, "x/a.bin", &id).expect("move"),
+            done
         );
         assert!(!path.exists());
         assert_eq!(
@@ -96,25 +159,91 @@ mod tests {
             b"hello"
         );
 
-        let (_d2, path2, id2) = setup();
+        let (_d2, root2, path2, id2) = setup();
         assert_eq!(
-            run(&After::Delete, &path2, "a.bin", &id2).expect("delete"),
-            None
+            run(&After::Delete, &root2, &path2, "a.bin", &id2).expect("delete"),
+            done
         );
         assert!(!path2.exists());
         // Again (a crash before `done` was recorded): already gone is fine.
         assert_eq!(
-            run(&After::Delete, &path2, "a.bin", &id2).expect("again"),
-            None
+            run(&After::Delete, &root2, &path2, "a.bin", &id2).expect("again"),
+            done
         );
     }
 
     #[test]
     fn changed_file_is_left_alone() {
-        let (_d, path, id) = setup();
+        let (_d, root, path, id) = setup();
         std::fs::write(&path, b"hello, world").expect("rewrite");
-        let note = run(&After::Delete, &path, "a.bin", &id).expect("run");
-        assert!(note.expect("a note").contains("changed"));
+        let Post::Done(Some(note)) = run(&After::Delete, &root, &path, "a.bin", &id).expect("run")
+        else {
+            panic!("expected a note")
+        };
+        assert!(note.contains("changed"));
         assert_eq!(std::fs::read(&path).expect("still there"), b"hello, world");
+    }
+
+    #[test]
+    fn a_file_open_for_writing_is_not_deleted_until_closed() {
+        let (_d, root, path, id) = setup();
+        let writer = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open for writing");
+        let post = run(&After::Delete, &root, &path, "a.bin", &id).expect("run");
+        assert!(
+            matches!(post, Post::Postponed(ref why) if why.contains("open for writing")),
+            "{post:?}"
+        );
+        assert!(path.exists());
+        drop(writer);
+        assert_eq!(
+            run(&After::Delete, &root, &path, "a.bin", &id).expect("run"),
+            Post::Done(None)
+        );
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_file_reached_through_a_link_is_left_in_place() {
+        let (d, root, _path, _) = setup();
+        let elsewhere = d.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).expect("mkdir");
+        std::fs::write(elsewhere.join("b.bin"), b"not ours").expect("write");
+        std::os::unix::fs::symlink(&elsewhere, root.join("link")).expect("symlink");
+        let linked = root.join("link/b.bin");
+        let id = Identity::of(&std::fs::metadata(&linked).expect("meta"));
+        let post = run(&After::Delete, &root, &linked, "link/b.bin", &id).expect("run");
+        assert!(
+            matches!(post, Post::Done(Some(ref n)) if n.contains("symbolic link")),
+            "{post:?}"
+        );
+        assert!(elsewhere.join("b.bin").exists());
+    }
+
+    #[test]
+    fn cross_device_temp_names_never_collide() {
+        let dest = Path::new("/sent/a.log");
+        let a = temp_beside(dest);
+        let b = temp_beside(Path::new("/sent/a.txt"));
+        let again = temp_beside(dest);
+        assert_ne!(a, b, "two files with the same stem");
+        assert_ne!(a, again, "two moves of the same name");
+        assert_eq!(a.parent(), Some(Path::new("/sent")));
+    }
+
+    #[test]
+    fn copy_across_moves_the_bytes_and_leaves_no_temp() {
+        let (d, _root, path, _) = setup();
+        let dest = d.path().join("sent/a.bin");
+        std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        copy_across(&path, &dest).expect("copy");
+        assert!(!path.exists());
+        assert_eq!(std::fs::read(&dest).expect("dest"), b"hello");
+        let left: Vec<_> = std::fs::read_dir(dest.parent().expect("parent"))
+            .expect("list")
+            .collect();
+        assert_eq!(left.len(), 1, "only the moved file");
     }
 }

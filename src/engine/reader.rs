@@ -1,13 +1,19 @@
-//! The read pass: each byte of a file read once, in order, on a blocking thread.
+//! The read pass: the file read in order, on a blocking thread, each byte hashed once.
 //!
 //! For every part the reader computes the digests the backend wants (the part's own
-//! and the running whole-file digest) and hands the bytes to the async side, which
-//! sends them. Parts the server already holds are read only if a digest needs their
-//! bytes, through a small scratch buffer, and never leave the machine again.
+//! and the running whole-file digest) and hands the part to the async side, which
+//! sends it.
 //!
-//! Memory: a part's buffer is allocated only after a slot in the file's
-//! `parts_in_flight` semaphore is taken, and the slot travels with the bytes until
-//! they are sent, so at most `parts_in_flight × part_size` bytes are buffered.
+//! - **Resume without re-reading.** The whole-file hash can start from a
+//!   [`HashCheckpoint`] an earlier attempt saved: parts the server holds below the
+//!   checkpoint are not read at all. A part still to send below it is read for its
+//!   own bytes (and digest) only. After each part to send, the reader hands over a
+//!   new checkpoint, which the engine saves with the part's `uploading` state.
+//! - **Memory.** A part's buffer is allocated only after a slot in the file's
+//!   `parts_in_flight` semaphore *and* room in the shared [`Budget`] are taken, and
+//!   both travel with the bytes until the part is acknowledged. A part bigger than
+//!   the whole budget is never buffered: it is hashed through a small scratch buffer
+//!   and then streamed from the file as it is sent.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -17,8 +23,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use crate::backend::FileDigests;
-use crate::digest::{Digest, DigestKind, Hasher};
+use super::budget::{Budget, Reserved};
+use crate::backend::{FileDigests, FileRange, Source};
+use crate::digest::{Digest, DigestKind, HashCheckpoint, Hasher};
 use crate::identity::Identity;
 use crate::journal::{PartRow, PartState};
 
@@ -34,19 +41,29 @@ pub struct ReadPlan {
     pub parts: Vec<PartRow>,
     pub part_digest: Option<DigestKind>,
     pub object_digest: Option<DigestKind>,
+    /// Where an earlier attempt's whole-file hash stopped.
+    pub resume: Option<HashCheckpoint>,
+}
+
+/// The room a part to send holds until it is acknowledged or dropped.
+#[derive(Debug)]
+pub struct Held {
+    _slot: OwnedSemaphorePermit,
+    _memory: Option<Reserved>,
 }
 
 /// One step of the pass, in file order.
 #[derive(Debug)]
 pub enum ReadItem {
-    /// A part to send; the permit is its in-flight slot.
+    /// A part to send, with where the whole-file hash stands after it.
     Send {
         index: u32,
-        data: Bytes,
+        source: Source,
         digest: Option<Digest>,
-        permit: OwnedSemaphorePermit,
+        checkpoint: Option<HashCheckpoint>,
+        held: Held,
     },
-    /// A part the journal says is uploaded, with its digest when one was computed.
+    /// A part the journal says is uploaded, with its digest when it was read.
     Held { index: u32, digest: Option<Digest> },
     /// The pass finished and the file did not change meanwhile.
     Done(FileDigests),
@@ -74,11 +91,15 @@ impl ReadError {
 
 /// Starts the pass; items arrive on the returned channel. Dropping the receiver or
 /// closing `slots` stops the reader at its next step.
-pub fn spawn(plan: ReadPlan, slots: Arc<Semaphore>) -> mpsc::Receiver<Result<ReadItem, ReadError>> {
+pub fn spawn(
+    plan: ReadPlan,
+    slots: Arc<Semaphore>,
+    budget: Arc<Budget>,
+) -> mpsc::Receiver<Result<ReadItem, ReadError>> {
     let (tx, rx) = mpsc::channel(1);
     let rt = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = read_pass(&plan, &slots, &tx, &rt) {
+        if let Err(e) = read_pass(&plan, &slots, &budget, &tx, &rt) {
             let _ = tx.blocking_send(Err(e));
         }
     });
@@ -93,51 +114,114 @@ fn check(file: &File, expected: &Identity) -> Result<(), ReadError> {
     }
 }
 
+/// The whole-file hasher and how far it has read.
+struct Whole {
+    hasher: Hasher,
+    /// Bytes `[0, upto)` are in the hasher.
+    upto: u64,
+}
+
+impl Whole {
+    /// From the checkpoint when it fits this plan, else from byte 0.
+    fn start(kind: DigestKind, resume: Option<&HashCheckpoint>, size: u64) -> Whole {
+        if let Some(cp) = resume.filter(|cp| cp.kind == kind && cp.offset <= size)
+            && let Some(hasher) = Hasher::resume(cp)
+        {
+            return Whole {
+                hasher,
+                upto: cp.offset,
+            };
+        }
+        Whole {
+            hasher: Hasher::new(kind),
+            upto: 0,
+        }
+    }
+
+    /// Feeds the bytes of `data` (which starts at `offset`) that it has not seen.
+    fn feed(&mut self, offset: u64, data: &[u8]) {
+        let end = offset + data.len() as u64;
+        if end <= self.upto {
+            return;
+        }
+        let skip = self.upto.saturating_sub(offset) as usize;
+        self.hasher.update(&data[skip..]);
+        self.upto = end;
+    }
+}
+
 fn read_pass(
     plan: &ReadPlan,
     slots: &Arc<Semaphore>,
+    budget: &Budget,
     tx: &mpsc::Sender<Result<ReadItem, ReadError>>,
     rt: &tokio::runtime::Handle,
 ) -> Result<(), ReadError> {
-    let file = File::open(&plan.path).map_err(ReadError::from_io)?;
+    let file = Arc::new(File::open(&plan.path).map_err(ReadError::from_io)?);
     check(&file, &plan.identity)?;
-    let mut whole = plan.object_digest.map(Hasher::new);
+    let mut whole = plan
+        .object_digest
+        .map(|k| Whole::start(k, plan.resume.as_ref(), plan.identity.size));
     let mut scratch = Vec::new();
     for part in &plan.parts {
-        let mut part_hash = plan.part_digest.map(Hasher::new);
+        let end = part.offset + part.length;
+        let whole_needs = whole.as_ref().is_some_and(|w| w.upto < end);
         let item = if part.state == PartState::Uploaded {
-            if whole.is_some() || part_hash.is_some() {
-                if scratch.is_empty() {
-                    scratch = vec![0u8; SCRATCH];
-                }
-                let mut pos = part.offset;
-                let end = part.offset + part.length;
-                while pos < end {
-                    let n = ((end - pos) as usize).min(SCRATCH);
-                    file.read_exact_at(&mut scratch[..n], pos)
-                        .map_err(ReadError::from_io)?;
-                    feed(&mut whole, &mut part_hash, &scratch[..n]);
-                    pos += n as u64;
-                }
+            // Held parts are read only for a hash: the whole file's (not yet past
+            // them), or their own where it is the only content check there is (a
+            // size-only service with part digests).
+            let part_check = plan.part_digest.is_some() && plan.object_digest.is_none();
+            let mut part_hash = (whole_needs || part_check)
+                .then_some(plan.part_digest)
+                .flatten()
+                .map(Hasher::new);
+            if whole_needs || part_hash.is_some() {
+                hash_range(&file, part, &mut scratch, &mut whole, &mut part_hash)?;
             }
             ReadItem::Held {
                 index: part.index,
                 digest: part_hash.map(Hasher::finish),
             }
         } else {
-            // Wait for an in-flight slot before allocating the part's buffer.
-            let Ok(permit) = rt.block_on(slots.clone().acquire_owned()) else {
+            // Room first: the buffer is allocated only once it is accounted for.
+            let Ok(slot) = rt.block_on(slots.clone().acquire_owned()) else {
                 return Ok(()); // closed: the upload stopped
             };
-            let mut buf = vec![0u8; part.length as usize];
-            file.read_exact_at(&mut buf, part.offset)
-                .map_err(ReadError::from_io)?;
-            feed(&mut whole, &mut part_hash, &buf);
+            let memory = rt.block_on(budget.reserve(part.length));
+            let mut part_hash = plan.part_digest.map(Hasher::new);
+            let source = if memory.is_some() {
+                let mut buf = vec![0u8; part.length as usize];
+                file.read_exact_at(&mut buf, part.offset)
+                    .map_err(ReadError::from_io)?;
+                if let Some(w) = whole.as_mut() {
+                    w.feed(part.offset, &buf);
+                }
+                if let Some(h) = part_hash.as_mut() {
+                    h.update(&buf);
+                }
+                Source::Memory(Bytes::from(buf))
+            } else {
+                // Bigger than the whole budget: hash now, send from the file later.
+                hash_range(&file, part, &mut scratch, &mut whole, &mut part_hash)?;
+                Source::File(FileRange {
+                    file: file.clone(),
+                    offset: part.offset,
+                    len: part.length,
+                    identity: plan.identity,
+                })
+            };
             ReadItem::Send {
                 index: part.index,
-                data: Bytes::from(buf),
+                source,
                 digest: part_hash.map(Hasher::finish),
-                permit,
+                checkpoint: whole
+                    .as_ref()
+                    .filter(|_| whole_needs)
+                    .map(|w| w.hasher.checkpoint(w.upto)),
+                held: Held {
+                    _slot: slot,
+                    _memory: memory,
+                },
             }
         };
         if tx.blocking_send(Ok(item)).is_err() {
@@ -148,17 +232,184 @@ fn read_pass(
     // and new content, so they must not be completed).
     check(&file, &plan.identity)?;
     let digests = FileDigests {
-        object: whole.map(Hasher::finish),
+        object: whole.map(|w| w.hasher.finish()),
     };
     let _ = tx.blocking_send(Ok(ReadItem::Done(digests)));
     Ok(())
 }
 
-fn feed(whole: &mut Option<Hasher>, part: &mut Option<Hasher>, data: &[u8]) {
-    if let Some(h) = whole {
-        h.update(data);
+/// Reads a part through `scratch` into the hashers, without buffering it.
+fn hash_range(
+    file: &File,
+    part: &PartRow,
+    scratch: &mut Vec<u8>,
+    whole: &mut Option<Whole>,
+    part_hash: &mut Option<Hasher>,
+) -> Result<(), ReadError> {
+    if scratch.is_empty() {
+        scratch.resize(SCRATCH, 0);
     }
-    if let Some(h) = part {
-        h.update(data);
+    let end = part.offset + part.length;
+    // Only what one of the hashers still needs.
+    let from = match (whole.as_ref(), part_hash.is_some()) {
+        (_, true) | (None, false) => part.offset,
+        (Some(w), false) => w.upto.max(part.offset),
+    };
+    let mut pos = from;
+    while pos < end {
+        let n = ((end - pos) as usize).min(SCRATCH);
+        file.read_exact_at(&mut scratch[..n], pos)
+            .map_err(ReadError::from_io)?;
+        if let Some(w) = whole.as_mut() {
+            w.feed(pos, &scratch[..n]);
+        }
+        if let Some(h) = part_hash.as_mut() {
+            h.update(&scratch[..n]);
+        }
+        pos += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::digest_of;
+
+    fn parts(size: u64, ps: u64, uploaded: &[u32]) -> Vec<PartRow> {
+        crate::engine::plan::cut(size, ps)
+            .into_iter()
+            .enumerate()
+            .map(|(i, (offset, length))| PartRow {
+                index: i as u32,
+                offset,
+                length,
+                state: if uploaded.contains(&(i as u32)) {
+                    PartState::Uploaded
+                } else {
+                    PartState::Pending
+                },
+                receipt: None,
+            })
+            .collect()
+    }
+
+    struct Pass {
+        sent: Vec<(u32, Vec<u8>, Option<HashCheckpoint>)>,
+        held_digests: Vec<(u32, Option<Digest>)>,
+        done: FileDigests,
+    }
+
+    async fn run(plan: ReadPlan, budget: u64) -> Pass {
+        let mut rx = spawn(
+            plan,
+            Arc::new(Semaphore::new(8)),
+            Arc::new(Budget::new(budget)),
+        );
+        let mut pass = Pass {
+            sent: Vec::new(),
+            held_digests: Vec::new(),
+            done: FileDigests::default(),
+        };
+        while let Some(item) = rx.recv().await {
+            match item.expect("read") {
+                ReadItem::Send {
+                    index,
+                    source,
+                    checkpoint,
+                    ..
+                } => {
+                    let bytes = match source {
+                        Source::Memory(b) => b.to_vec(),
+                        Source::File(r) => {
+                            let mut v = vec![0u8; r.len as usize];
+                            r.file.read_exact_at(&mut v, r.offset).expect("read");
+                            v
+                        }
+                    };
+                    pass.sent.push((index, bytes, checkpoint));
+                }
+                ReadItem::Held { index, digest } => pass.held_digests.push((index, digest)),
+                ReadItem::Done(d) => pass.done = d,
+            }
+        }
+        pass
+    }
+
+    fn setup(size: usize) -> (tempfile::TempDir, PathBuf, Vec<u8>, Identity) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..size).map(|i| (i * 31 % 257) as u8).collect();
+        std::fs::write(&path, &data).expect("write");
+        let id = Identity::of(&std::fs::metadata(&path).expect("meta"));
+        (dir, path, data, id)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_resumed_pass_reads_only_what_it_sends_and_hashes_on() {
+        let (_d, path, data, identity) = setup(10_000);
+        let plan = |parts, resume| ReadPlan {
+            path: path.clone(),
+            identity,
+            parts,
+            part_digest: Some(DigestKind::Sha1),
+            object_digest: Some(DigestKind::Sha1),
+            resume,
+        };
+        // First attempt: parts 0 and 1 sent, then the attempt stopped.
+        let first = run(plan(parts(10_000, 3000, &[]), None), 1 << 20).await;
+        assert_eq!(first.done.object, Some(digest_of(DigestKind::Sha1, &data)));
+        let cp = first.sent[1].2.clone().expect("a checkpoint after part 1");
+        assert_eq!(cp.offset, 6000);
+        // Second attempt: 0 and 1 held, continuing from the checkpoint.
+        let second = run(plan(parts(10_000, 3000, &[0, 1]), Some(cp)), 1 << 20).await;
+        assert_eq!(second.done.object, Some(digest_of(DigestKind::Sha1, &data)));
+        assert_eq!(second.held_digests, vec![(0, None), (1, None)], "not read");
+        let sent: Vec<u32> = second.sent.iter().map(|s| s.0).collect();
+        assert_eq!(sent, vec![2, 3]);
+        assert_eq!(second.sent[0].1, data[6000..9000]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_checkpoint_inside_a_part_and_a_pending_part_below_it() {
+        let (_d, path, data, identity) = setup(10_000);
+        let mut h = Hasher::new(DigestKind::Sha256);
+        h.update(&data[..4500]);
+        // Another plan (a new session with another part size) than the checkpoint's.
+        let pass = run(
+            ReadPlan {
+                path: path.clone(),
+                identity,
+                parts: parts(10_000, 3000, &[2]),
+                part_digest: None,
+                object_digest: Some(DigestKind::Sha256),
+                resume: Some(h.checkpoint(4500)),
+            },
+            1 << 20,
+        )
+        .await;
+        assert_eq!(pass.done.object, Some(digest_of(DigestKind::Sha256, &data)));
+        assert_eq!(pass.sent[0].2, None, "part 0 is below the checkpoint");
+        assert_eq!(pass.sent[0].1, data[..3000]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parts_bigger_than_the_budget_stream_from_the_file() {
+        let (_d, path, data, identity) = setup(9_000);
+        let pass = run(
+            ReadPlan {
+                path,
+                identity,
+                parts: parts(9_000, 4096 + 100, &[]),
+                part_digest: Some(DigestKind::Md5),
+                object_digest: Some(DigestKind::Md5),
+                resume: None,
+            },
+            4096,
+        )
+        .await;
+        let all: Vec<u8> = pass.sent.iter().flat_map(|s| s.1.clone()).collect();
+        assert_eq!(all, data);
+        assert_eq!(pass.done.object, Some(digest_of(DigestKind::Md5, &data)));
     }
 }

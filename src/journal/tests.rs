@@ -112,7 +112,7 @@ fn changed_content_supersedes_the_active_row() {
         FileState::Queued
     );
     // The worker holding the old row finds out at its next step.
-    let err = j.part_start(id, 0).expect_err("superseded");
+    let err = j.part_start(id, 0, None).expect_err("superseded");
     assert!(err.is_stale(), "{err}");
     let err = j
         .to_completing(id, &FileDigests::default())
@@ -135,9 +135,9 @@ fn parts_move_only_along_legal_edges_and_count_bytes() {
             .expect_err("not started")
             .is_stale()
     );
-    j.part_start(id, 0).expect("start 0");
-    assert!(j.part_start(id, 0).expect_err("twice").is_stale());
-    j.part_start(id, 1).expect("start 1");
+    j.part_start(id, 0, None).expect("start 0");
+    assert!(j.part_start(id, 0, None).expect_err("twice").is_stale());
+    j.part_start(id, 1, None).expect("start 1");
     assert_eq!(j.file(id).expect("row").expect("exists").bytes_sent, 10);
     // Part 1 fails after 1 of its 4 bytes left.
     j.part_failed(id, 1, 3).expect("failed");
@@ -173,8 +173,8 @@ fn uploaded_without_receipt_is_impossible() {
 fn recover_resumes_what_was_in_flight() {
     let mut j = Journal::open_in_memory().expect("open");
     let id = claimed_with_plan(&mut j);
-    j.part_start(id, 0).expect("start");
-    j.part_start(id, 1).expect("start");
+    j.part_start(id, 0, None).expect("start");
+    j.part_start(id, 1, None).expect("start");
     j.part_uploaded(id, 1, &receipt(1, 6, 4)).expect("ack");
     // SIGKILL here; next start:
     assert_eq!(j.recover().expect("recover"), 1);
@@ -313,7 +313,7 @@ fn read_only_status_sees_the_writer() {
 fn retry_starts_a_failed_multi_part_file_afresh() {
     let mut j = Journal::open_in_memory().expect("open");
     let id = claimed_with_plan(&mut j);
-    j.part_start(id, 0).expect("start");
+    j.part_start(id, 0, None).expect("start");
     j.part_uploaded(id, 0, &receipt(0, 0, 6)).expect("ack");
     j.fail(id, "credentials refused").expect("fail");
     j.forget_session(id).expect("aborted");
@@ -371,7 +371,7 @@ fn claim_skips_paths_a_worker_holds() {
 fn release_puts_a_held_row_back_and_its_parts_to_pending() {
     let mut j = Journal::open_in_memory().expect("open");
     let id = claimed_with_plan(&mut j);
-    j.part_start(id, 0).expect("start");
+    j.part_start(id, 0, None).expect("start");
     assert!(j.release(id, 123).expect("release"));
     let row = j.file(id).expect("row").expect("exists");
     assert_eq!((row.state, row.next_attempt_at), (FileState::Retrying, 123));
@@ -417,7 +417,7 @@ fn a_single_request_is_recorded_with_its_receipt_in_one_step() {
     };
     j.claim_next(now_ms(), &[]).expect("claim");
     j.start_session(id, None, 5, &[(0, 5)]).expect("plan");
-    j.part_start(id, 0).expect("start");
+    j.part_start(id, 0, None).expect("start");
     let remote = RemoteObject {
         key: "o/a".into(),
         id: None,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use dropship::backend::{Capabilities, PartSizeRule};
 use dropship_testbed::{Options, Settings, SettingsPatch, Stats, Testbed};
 
-use crate::common::{Daemon, Env};
+use crate::common::{Daemon, Env, with_defaults};
 
 /// The backends the suite runs against. A new backend joins by adding a variant here
 /// and its arms below.
@@ -57,7 +57,10 @@ impl Kind {
         };
         let backend: dropship::backend::BackendConfig =
             toml::from_str(&cfg).expect("backend config");
-        backend.build().expect("backend").capabilities()
+        backend
+            .build(Default::default())
+            .expect("backend")
+            .capabilities()
     }
 
     /// The part size the daemon will use with default settings: configured where the
@@ -71,9 +74,7 @@ impl Kind {
 
     /// A size of about `parts` parts, and big enough for a session.
     pub fn multipart_size(self, parts: u64) -> usize {
-        let ps = self.part_size();
-        let min_parts = self.capabilities().single_request_below.div_ceil(ps) + 1;
-        (parts.max(min_parts) * ps - ps / 3) as usize
+        multipart_size(&self.capabilities(), self.part_size(), parts)
     }
 
     /// Whether the backend has an emulator whose faults and counters a case can use.
@@ -155,9 +156,9 @@ const CHOSEN_PART: u64 = 1 << 20;
 
 impl World {
     pub fn new(kind: Kind, setup: Setup<'_>) -> World {
-        let upload = format!(
-            "part_size = \"{CHOSEN_PART}\"\nparts_in_flight = 4\nverify_attempts = 2\n{}",
-            setup.upload
+        let upload = with_defaults(
+            &format!("part_size = \"{CHOSEN_PART}\"\nparts_in_flight = 4\nverify_attempts = 2"),
+            setup.upload,
         );
         match kind {
             Kind::Local => {
@@ -208,9 +209,22 @@ impl World {
         }
     }
 
-    /// A multi-part size: `parts` parts, and big enough for a session.
+    /// A multi-part size: `parts` parts of this world's part size, and big enough
+    /// for a session.
     pub fn multipart_size(&self, parts: u64) -> usize {
-        self.kind.multipart_size(parts)
+        multipart_size(&self.kind.capabilities(), self.part_size, parts)
+    }
+
+    /// The running daemon.
+    pub fn daemon(&self) -> &Daemon {
+        self.daemon.as_ref().expect("the daemon was started")
+    }
+
+    /// The credential the service accepts from now on (the daemon's stays).
+    pub fn set_service_secret(&self, secret: &str) {
+        if let Some(tb) = &self.testbed {
+            tb.set_secret(secret);
+        }
     }
 
     /// The stored content at `key`, as the service holds it.
@@ -275,6 +289,12 @@ impl Drop for World {
             let _ = std::fs::remove_dir_all(store);
         }
     }
+}
+
+/// `parts` parts of `part_size`, at least one more than a single request takes.
+fn multipart_size(caps: &Capabilities, part_size: u64, parts: u64) -> usize {
+    let min_parts = caps.single_request_below.div_ceil(part_size) + 1;
+    (parts.max(min_parts) * part_size - part_size / 3) as usize
 }
 
 pub fn secs(n: u64) -> Duration {

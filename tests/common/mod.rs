@@ -23,6 +23,11 @@ impl Env {
     /// `upload` is the body of the `[upload]` table, `backend` of `[backend]`,
     /// `extra` anything appended (e.g. a `[daemon]` table).
     pub fn new(settle: &str, upload: &str, backend: &str, extra: &str) -> Env {
+        Env::with_watch(settle, "", upload, backend, extra)
+    }
+
+    /// Like [`Env::new`], with more lines for the `[watch]` table.
+    pub fn with_watch(settle: &str, watch: &str, upload: &str, backend: &str, extra: &str) -> Env {
         let mut dir = tempfile::tempdir().expect("tempdir");
         // For post-mortems: DROPSHIP_KEEP_TEST_DIRS=1 leaves every test folder behind.
         if std::env::var_os("DROPSHIP_KEEP_TEST_DIRS").is_some() {
@@ -32,10 +37,11 @@ impl Env {
         let outbox = dir.path().join("outbox");
         std::fs::create_dir_all(&outbox).expect("outbox");
         let config = dir.path().join("dropship.toml");
+        let upload = with_defaults("retry_base = \"100ms\"\nretry_max = \"2s\"", upload);
         let text = format!(
-            "[watch]\npath = \"outbox\"\nsettle = \"{settle}\"\n\n\
+            "[watch]\npath = \"outbox\"\nsettle = \"{settle}\"\n{watch}\n\n\
              [journal]\npath = \"state/journal.db\"\n\n\
-             [upload]\nretry_base = \"100ms\"\nretry_max = \"2s\"\n{upload}\n\n\
+             [upload]\n{upload}\n\n\
              [backend]\n{backend}\n\n{extra}\n"
         );
         std::fs::write(&config, text).expect("config");
@@ -59,19 +65,31 @@ impl Env {
 
     /// Starts `dropship run`, its stderr appended to `self.log`.
     pub fn spawn(&self) -> Daemon {
+        self.spawn_with(|_| {})
+    }
+
+    /// Starts `dropship run` as user `uid` (the test runs as root).
+    pub fn spawn_as(&self, uid: u32) -> Daemon {
+        use std::os::unix::process::CommandExt;
+        self.spawn_with(|c| {
+            c.uid(uid).gid(uid);
+        })
+    }
+
+    fn spawn_with(&self, adjust: impl FnOnce(&mut Command)) -> Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .expect("log file");
-        let child = Command::new(BIN)
-            .args(["run", "--config"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "--config"])
             .arg(&self.config)
             .env("DROPSHIP_LOG", "info,dropship=debug")
             .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn dropship");
+            .stderr(log);
+        adjust(&mut cmd);
+        let child = cmd.spawn().expect("spawn dropship");
         Daemon { child }
     }
 
@@ -180,6 +198,19 @@ impl Env {
     }
 }
 
+/// The lines of a TOML table body: `defaults`, minus the keys `given` sets, then
+/// `given` (a key twice is an error in TOML).
+pub fn with_defaults(defaults: &str, given: &str) -> String {
+    let key = |line: &str| line.split('=').next().map(|k| k.trim().to_string());
+    let set: Vec<String> = given.lines().filter_map(key).collect();
+    let mut out: Vec<&str> = defaults
+        .lines()
+        .filter(|l| key(l).is_none_or(|k| !set.contains(&k)))
+        .collect();
+    out.extend(given.lines());
+    out.join("\n")
+}
+
 /// The daemon as a child process; killed if the test ends without stopping it.
 pub struct Daemon {
     pub child: Child,
@@ -194,6 +225,28 @@ impl Daemon {
         // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
         let rc = unsafe { libc::kill(self.pid(), libc::SIGTERM) };
         assert_eq!(rc, 0, "kill SIGTERM");
+    }
+
+    /// A `kB` figure of `/proc/<pid>/status` (`VmRSS`, `VmHWM`...), in bytes.
+    pub fn status_bytes(&self, field: &str) -> u64 {
+        let text = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .expect("/proc/<pid>/status");
+        text.lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or_else(|| panic!("no {field} in /proc/<pid>/status"))
+    }
+
+    /// Bytes the process has read through `read(2)` and friends (`rchar` of
+    /// `/proc/<pid>/io`): files, the journal and sockets alike.
+    pub fn rchar(&self) -> u64 {
+        let text =
+            std::fs::read_to_string(format!("/proc/{}/io", self.pid())).expect("/proc/<pid>/io");
+        text.lines()
+            .find_map(|l| l.strip_prefix("rchar:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("rchar")
     }
 
     /// SIGKILL, and reap it.

@@ -8,12 +8,14 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::backend::http::{retry_after, transport};
-use crate::backend::{BackendError, Op};
+use crate::backend::http::{self, retry_after};
+use crate::backend::{BackendError, Op, PartBody, Progress, Timeouts};
 use crate::secret::{Secret, SecretSource, redact};
 
 /// Largest error body read from a refusal; Box's are a few hundred bytes.
 const MAX_ERROR_BODY: usize = 16 << 10;
+/// Largest JSON answer read: a page of 1000 part records is about 100 KB.
+const MAX_JSON_BODY: usize = 4 << 20;
 
 /// `UploadSession` (box.md §Session lifecycle).
 #[derive(Debug, Clone, Deserialize)]
@@ -72,8 +74,6 @@ pub struct BoxFile {
 
 #[derive(Debug, Deserialize)]
 pub struct Entries<T> {
-    #[serde(default)]
-    pub total_count: Option<u64>,
     pub entries: Vec<T>,
 }
 
@@ -83,8 +83,6 @@ pub struct Item {
     #[serde(rename = "type")]
     pub kind: String,
     pub id: String,
-    #[serde(default)]
-    pub name: Option<String>,
 }
 
 /// A refusal, parsed from Box's `ClientError` body.
@@ -127,14 +125,21 @@ pub struct BoxClient {
     pub http: reqwest::Client,
     source: SecretSource,
     token: RwLock<Secret>,
+    timeouts: Timeouts,
 }
 
 impl BoxClient {
-    pub fn new(http: reqwest::Client, source: SecretSource, token: Secret) -> BoxClient {
+    pub fn new(
+        http: reqwest::Client,
+        source: SecretSource,
+        token: Secret,
+        timeouts: Timeouts,
+    ) -> BoxClient {
         BoxClient {
             http,
             source,
             token: RwLock::new(token),
+            timeouts,
         }
     }
 
@@ -142,11 +147,11 @@ impl BoxClient {
         self.token.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Re-reads the token after a 401; `true` if it changed (box.md §Hosts and auth:
-    /// "refreshes once and retries"). An external agent rotates the token file.
-    fn refresh(&self, refused: &Secret) -> bool {
+    /// Re-reads the token; `true` if it differs from `than` (then it is the one in
+    /// use). An external agent rotates the token file.
+    pub fn reload(&self, than: &Secret) -> bool {
         match self.source.load() {
-            Ok(fresh) if fresh != *refused => {
+            Ok(fresh) if fresh != *than => {
                 *self.token.write().unwrap_or_else(|p| p.into_inner()) = fresh;
                 true
             }
@@ -154,30 +159,45 @@ impl BoxClient {
         }
     }
 
-    /// Sends `build(method, url)` with the bearer token; on a 401 reloads the token
-    /// once and sends again. `build` is called per attempt, so bodies are rebuilt.
+    /// Re-reads the token; `true` if it changed.
+    pub fn reload_current(&self) -> bool {
+        self.reload(&self.token())
+    }
+
+    /// Sends `build(request, body)` with the bearer token, `body` streamed from
+    /// `body` and timed by its progress. On a 401 or 403 the token is read again
+    /// once (box.md §Hosts and auth: "refreshes once and retries") and the request
+    /// sent again if it changed. `build` is called per try, so bodies are rebuilt.
     pub async fn send(
         &self,
         op: Op,
         method: Method,
         url: &str,
-        build: impl Fn(RequestBuilder) -> RequestBuilder,
+        body: Option<&PartBody>,
+        build: impl Fn(RequestBuilder, Option<reqwest::Body>) -> RequestBuilder,
     ) -> Result<Answer, BackendError> {
         let mut refreshed = false;
         loop {
             let token = self.token();
-            let req = build(self.http.request(method.clone(), url)).bearer_auth(token.expose());
-            let resp = req.send().await.map_err(|e| transport(op, e))?;
+            let progress = match body {
+                Some(_) => Progress::new(),
+                None => Progress::without_body(),
+            };
+            let stream =
+                body.map(|b| reqwest::Body::wrap_stream(b.clone().into_stream(progress.clone())));
+            let req =
+                build(self.http.request(method.clone(), url), stream).bearer_auth(token.expose());
+            let resp = http::send(op, req, &progress, self.timeouts).await?;
             if resp.status().is_success() {
                 return Ok(Answer::Ok(resp));
             }
-            let refusal = self.refusal(resp, &token).await;
+            let refusal = self.refusal(op, resp, &token).await?;
+            if matches!(refusal.status.as_u16(), 401 | 403) && !refreshed && self.reload(&token) {
+                refreshed = true;
+                continue;
+            }
             if refusal.status == StatusCode::UNAUTHORIZED {
-                if !refreshed && self.refresh(&token) {
-                    refreshed = true;
-                    continue;
-                }
-                return Err(BackendError::AuthExpired {
+                return Err(BackendError::AuthRefused {
                     op,
                     detail: format!(
                         "Box refused the access token (HTTP 401); put a valid token in {}",
@@ -189,20 +209,18 @@ impl BoxClient {
         }
     }
 
-    async fn refusal(&self, resp: Response, token: &Secret) -> Refusal {
+    async fn refusal(
+        &self,
+        op: Op,
+        resp: Response,
+        token: &Secret,
+    ) -> Result<Refusal, BackendError> {
         let status = resp.status();
         let after = retry_after(resp.headers());
-        let mut bytes = Vec::new();
-        let mut resp = resp;
-        while let Ok(Some(chunk)) = resp.chunk().await {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() > MAX_ERROR_BODY {
-                break;
-            }
-        }
+        let bytes = http::read_body(op, resp, MAX_ERROR_BODY, self.timeouts.answer).await?;
         let text = String::from_utf8_lossy(&bytes);
         let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Refusal {
+        Ok(Refusal {
             status,
             code: parsed
                 .get("code")
@@ -212,24 +230,25 @@ impl BoxClient {
             context: parsed.get("context_info").cloned().unwrap_or(Value::Null),
             retry_after: after,
             body: redact(&text, &[token]),
-        }
+        })
     }
-}
 
-/// Reads a JSON success body.
-pub async fn json<T: serde::de::DeserializeOwned>(
-    op: Op,
-    resp: Response,
-) -> Result<T, BackendError> {
-    let status = resp.status();
-    let bytes = resp.bytes().await.map_err(|e| transport(op, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| BackendError::Retry {
-        // A 2xx that is not the documented JSON: a proxy or a truncated answer.
-        op,
-        after: None,
-        cause: format!(
-            "HTTP {status} with an unexpected body ({e}): {}",
-            redact(&String::from_utf8_lossy(&bytes), &[])
-        ),
-    })
+    /// Reads a JSON success body.
+    pub async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        op: Op,
+        resp: Response,
+    ) -> Result<T, BackendError> {
+        let status = resp.status();
+        let bytes = http::read_body(op, resp, MAX_JSON_BODY, self.timeouts.answer).await?;
+        serde_json::from_slice(&bytes).map_err(|e| BackendError::Retry {
+            // A 2xx that is not the documented JSON: a proxy or a truncated answer.
+            op,
+            after: None,
+            cause: format!(
+                "HTTP {status} with an unexpected body ({e}): {}",
+                redact(&String::from_utf8_lossy(&bytes), &[])
+            ),
+        })
+    }
 }

@@ -24,16 +24,17 @@ use async_trait::async_trait;
 use reqwest::Method;
 use serde::Deserialize;
 use serde_json::json;
+use tracing::info;
 
 use self::classify::classify;
 use self::client::{
     Answer, BoxClient, BoxFile, Endpoints, Entries, Item, PartAnswer, PartList, UploadPart,
-    UploadSession, json as read_json,
+    UploadSession,
 };
 use super::http::{check_base_url, same_origin};
 use super::{
     Addressing, Backend, BackendError, Capabilities, FileDigests, FileSpec, Op, PartBody,
-    PartSizeRule, PartSpec, Receipt, RemoteObject, RemoteStat, Session,
+    PartSizeRule, PartSpec, Receipt, RemoteObject, RemoteStat, Session, Timeouts,
 };
 use crate::digest::{Digest, DigestKind};
 use crate::secret::SecretSource;
@@ -154,7 +155,7 @@ struct SessionExtra {
 }
 
 impl BoxBackend {
-    pub fn new(cfg: &BoxConfig) -> Result<BoxBackend, BackendError> {
+    pub fn new(cfg: &BoxConfig, timeouts: Timeouts) -> Result<BoxBackend, BackendError> {
         let fatal = |detail: String| BackendError::Fatal {
             op: Op::Begin,
             status: None,
@@ -167,7 +168,7 @@ impl BoxBackend {
             .map_err(|(k, e)| fatal(format!("{k}: {e}")))?;
         let token = source.load().map_err(fatal)?;
         Ok(BoxBackend {
-            client: BoxClient::new(super::http::client()?, source, token),
+            client: BoxClient::new(super::http::client()?, source, token, timeouts),
             api: check_base_url(&cfg.api_url, cfg.allow_insecure_http).map_err(fatal)?,
             upload: check_base_url(&cfg.upload_url, cfg.allow_insecure_http).map_err(fatal)?,
             root_folder: cfg.folder_id.clone(),
@@ -201,54 +202,94 @@ impl BoxBackend {
         (parts, name)
     }
 
-    /// The id of the folder `dirs` under the root, creating what is missing.
+    /// The id of the folder `dirs` under the root, creating what is missing. Cached
+    /// ids can go stale (a folder deleted remotely): when Box says a cached parent is
+    /// gone, the cache is forgotten and the folders are found or created afresh.
     async fn ensure_folders(&self, op: Op, dirs: &[&str]) -> Result<String, BackendError> {
-        let mut parent = self.root_folder.clone();
-        let mut path = String::new();
-        for dir in dirs {
-            if !path.is_empty() {
-                path.push('/');
-            }
-            path.push_str(dir);
-            let cached = self
-                .folders
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&path)
-                .cloned();
-            let id = match cached {
-                Some(id) => id,
-                None => {
-                    let id = self.create_folder(op, &parent, dir).await?;
-                    self.folders
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(path.clone(), id.clone());
-                    id
+        let mut retried = false;
+        'again: loop {
+            let mut parent = self.root_folder.clone();
+            let mut path = String::new();
+            for dir in dirs {
+                if !path.is_empty() {
+                    path.push('/');
                 }
-            };
-            parent = id;
+                path.push_str(dir);
+                let cached = self
+                    .folders
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&path)
+                    .cloned();
+                let id = match cached {
+                    Some(id) => id,
+                    None => match self.create_folder(op, &parent, dir).await? {
+                        Some(id) => {
+                            self.folders
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(path.clone(), id.clone());
+                            id
+                        }
+                        None if parent == self.root_folder => return Err(self.root_gone(op)),
+                        None if !retried => {
+                            retried = true;
+                            self.forget_folders();
+                            continue 'again;
+                        }
+                        None => {
+                            return Err(BackendError::Retry {
+                                op,
+                                after: None,
+                                cause: format!("the Box folder holding {dir:?} vanished twice"),
+                            });
+                        }
+                    },
+                };
+                parent = id;
+            }
+            return Ok(parent);
         }
-        Ok(parent)
     }
 
-    /// Creates a folder, or finds the existing one of that name (409 with conflicts).
+    /// Drops every cached folder id (one went stale; the rest may have too).
+    fn forget_folders(&self) {
+        self.folders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// The configured root folder does not exist or is hidden from this account: no
+    /// file can go anywhere until a person fixes it, so the engine pauses.
+    fn root_gone(&self, op: Op) -> BackendError {
+        BackendError::AuthRefused {
+            op,
+            detail: format!(
+                "Box has no folder {} (backend.folder_id), or this account cannot see it",
+                self.root_folder
+            ),
+        }
+    }
+
+    /// Creates a folder, or finds the existing one of that name (409 with conflicts);
+    /// `None` if the parent is gone.
     async fn create_folder(
         &self,
         op: Op,
         parent: &str,
         name: &str,
-    ) -> Result<String, BackendError> {
+    ) -> Result<Option<String>, BackendError> {
         let url = format!("{}/2.0/folders", self.api);
         let body = json!({"name": name, "parent": {"id": parent}});
         match self
             .client
-            .send(op, Method::POST, &url, |r| r.json(&body))
+            .send(op, Method::POST, &url, None, |r, _| r.json(&body))
             .await?
         {
-            Answer::Ok(resp) => Ok(read_json::<Item>(op, resp).await?.id),
+            Answer::Ok(resp) => Ok(Some(self.client.json::<Item>(op, resp).await?.id)),
             Answer::Refused(r) if r.status.as_u16() == 409 => match r.conflict() {
-                Some(item) if item.kind == "folder" => Ok(item.id),
+                Some(item) if item.kind == "folder" => Ok(Some(item.id)),
                 Some(item) => Err(BackendError::Fatal {
                     op,
                     status: Some(409),
@@ -256,36 +297,31 @@ impl BoxBackend {
                 }),
                 None => Err(classify(op, r)),
             },
+            Answer::Refused(r) if r.status.as_u16() == 404 => Ok(None),
             Answer::Refused(r) => Err(classify(op, r)),
         }
     }
 
-    /// Finds `name` in folder `parent` (for `stat` without a known id).
+    /// Finds `name` in folder `parent` with Box's preflight check (`OPTIONS
+    /// /files/content`): a free name answers 200, a taken one 409 naming the item in
+    /// the way. One request, however many items the folder holds.
     async fn find(&self, parent: &str, name: &str) -> Result<Option<Item>, BackendError> {
         let op = Op::Stat;
-        let mut offset = 0u64;
-        loop {
-            let url = format!(
-                "{}/2.0/folders/{parent}/items?fields=name,type,id&offset={offset}&limit={LIST_LIMIT}",
-                self.api
-            );
-            let page: Entries<Item> = match self.client.send(op, Method::GET, &url, |r| r).await? {
-                Answer::Ok(resp) => read_json(op, resp).await?,
-                Answer::Refused(r) if r.status.as_u16() == 404 => return Ok(None),
-                Answer::Refused(r) => return Err(classify(op, r)),
-            };
-            let n = page.entries.len() as u64;
-            if let Some(item) = page
-                .entries
-                .into_iter()
-                .find(|i| i.name.as_deref() == Some(name))
-            {
-                return Ok(Some(item));
-            }
-            offset += n;
-            if n == 0 || page.total_count.is_some_and(|t| offset >= t) {
-                return Ok(None);
-            }
+        let url = format!("{}/2.0/files/content", self.api);
+        let body = json!({"name": name, "parent": {"id": parent}});
+        match self
+            .client
+            .send(op, Method::OPTIONS, &url, None, |r, _| r.json(&body))
+            .await?
+        {
+            Answer::Ok(_) => Ok(None),
+            Answer::Refused(r) if r.status.as_u16() == 409 => match r.conflict() {
+                Some(item) => Ok(Some(item)),
+                None => Err(classify(op, r)),
+            },
+            // The folder itself is gone: nothing in it either.
+            Answer::Refused(r) if r.status.as_u16() == 404 => Ok(None),
+            Answer::Refused(r) => Err(classify(op, r)),
         }
     }
 
@@ -309,9 +345,13 @@ impl BoxBackend {
     async fn file_info(&self, id: &str) -> Result<Option<RemoteStat>, BackendError> {
         let op = Op::Stat;
         let url = format!("{}/2.0/files/{id}?fields=sha1,size", self.api);
-        match self.client.send(op, Method::GET, &url, |r| r).await? {
+        match self
+            .client
+            .send(op, Method::GET, &url, None, |r, _| r)
+            .await?
+        {
             Answer::Ok(resp) => {
-                let f: BoxFile = read_json(op, resp).await?;
+                let f: BoxFile = self.client.json(op, resp).await?;
                 Ok(Some(RemoteStat {
                     size: f.size.unwrap_or(0),
                     digest: f.sha1.map(|h| Digest::from_hex(DigestKind::Sha1, &h)),
@@ -370,13 +410,13 @@ impl BoxBackend {
         sha1: &str,
     ) -> Result<Answer, BackendError> {
         let attrs = attributes.to_string();
+        let len = body.len();
         self.client
-            .send(Op::PutSingle, Method::POST, url, |r| {
-                let file = reqwest::multipart::Part::stream_with_length(
-                    reqwest::Body::wrap_stream(body.clone().into_stream()),
-                    body.len(),
-                )
-                .file_name(name.to_string());
+            .send(Op::PutSingle, Method::POST, url, Some(body), |r, stream| {
+                // `send` passes the stream of the body it was given.
+                let stream = stream.unwrap_or_else(|| reqwest::Body::from(Vec::new()));
+                let file = reqwest::multipart::Part::stream_with_length(stream, len)
+                    .file_name(name.to_string());
                 let form = reqwest::multipart::Form::new()
                     .text("attributes", attrs.clone())
                     .part("file", file);
@@ -384,6 +424,49 @@ impl BoxBackend {
                 r.header("content-md5", sha1).multipart(form)
             })
             .await
+    }
+
+    /// Sends `request(parent)` with the id of the key's folder. A 404 from it means
+    /// the folder is gone (deleted remotely since its id was cached): the cache is
+    /// forgotten and the request sent once more into folders found or made afresh.
+    async fn in_folder<F, Fut>(
+        &self,
+        op: Op,
+        dirs: &[&str],
+        request: F,
+    ) -> Result<Answer, BackendError>
+    where
+        F: Fn(String) -> Fut,
+        Fut: std::future::Future<Output = Result<Answer, BackendError>>,
+    {
+        let mut retried = false;
+        loop {
+            let parent = self.ensure_folders(op, dirs).await?;
+            match request(parent.clone()).await? {
+                Answer::Refused(r) if r.status.as_u16() == 404 => {
+                    if parent == self.root_folder {
+                        return Err(self.root_gone(op));
+                    }
+                    if retried {
+                        return Err(BackendError::Retry {
+                            op,
+                            after: None,
+                            cause: format!(
+                                "the destination folder vanished again: {}",
+                                r.describe()
+                            ),
+                        });
+                    }
+                    retried = true;
+                    info!(
+                        folder = dirs.join("/"),
+                        "a Box folder was gone; finding it again"
+                    );
+                    self.forget_folders();
+                }
+                other => return Ok(other),
+            }
+        }
     }
 }
 
@@ -428,24 +511,30 @@ impl Backend for BoxBackend {
         let op = Op::PutSingle;
         let sha1 = sha1_of(digests, op)?.hex.clone();
         let (dirs, name) = Self::split(&file.key);
-        let parent = self.ensure_folders(op, &dirs).await?;
         let url = format!("{}/2.0/files/content", self.upload);
-        let attrs = json!({"name": name, "parent": {"id": parent}});
-        let answer = match self.direct(&url, &attrs, name, &body, &sha1).await? {
-            // The name exists: upload a new version of that file.
-            Answer::Refused(r) if r.status.as_u16() == 409 => match r.conflict() {
-                Some(item) if item.kind == "file" => {
-                    let url = format!("{}/2.0/files/{}/content", self.upload, item.id);
-                    self.direct(&url, &json!({"name": name}), name, &body, &sha1)
-                        .await?
+        let answer = self
+            .in_folder(op, &dirs, |parent| {
+                let (url, sha1, body) = (&url, &sha1, &body);
+                async move {
+                    let attrs = json!({"name": name, "parent": {"id": parent}});
+                    Ok(match self.direct(url, &attrs, name, body, sha1).await? {
+                        // The name exists: upload a new version of that file.
+                        Answer::Refused(r) if r.status.as_u16() == 409 => match r.conflict() {
+                            Some(item) if item.kind == "file" => {
+                                let url = format!("{}/2.0/files/{}/content", self.upload, item.id);
+                                self.direct(&url, &json!({"name": name}), name, body, sha1)
+                                    .await?
+                            }
+                            _ => Answer::Refused(r),
+                        },
+                        other => other,
+                    })
                 }
-                _ => Answer::Refused(r),
-            },
-            other => other,
-        };
+            })
+            .await?;
         match answer {
             Answer::Ok(resp) => {
-                let entries: Entries<BoxFile> = read_json(op, resp).await?;
+                let entries: Entries<BoxFile> = self.client.json(op, resp).await?;
                 let f = entries
                     .entries
                     .into_iter()
@@ -464,29 +553,42 @@ impl Backend for BoxBackend {
     async fn begin(&self, file: &FileSpec) -> Result<Session, BackendError> {
         let op = Op::Begin;
         let (dirs, name) = Self::split(&file.key);
-        let parent = self.ensure_folders(op, &dirs).await?;
         let url = format!("{}/2.0/files/upload_sessions", self.upload);
-        let body = json!({"folder_id": parent, "file_size": file.size, "file_name": name});
-        let answer = match self
-            .client
-            .send(op, Method::POST, &url, |r| r.json(&body))
-            .await?
-        {
-            // The name exists: a session for a new version (box.md §Session lifecycle 1).
-            Answer::Refused(r) if r.status.as_u16() == 409 => match r.conflict() {
-                Some(item) if item.kind == "file" => {
-                    let url = format!("{}/2.0/files/{}/upload_sessions", self.upload, item.id);
-                    let body = json!({"file_size": file.size, "file_name": name});
-                    self.client
-                        .send(op, Method::POST, &url, |r| r.json(&body))
-                        .await?
+        let answer = self
+            .in_folder(op, &dirs, |parent| {
+                let url = &url;
+                async move {
+                    let body =
+                        json!({"folder_id": parent, "file_size": file.size, "file_name": name});
+                    Ok(
+                        match self
+                            .client
+                            .send(op, Method::POST, url, None, |r, _| r.json(&body))
+                            .await?
+                        {
+                            // The name exists: a session for a new version (box.md §Session
+                            // lifecycle 1).
+                            Answer::Refused(r) if r.status.as_u16() == 409 => match r.conflict() {
+                                Some(item) if item.kind == "file" => {
+                                    let url = format!(
+                                        "{}/2.0/files/{}/upload_sessions",
+                                        self.upload, item.id
+                                    );
+                                    let body = json!({"file_size": file.size, "file_name": name});
+                                    self.client
+                                        .send(op, Method::POST, &url, None, |r, _| r.json(&body))
+                                        .await?
+                                }
+                                _ => Answer::Refused(r),
+                            },
+                            other => other,
+                        },
+                    )
                 }
-                _ => Answer::Refused(r),
-            },
-            other => other,
-        };
+            })
+            .await?;
         let s: UploadSession = match answer {
-            Answer::Ok(resp) => read_json(op, resp).await?,
+            Answer::Ok(resp) => self.client.json(op, resp).await?,
             Answer::Refused(r) => return Err(classify(op, r)),
         };
         let extra = SessionExtra {
@@ -523,16 +625,20 @@ impl Backend for BoxBackend {
         let header = format!("sha={}", digest.base64());
         let answer = self
             .client
-            .send(op, Method::PUT, &url, |r| {
-                r.header("content-range", &range)
+            .send(op, Method::PUT, &url, Some(&body), |r, stream| {
+                let r = r
+                    .header("content-range", &range)
                     .header("digest", &header)
-                    .header("content-type", "application/octet-stream")
-                    .body(reqwest::Body::wrap_stream(body.clone().into_stream()))
+                    .header("content-type", "application/octet-stream");
+                match stream {
+                    Some(s) => r.body(s),
+                    None => r,
+                }
             })
             .await?;
         match answer {
             Answer::Ok(resp) => {
-                let a: PartAnswer = read_json(op, resp).await?;
+                let a: PartAnswer = self.client.json(op, resp).await?;
                 Ok(Self::receipt(part.index, a.part))
             }
             // A retry of a part whose first attempt landed: parts are immutable, and
@@ -580,8 +686,12 @@ impl Backend for BoxBackend {
         loop {
             let sep = if base.contains('?') { '&' } else { '?' };
             let url = format!("{base}{sep}offset={offset}&limit={LIST_LIMIT}");
-            let page: PartList = match self.client.send(op, Method::GET, &url, |r| r).await? {
-                Answer::Ok(resp) => read_json(op, resp).await?,
+            let page: PartList = match self
+                .client
+                .send(op, Method::GET, &url, None, |r, _| r)
+                .await?
+            {
+                Answer::Ok(resp) => self.client.json(op, resp).await?,
                 Answer::Refused(r) => return Err(classify(op, r)),
             };
             let n = page.entries.len() as u64;
@@ -623,7 +733,7 @@ impl Backend for BoxBackend {
         for poll in 0..COMMIT_POLLS {
             let answer = self
                 .client
-                .send(op, Method::POST, &url, |r| {
+                .send(op, Method::POST, &url, None, |r, _| {
                     r.header("digest", &header).json(&body)
                 })
                 .await?;
@@ -634,7 +744,7 @@ impl Backend for BoxBackend {
                         super::http::retry_after(resp.headers()).unwrap_or(Duration::from_secs(1))
                     }
                     Answer::Ok(resp) => {
-                        let entries: Entries<BoxFile> = read_json(op, resp).await?;
+                        let entries: Entries<BoxFile> = self.client.json(op, resp).await?;
                         let f = entries.entries.into_iter().next().ok_or_else(|| {
                             BackendError::Retry {
                                 op,
@@ -663,7 +773,11 @@ impl Backend for BoxBackend {
     async fn abort(&self, session: &Session) -> Result<(), BackendError> {
         let op = Op::Abort;
         let url = self.session_url(Self::endpoints(session).abort.as_ref(), &session.id, "");
-        match self.client.send(op, Method::DELETE, &url, |r| r).await? {
+        match self
+            .client
+            .send(op, Method::DELETE, &url, None, |r, _| r)
+            .await?
+        {
             Answer::Ok(_) => Ok(()),
             Answer::Refused(r) if r.status.as_u16() == 404 => Ok(()), // already gone
             Answer::Refused(r) => Err(classify(op, r)),
@@ -684,4 +798,11 @@ impl Backend for BoxBackend {
             None => Ok(None),
         }
     }
+
+    fn reload_credentials(&self) -> bool {
+        self.client.reload_current()
+    }
+
+    // `sweep` keeps the default: Box has no call that lists open upload sessions, and
+    // expires abandoned ones after 7 days by itself (box.md §Session lifecycle 3).
 }

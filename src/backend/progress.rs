@@ -1,0 +1,240 @@
+//! How far one request has got, for its two timeouts:
+//!
+//! - **stall**: while the body is being sent, no byte has moved for `stall` (the
+//!   server stopped reading, the uplink died). A body may take as long as it needs
+//!   as long as it keeps moving: an 8 MiB part at 64 KiB/s takes two minutes.
+//! - **answer**: the body was handed over and no answer came within `answer`. It also
+//!   covers the bytes still queued in the socket's buffers when the last slice was
+//!   handed over, so it must exceed what those take to drain on a slow link.
+//!
+//! A request timer from the start of the request (reqwest's `timeout`, and its
+//! `read_timeout`, which also runs from the start until the answer's headers) would
+//! fail every part that takes longer than the timer to send, on every retry.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The two timeouts of a request (`upload.stall_timeout`, `upload.answer_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub stall: Duration,
+    pub answer: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            stall: Duration::from_secs(60),
+            answer: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Which timeout ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expired {
+    /// No body byte moved for this long.
+    Stalled(Duration),
+    /// No answer this long after the body was sent.
+    NoAnswer(Duration),
+}
+
+impl std::fmt::Display for Expired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Expired::Stalled(d) => write!(
+                f,
+                "no byte of the body moved for {} s (upload.stall_timeout)",
+                d.as_secs_f64()
+            ),
+            Expired::NoAnswer(d) => write!(
+                f,
+                "no answer {} s after the body was sent (upload.answer_timeout)",
+                d.as_secs_f64()
+            ),
+        }
+    }
+}
+
+/// Shared between a request's body stream (which reports) and its watchdog.
+#[derive(Debug, Clone)]
+pub struct Progress(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    epoch: Instant,
+    /// Milliseconds after `epoch` when a byte last moved.
+    last_moved: AtomicU64,
+    /// Milliseconds after `epoch` when the body was all handed over, plus one; 0
+    /// while it is being sent.
+    sent_at: AtomicU64,
+    /// Slices waiting for our own bandwidth limiter: not a stall.
+    pacing: AtomicU32,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress::new()
+    }
+}
+
+impl Progress {
+    /// A request whose body is about to be sent.
+    pub fn new() -> Progress {
+        Progress(Arc::new(Inner {
+            epoch: Instant::now(),
+            last_moved: AtomicU64::new(0),
+            sent_at: AtomicU64::new(0),
+            pacing: AtomicU32::new(0),
+        }))
+    }
+
+    /// A request without a streamed body (JSON, or none): only the answer is timed.
+    pub fn without_body() -> Progress {
+        let p = Progress::new();
+        p.body_sent();
+        p
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.0.epoch.elapsed().as_millis() as u64
+    }
+
+    /// A slice of the body was handed to the connection.
+    pub fn moved(&self) {
+        self.0.last_moved.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// The last byte of the body was handed to the connection.
+    pub fn body_sent(&self) {
+        let _ = self.0.sent_at.compare_exchange(
+            0,
+            self.now_ms() + 1,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    pub fn is_body_sent(&self) -> bool {
+        self.0.sent_at.load(Ordering::Relaxed) != 0
+    }
+
+    /// Marks the time until the guard drops as our own pacing.
+    pub fn pacing(&self) -> Pacing<'_> {
+        self.0.pacing.fetch_add(1, Ordering::Relaxed);
+        Pacing(self)
+    }
+
+    /// When the request times out if nothing changes meanwhile; `None` while paced.
+    fn deadline(&self, t: Timeouts) -> Option<(u64, Expired)> {
+        match self.0.sent_at.load(Ordering::Relaxed) {
+            0 if self.0.pacing.load(Ordering::Relaxed) > 0 => None,
+            0 => Some((
+                self.0.last_moved.load(Ordering::Relaxed) + t.stall.as_millis() as u64,
+                Expired::Stalled(t.stall),
+            )),
+            sent => Some((
+                sent - 1 + t.answer.as_millis() as u64,
+                Expired::NoAnswer(t.answer),
+            )),
+        }
+    }
+
+    /// Resolves once one of the timeouts runs out; race it against the request.
+    pub async fn expired(&self, t: Timeouts) -> Expired {
+        loop {
+            let now = self.now_ms();
+            let wait = match self.deadline(t) {
+                Some((at, why)) if at <= now => return why,
+                Some((at, _)) => at - now,
+                // Paced: look again when the limiter has had time to let a slice go.
+                None => t.stall.as_millis() as u64,
+            };
+            tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
+        }
+    }
+}
+
+/// While alive, the request is waiting for our bandwidth limiter.
+pub struct Pacing<'a>(&'a Progress);
+
+impl Drop for Pacing<'_> {
+    fn drop(&mut self) {
+        self.0.moved();
+        self.0.0.pacing.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timeouts = Timeouts {
+        stall: Duration::from_secs(2),
+        answer: Duration::from_secs(5),
+    };
+
+    /// Runs `expired` against a body that moves at `times` (seconds), then is sent
+    /// at `sent` if given; returns when it expired, in seconds after the start.
+    async fn expiry(moves: &[u64], sent: Option<u64>) -> (f64, Expired) {
+        let p = Progress::new();
+        let start = Instant::now();
+        let reporter = {
+            let p = p.clone();
+            let moves = moves.to_vec();
+            tokio::spawn(async move {
+                for at in moves {
+                    tokio::time::sleep_until(start + Duration::from_secs(at)).await;
+                    p.moved();
+                }
+                if let Some(at) = sent {
+                    tokio::time::sleep_until(start + Duration::from_secs(at)).await;
+                    p.body_sent();
+                }
+            })
+        };
+        let why = p.expired(T).await;
+        reporter.abort();
+        (start.elapsed().as_secs_f64(), why)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_body_that_keeps_moving_never_stalls() {
+        // One slice a second for 30 s: far longer than the stall timeout in all.
+        let moves: Vec<u64> = (1..=30).collect();
+        let (at, why) = expiry(&moves, Some(30)).await;
+        assert_eq!(why, Expired::NoAnswer(T.answer));
+        assert!((at - 35.0).abs() < 0.01, "{at}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_moving_stalls_after_the_stall_timeout() {
+        let (at, why) = expiry(&[1, 2, 3], None).await;
+        assert_eq!(why, Expired::Stalled(T.stall));
+        assert!((at - 5.0).abs() < 0.01, "{at}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pacing_is_not_a_stall() {
+        let p = Progress::new();
+        let start = Instant::now();
+        let guard = p.pacing();
+        let waited = tokio::time::timeout(Duration::from_secs(20), p.expired(T)).await;
+        assert!(waited.is_err(), "expired while paced");
+        drop(guard);
+        let why = p.expired(T).await;
+        assert_eq!(why, Expired::Stalled(T.stall));
+        assert!((start.elapsed().as_secs_f64() - 22.0).abs() < 0.01);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_body_only_the_answer_is_timed() {
+        let start = Instant::now();
+        let why = Progress::without_body().expired(T).await;
+        assert_eq!(why, Expired::NoAnswer(T.answer));
+        assert!((start.elapsed().as_secs_f64() - 5.0).abs() < 0.01);
+    }
+}

@@ -1,0 +1,464 @@
+//! One attempt at one file: from `uploading` to `done`, or to the resting state its
+//! stop leads to (see `outcome.rs`).
+//!
+//! The work is data-driven, so that any attempt after a crash or a failure continues
+//! where the journal says the file stands:
+//!
+//! - a remote object is recorded → verify it;
+//! - a small file (below the backend's single-request size) → one request;
+//! - no session → note the intent, begin one, and record it with the part plan
+//!   before any byte leaves;
+//! - a session → ask the server which parts it holds (where it can say), then the
+//!   read pass sends the missing parts (`pump.rs`); complete; verify; post-action;
+//!   `done`.
+//!
+//! Cancelling an attempt between steps is safe because every step is committed to
+//! the journal before the next one starts.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::gate::Verdict;
+use super::outcome::{self, Stop};
+use super::post::Post;
+use super::reader::{self, ReadItem, ReadPlan};
+use super::{Ctx, plan, pump};
+use crate::backend::{
+    BackendError, FileDigests, FileSpec, Meter, Op, PartBody, Receipt, RemoteObject, RemoteStat,
+    Session,
+};
+use crate::confine;
+use crate::identity::Identity;
+use crate::journal::{FileId, FileRow, PartRow, PartState};
+
+/// One attempt's context.
+pub(super) struct Attempt<'a> {
+    pub ctx: &'a Ctx,
+    pub row: &'a FileRow,
+    pub cancel: &'a CancellationToken,
+    /// Set once the service answered a request of this attempt with success (a part
+    /// acknowledged): the credentials work.
+    pub answered: AtomicBool,
+}
+
+/// Runs one claimed file to its next resting state; says what it learnt about the
+/// credentials.
+pub(super) async fn run_file(ctx: Arc<Ctx>, row: FileRow, cancel: CancellationToken) -> Verdict {
+    let span = info_span!("file", id = row.id, key = row.key.as_deref().unwrap_or("?"));
+    async move {
+        debug!(attempt = row.attempts, size = row.size, "claimed");
+        let started = std::time::Instant::now();
+        let at = Attempt {
+            ctx: &ctx,
+            row: &row,
+            cancel: &cancel,
+            answered: AtomicBool::new(false),
+        };
+        match at.run().await {
+            Ok(()) => {
+                info!(
+                    size = row.size,
+                    secs = started.elapsed().as_secs_f64(),
+                    "delivered and verified"
+                );
+                Verdict::Accepted
+            }
+            Err(stop) => {
+                let verdict = outcome::verdict(&stop, at.answered.load(Ordering::Relaxed));
+                outcome::settle(&ctx, &row, stop).await;
+                verdict
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn identity(row: &FileRow) -> Identity {
+    Identity {
+        size: row.size,
+        mtime_ns: row.mtime_ns,
+        inode: row.inode,
+    }
+}
+
+impl Attempt<'_> {
+    /// The read pass over `parts` of the row's file, with the backend's digests.
+    pub(super) fn read_plan(&self, parts: Vec<PartRow>) -> ReadPlan {
+        ReadPlan {
+            path: self.row.path.clone(),
+            identity: identity(self.row),
+            parts,
+            part_digest: self.ctx.caps.part_digest,
+            object_digest: self.ctx.caps.object_digest,
+            resume: self.row.hash_state.clone(),
+        }
+    }
+
+    async fn run(&self) -> Result<(), Stop> {
+        let (ctx, row) = (self.ctx, self.row);
+        let Some(key) = row.key.clone() else {
+            return Err(Stop::Refused("the file has no remote name".into()));
+        };
+        let file = FileSpec {
+            key,
+            size: row.size,
+            mtime: row.mtime_ns.div_euclid(1_000_000_000),
+        };
+        let id = row.id;
+        let (remote, digests) = match (&row.remote, &row.digests) {
+            (Some(r), Some(d)) => {
+                ctx.journal.call(move |j| j.resume_verifying(id)).await?;
+                (r.clone(), d.clone())
+            }
+            _ => {
+                self.check_local().await?;
+                if row.session.is_none() && row.size < ctx.caps.single_request_below {
+                    self.single(&file).await?
+                } else {
+                    self.in_parts(&file).await?
+                }
+            }
+        };
+        self.verify_and_finish(&remote, &digests).await
+    }
+
+    /// Fails fast if the file changed while it waited in the queue, or is reached
+    /// through a symbolic link (see `confine.rs`).
+    async fn check_local(&self) -> Result<(), Stop> {
+        let root = self.ctx.settings.root.clone();
+        let path = self.row.path.clone();
+        let expected = identity(self.row);
+        tokio::task::spawn_blocking(move || {
+            match confine::outside(&root, &path) {
+                Ok(None) => {}
+                Ok(Some(why)) => return Err(Stop::Refused(why)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Stop::Vanished),
+                Err(e) => return Err(Stop::LocalIo(e)),
+            }
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) => match Identity::of(&meta).change_from(&expected) {
+                    Some(why) => Err(Stop::Changed(why)),
+                    None => Ok(()),
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Stop::Vanished),
+                Err(e) => Err(Stop::LocalIo(e)),
+            }
+        })
+        .await
+        .map_err(|e| Stop::LocalIo(std::io::Error::other(e.to_string())))?
+    }
+
+    /// A small file in one request. Its digest is needed before the request goes
+    /// out (some services take it in a header), so the bytes are read first, into
+    /// the memory budget (or, bigger than it, hashed and then streamed), then sent.
+    async fn single(&self, file: &FileSpec) -> Result<(RemoteObject, FileDigests), Stop> {
+        let (ctx, row) = (self.ctx, self.row);
+        let id = row.id;
+        let mut parts = ctx.journal.call(move |j| j.parts(id)).await?;
+        if parts.len() != 1 || parts[0].state != PartState::Pending {
+            // No plan yet, or one left by an interrupted attempt: plan it afresh.
+            let size = row.size;
+            ctx.journal
+                .call(move |j| j.start_session(id, None, size, &[(0, size)]))
+                .await?;
+            parts = ctx.journal.call(move |j| j.parts(id)).await?;
+        }
+        let mut rx = reader::spawn(
+            self.read_plan(parts),
+            Arc::new(Semaphore::new(1)),
+            ctx.budget.clone(),
+        );
+        let mut body = None;
+        let mut digests = None;
+        while let Some(item) = rx.recv().await {
+            match item? {
+                ReadItem::Send { source, held, .. } => body = Some((source, held)),
+                ReadItem::Held { .. } => {}
+                ReadItem::Done(d) => digests = Some(d),
+            }
+        }
+        let (Some((source, _held)), Some(digests)) = (body, digests) else {
+            return Err(Stop::LocalIo(std::io::Error::other(
+                "the read pass ended early",
+            )));
+        };
+        if self.cancel.is_cancelled() {
+            return Err(Stop::Cancelled);
+        }
+        let receipt = Receipt {
+            index: 0,
+            offset: 0,
+            length: source.len(),
+            digest: None,
+            extra: serde_json::Value::Null,
+        };
+        // A retry after a request whose answer was lost: the service may hold the file
+        // already, and sending it again would make a duplicate (a new version).
+        if row.attempts > 1
+            && let Some(remote) = self.already_delivered(file, &digests).await?
+        {
+            let (r, d) = (remote.clone(), digests.clone());
+            ctx.journal
+                .call(move |j| j.to_verifying(id, &r, &d, Some(&receipt)))
+                .await?;
+            return Ok((remote, digests));
+        }
+        ctx.journal.call(move |j| j.part_start(id, 0, None)).await?;
+        let meter = Meter::new(ctx.limiter.clone());
+        let len = source.len();
+        let sent = ctx
+            .backend
+            .put_single(file, PartBody::from_source(source, meter.clone()), &digests)
+            .await;
+        match sent {
+            Ok(remote) => {
+                let (r, d) = (remote.clone(), digests.clone());
+                ctx.journal
+                    .call(move |j| j.to_verifying(id, &r, &d, Some(&receipt)))
+                    .await?;
+                Ok((remote, digests))
+            }
+            Err(e) => {
+                let unsent = len.saturating_sub(meter.sent());
+                ctx.journal
+                    .call(move |j| j.part_failed(id, 0, unsent))
+                    .await?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The stored object at the file's key, if it already is the file's content (the
+    /// answer to an earlier completion or single request was lost).
+    async fn already_delivered(
+        &self,
+        file: &FileSpec,
+        digests: &FileDigests,
+    ) -> Result<Option<RemoteObject>, Stop> {
+        match self.ctx.backend.stat(&file.key, None).await? {
+            Some(st) if stat_matches(self.ctx, file.size, digests, &st).is_ok() => {
+                info!("the service already holds this content");
+                Ok(Some(RemoteObject::at(&file.key)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A file in parts through an upload session.
+    async fn in_parts(&self, file: &FileSpec) -> Result<(RemoteObject, FileDigests), Stop> {
+        let (ctx, row) = (self.ctx, self.row);
+        let id = row.id;
+        let session = match &row.session {
+            Some(s) => {
+                match (self.reconcile(s).await, &row.digests) {
+                    // Every part was sent and completion was asked for before: a lost
+                    // answer to a completion that happened closes the session too.
+                    (Err(Stop::Backend(gone @ BackendError::SessionGone { .. })), Some(d)) => {
+                        let Some(remote) = self.already_delivered(file, d).await? else {
+                            return Err(gone.into());
+                        };
+                        let (r, digests) = (remote.clone(), d.clone());
+                        ctx.journal
+                            .call(move |j| j.to_verifying(id, &r, &digests, None))
+                            .await?;
+                        return Ok((remote, d.clone()));
+                    }
+                    (r, _) => r?,
+                }
+                s.clone()
+            }
+            None => self.begin(file).await?,
+        };
+        let parts = ctx.journal.call(move |j| j.parts(id)).await?;
+        let all_held = parts.iter().all(|p| p.state == PartState::Uploaded);
+        let digests = match (&row.digests, all_held) {
+            // Everything was sent and hashed before a restart: no need to read again.
+            (Some(d), true) => d.clone(),
+            _ => pump::send_parts(self, &session, parts).await?,
+        };
+        let d = digests.clone();
+        ctx.journal.call(move |j| j.to_completing(id, &d)).await?;
+        let receipts: Vec<Receipt> = ctx
+            .journal
+            .call(move |j| j.parts(id))
+            .await?
+            .into_iter()
+            .map(|p| {
+                p.receipt
+                    .ok_or_else(|| Stop::Mismatch(format!("part {} has no receipt", p.index)))
+            })
+            .collect::<Result<_, _>>()?;
+        let remote = match ctx
+            .backend
+            .complete(&session, file, &receipts, &digests)
+            .await
+        {
+            Ok(r) => r,
+            // A completion whose answer was lost closes the session: if the object is
+            // there with the right content, the completion did happen.
+            Err(gone @ BackendError::SessionGone { .. }) => {
+                match self.already_delivered(file, &digests).await? {
+                    Some(remote) => remote,
+                    None => return Err(gone.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (r, d) = (remote.clone(), digests.clone());
+        ctx.journal
+            .call(move |j| j.to_verifying(id, &r, &d, None))
+            .await?;
+        Ok((remote, digests))
+    }
+
+    /// Opens a session and records it, with the part plan, before any part is sent.
+    /// The intent is recorded first: a session the service opened for a daemon that
+    /// died before recording it is found and discarded at the next start.
+    async fn begin(&self, file: &FileSpec) -> Result<Session, Stop> {
+        let ctx = self.ctx;
+        let id = self.row.id;
+        ctx.journal.call(move |j| j.note_begin(id)).await?;
+        let session = ctx.backend.begin(file).await?;
+        let part_size =
+            match plan::part_size(&ctx.caps, ctx.settings.part_size, file.size, Some(&session)) {
+                Ok(ps) => ps,
+                Err(why) => {
+                    let _ = ctx.backend.abort(&session).await;
+                    return Err(Stop::Backend(BackendError::Fatal {
+                        op: Op::Begin,
+                        status: None,
+                        detail: why,
+                    }));
+                }
+            };
+        let cut = plan::cut(file.size, part_size);
+        let s = session.clone();
+        let recorded = ctx
+            .journal
+            .call(move |j| j.start_session(id, Some(&s), part_size, &cut))
+            .await;
+        if let Err(e) = recorded {
+            // Not recorded, so nobody would ever resume or abort it.
+            let _ = ctx.backend.abort(&session).await;
+            return Err(e.into());
+        }
+        info!(session = %session.id, part_size, "session begun");
+        Ok(session)
+    }
+
+    /// The server's list of held parts wins over the journal's.
+    async fn reconcile(&self, session: &Session) -> Result<(), Stop> {
+        let ctx = self.ctx;
+        if !ctx.caps.lists_held_parts {
+            return Ok(());
+        }
+        let Some(held) = ctx.backend.held_parts(session).await? else {
+            return Ok(());
+        };
+        let id = self.row.id;
+        let parts = ctx.journal.call(move |j| j.parts(id)).await?;
+        let mut gained = 0;
+        let mut lost = 0;
+        for p in parts {
+            let h = held
+                .iter()
+                .find(|r| r.index == p.index && r.offset == p.offset && r.length == p.length)
+                .cloned();
+            match (p.state, h) {
+                (PartState::Pending, Some(r)) => {
+                    ctx.journal
+                        .call(move |j| j.part_held(id, p.index, &r))
+                        .await?;
+                    gained += 1;
+                }
+                (PartState::Uploaded, None) => {
+                    ctx.journal.call(move |j| j.part_lost(id, p.index)).await?;
+                    lost += 1;
+                }
+                _ => {}
+            }
+        }
+        if gained + lost > 0 {
+            info!(
+                gained,
+                lost, "the server's list of parts corrected the journal"
+            );
+        }
+        Ok(())
+    }
+
+    async fn verify_and_finish(
+        &self,
+        remote: &RemoteObject,
+        digests: &FileDigests,
+    ) -> Result<(), Stop> {
+        let (ctx, row) = (self.ctx, self.row);
+        let id: FileId = row.id;
+        let stat = ctx.backend.stat(&remote.key, Some(remote)).await?;
+        let Some(stat) = stat else {
+            return Err(Stop::Mismatch(format!(
+                "the service has no object at {} after completion",
+                remote.key
+            )));
+        };
+        stat_matches(ctx, row.size, digests, &stat).map_err(Stop::Mismatch)?;
+        debug!("verified");
+        // The upload is verified; the post-action must not be cut in half by shutdown,
+        // and it is quick: it runs to its end on a blocking thread.
+        let after = ctx.settings.after.clone();
+        let root = ctx.settings.root.clone();
+        let path = row.path.clone();
+        let key = remote.key.clone();
+        let verified = identity(row);
+        let post = tokio::task::spawn_blocking(move || {
+            super::post::run(&after, &root, &path, &key, &verified)
+        })
+        .await
+        .map_err(|e| Stop::LocalIo(std::io::Error::other(e.to_string())))?;
+        let note = match post {
+            Ok(Post::Done(note)) => note,
+            Ok(Post::Postponed(why)) => return Err(Stop::Postponed(why)),
+            Err(e) => {
+                warn!(error = %e, "delivered, but the post-action failed");
+                Some(format!(
+                    "delivered and verified, but the post-action failed: {e}"
+                ))
+            }
+        };
+        ctx.journal
+            .call(move |j| j.to_done(id, note.as_deref()))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Compares what the service stores with what was read from disk.
+fn stat_matches(
+    ctx: &Ctx,
+    size: u64,
+    digests: &FileDigests,
+    st: &RemoteStat,
+) -> Result<(), String> {
+    if st.size != size {
+        return Err(format!(
+            "the service stores {} bytes, the file has {size}",
+            st.size
+        ));
+    }
+    if ctx.caps.object_digest.is_none() {
+        return Ok(()); // a size-only service: nothing more to compare
+    }
+    match (&st.digest, &digests.object) {
+        (Some(theirs), Some(ours)) if theirs.matches(ours) => Ok(()),
+        (Some(theirs), Some(ours)) => Err(format!(
+            "the service stores {theirs}, the file read as {ours}"
+        )),
+        (None, _) => Err("the service reported no digest".into()),
+        (_, None) => Err("no local digest was computed".into()),
+    }
+}

@@ -1,0 +1,347 @@
+//! The parts in flight: the read pass hands over parts, up to `parts_in_flight` go
+//! out at once, and each one's end is committed to the journal.
+//!
+//! A part that fails is not the end of the attempt:
+//! - a temporary failure (network, 5xx, 429, a stall) sends that part again after a
+//!   backoff, from the buffer it already has, while the other parts go on;
+//! - a conflict (the service says another request for the same range is in
+//!   progress, e.g. one a crashed daemon left behind and the server is still
+//!   reading) backs off, asks the service which parts it holds, and then either
+//!   takes the held part (same digest), stops with a real mismatch (another digest),
+//!   or sends the part again. A conflict never throws the session away.
+//!
+//! Only after [`PART_TRIES`] failures of one part in a row does the attempt give up,
+//! and the file as a whole backs off (session, parts and hash kept). Errors that are
+//! not about one part (session gone, credentials refused, a refusal) stop
+//! dispatching at once; parts in flight are let finish so their receipts count.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tracing::{debug, info};
+
+use super::attempt::Attempt;
+use super::outcome::Stop;
+use super::reader::{self, Held, ReadItem};
+use crate::backend::{
+    BackendError, FileDigests, Meter, Op, PartBody, PartSpec, Receipt, Session, Source,
+};
+use crate::digest::Digest;
+use crate::journal::PartRow;
+
+/// Failures in a row of one part within one attempt before the attempt gives up.
+pub(super) const PART_TRIES: u32 = 5;
+
+/// A part on its way, with everything needed to send it again.
+struct Part {
+    spec: PartSpec,
+    source: Source,
+    /// Its slot and memory, given back when the part is acknowledged or dropped.
+    _held: Held,
+    failures: u32,
+}
+
+/// A part whose request ended.
+struct Ended {
+    part: Part,
+    /// Bytes of the body handed to the wire.
+    sent: u64,
+    result: Result<Receipt, BackendError>,
+}
+
+/// A part waiting to go again.
+struct Waiting {
+    at: Instant,
+    part: Part,
+    /// After a conflict: ask the service which parts it holds first.
+    check_held: bool,
+}
+
+struct Pump<'a> {
+    at: &'a Attempt<'a>,
+    session: &'a Session,
+    /// `(offset, length, digest of the stored part)` by index.
+    plan: HashMap<u32, (u64, u64, Option<Digest>)>,
+    last_index: u32,
+    tasks: JoinSet<Ended>,
+    waiting: Vec<Waiting>,
+}
+
+/// The read pass and the parts in flight, until every part is acknowledged.
+/// Returns the whole-file digests of the pass.
+pub(super) async fn send_parts(
+    at: &Attempt<'_>,
+    session: &Session,
+    parts: Vec<PartRow>,
+) -> Result<FileDigests, Stop> {
+    let ctx = at.ctx;
+    let in_flight = if ctx.caps.parallel_parts {
+        ctx.settings.parts_in_flight
+    } else {
+        1
+    };
+    let plan = parts
+        .iter()
+        .map(|p| {
+            let digest = p.receipt.as_ref().and_then(|r| r.digest.clone());
+            (p.index, (p.offset, p.length, digest))
+        })
+        .collect();
+    let last_index = parts.len().saturating_sub(1) as u32;
+    let slots = Arc::new(Semaphore::new(in_flight));
+    let mut rx = reader::spawn(at.read_plan(parts), slots.clone(), ctx.budget.clone());
+    let mut pump = Pump {
+        at,
+        session,
+        plan,
+        last_index,
+        tasks: JoinSet::new(),
+        waiting: Vec::new(),
+    };
+    let mut stop: Option<Stop> = None;
+    let mut digests = None;
+    let mut reading = true;
+    loop {
+        if stop.is_some() {
+            // Their slots and buffers go; they are `pending` in the journal already.
+            pump.waiting.clear();
+        }
+        if pump.tasks.is_empty() && pump.waiting.is_empty() && (stop.is_some() || !reading) {
+            break;
+        }
+        let next_due = pump.waiting.iter().map(|w| w.at).min();
+        tokio::select! {
+            biased;
+            Some(joined) = pump.tasks.join_next(), if !pump.tasks.is_empty() => {
+                let outcome = match joined {
+                    Ok(ended) => pump.ended(ended).await,
+                    Err(e) => Err(Stop::LocalIo(std::io::Error::other(format!("part task failed: {e}")))),
+                };
+                if let Err(s) = outcome {
+                    stop.get_or_insert(s);
+                    slots.close();
+                }
+            }
+            _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() && stop.is_none() => {
+                if let Err(s) = pump.send_due().await {
+                    stop = Some(s);
+                    slots.close();
+                }
+            }
+            item = rx.recv(), if reading && stop.is_none() => {
+                let Some(item) = item else {
+                    reading = false;
+                    continue;
+                };
+                let outcome = match item {
+                    Ok(ReadItem::Send { index, source, digest, checkpoint, held }) => {
+                        let id = at.row.id;
+                        match ctx.journal.call(move |j| j.part_start(id, index, checkpoint.as_ref())).await {
+                            Ok(()) => {
+                                let part = pump.part(index, source, digest, held);
+                                pump.spawn(part);
+                                Ok(())
+                            }
+                            Err(e) => Err(e.into()),
+                        }
+                    }
+                    Ok(ReadItem::Held { index, digest }) => pump.check_held(index, digest.as_ref()),
+                    Ok(ReadItem::Done(d)) => {
+                        digests = Some(d);
+                        Ok(())
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(s) = outcome {
+                    stop = Some(s);
+                    slots.close();
+                }
+            }
+            _ = at.cancel.cancelled(), if stop.is_none() => {
+                stop = Some(Stop::Cancelled);
+                slots.close();
+            }
+        }
+    }
+    if let Some(s) = stop {
+        return Err(s);
+    }
+    digests.ok_or_else(|| Stop::LocalIo(std::io::Error::other("the read pass ended early")))
+}
+
+impl Pump<'_> {
+    fn part(&self, index: u32, source: Source, digest: Option<Digest>, held: Held) -> Part {
+        let (offset, length, _) = self.plan.get(&index).cloned().unwrap_or_default();
+        Part {
+            spec: PartSpec {
+                index,
+                offset,
+                length,
+                total: self.at.row.size,
+                digest,
+                last: index == self.last_index,
+            },
+            source,
+            _held: held,
+            failures: 0,
+        }
+    }
+
+    fn spawn(&mut self, part: Part) {
+        let ctx = self.at.ctx;
+        let backend = ctx.backend.clone();
+        let session = self.session.clone();
+        let meter = Meter::new(ctx.limiter.clone());
+        let body = PartBody::from_source(part.source.clone(), meter.clone());
+        self.tasks.spawn(async move {
+            let result = backend.put_part(&session, &part.spec, body).await;
+            Ended {
+                sent: meter.sent(),
+                part,
+                result,
+            }
+        });
+    }
+
+    /// A part the journal holds as uploaded, read again for a hash: its digest must
+    /// be the one the service reported when it stored it.
+    fn check_held(&self, index: u32, ours: Option<&Digest>) -> Result<(), Stop> {
+        let stored = self.plan.get(&index).and_then(|k| k.2.as_ref());
+        match (ours, stored) {
+            (Some(ours), Some(theirs)) if !ours.matches(theirs) => Err(Stop::Mismatch(format!(
+                "the server holds other bytes for part {index} ({theirs}) than the file has ({ours})"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Commits a finished request: its receipt, or the part goes back to `pending`
+    /// and waits for its next try.
+    async fn ended(&mut self, ended: Ended) -> Result<(), Stop> {
+        let ctx = self.at.ctx;
+        let id = self.at.row.id;
+        let Ended {
+            mut part,
+            sent,
+            result,
+        } = ended;
+        let index = part.spec.index;
+        match result {
+            Ok(receipt) => {
+                if let (Some(ours), Some(theirs)) = (&part.spec.digest, &receipt.digest)
+                    && !ours.matches(theirs)
+                {
+                    ctx.journal
+                        .call(move |j| j.part_failed(id, index, 0))
+                        .await?;
+                    return Err(Stop::Mismatch(format!(
+                        "the server stored other bytes for part {index} ({theirs}) than were sent ({ours})"
+                    )));
+                }
+                debug!(part = index, "part acknowledged");
+                ctx.journal
+                    .call(move |j| j.part_uploaded(id, index, &receipt))
+                    .await?;
+                self.at.answered.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                let unsent = part.spec.length.saturating_sub(sent);
+                ctx.journal
+                    .call(move |j| j.part_failed(id, index, unsent))
+                    .await?;
+                let conflict = matches!(
+                    e,
+                    BackendError::Conflict {
+                        op: Op::PutPart,
+                        ..
+                    }
+                );
+                if !(conflict || matches!(e, BackendError::Retry { .. })) {
+                    return Err(e.into());
+                }
+                part.failures += 1;
+                if part.failures >= PART_TRIES {
+                    // The file backs off as a whole; a conflict still never counts
+                    // as a mismatch.
+                    return Err(Stop::Backend(BackendError::Retry {
+                        op: Op::PutPart,
+                        after: e.retry_after(),
+                        cause: format!(
+                            "part {index} failed {} times in a row; last: {e}",
+                            part.failures
+                        ),
+                    }));
+                }
+                let delay = ctx.backoff_delay(part.failures, e.retry_after());
+                info!(part = index, failures = part.failures, delay_ms = delay.as_millis() as u64, error = %e, "part will be sent again");
+                self.waiting.push(Waiting {
+                    at: Instant::now() + delay,
+                    part,
+                    check_held: conflict,
+                });
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends again the waiting parts whose time has come.
+    async fn send_due(&mut self) -> Result<(), Stop> {
+        let now = Instant::now();
+        let (due, later): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|w| w.at <= now);
+        self.waiting = later;
+        for w in due {
+            if w.check_held && self.taken_as_held(&w.part).await? {
+                continue;
+            }
+            let (id, index) = (self.at.row.id, w.part.spec.index);
+            self.at
+                .ctx
+                .journal
+                .call(move |j| j.part_start(id, index, None))
+                .await?;
+            self.spawn(w.part);
+        }
+        Ok(())
+    }
+
+    /// After a conflict: if the service holds the part now, with our digest, it is
+    /// recorded as uploaded (`true`). Another digest is a real mismatch.
+    async fn taken_as_held(&self, part: &Part) -> Result<bool, Stop> {
+        let ctx = self.at.ctx;
+        if !ctx.caps.lists_held_parts {
+            return Ok(false);
+        }
+        let Some(held) = ctx.backend.held_parts(self.session).await? else {
+            return Ok(false);
+        };
+        let spec = &part.spec;
+        let Some(receipt) = held
+            .into_iter()
+            .find(|r| r.index == spec.index && r.offset == spec.offset && r.length == spec.length)
+        else {
+            return Ok(false);
+        };
+        if let (Some(ours), Some(theirs)) = (&spec.digest, &receipt.digest)
+            && !ours.matches(theirs)
+        {
+            return Err(Stop::Mismatch(format!(
+                "the server holds other bytes for part {} ({theirs}) than the file has ({ours})",
+                spec.index
+            )));
+        }
+        let (id, index) = (self.at.row.id, spec.index);
+        ctx.journal
+            .call(move |j| j.part_held(id, index, &receipt))
+            .await?;
+        info!(part = index, "the contested part is held by the service");
+        self.at.answered.store(true, Ordering::Relaxed);
+        Ok(true)
+    }
+}

@@ -1,0 +1,527 @@
+//! File rows: recording finished files, claiming them, and every file-level
+//! transition of an upload (`queued → uploading → completing → verifying → done`,
+//! with `retrying`, `failed` and `superseded`).
+
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
+use rusqlite::{OptionalExtension, params};
+
+use super::*;
+
+impl Journal {
+    // ---- the watcher's side ---------------------------------------------------------
+
+    /// Records a finished file, once per content: the same path with the same size,
+    /// mtime and inode is never queued twice, whatever state its row is in.
+    pub fn enqueue(&mut self, f: &NewFile) -> Result<Enqueued> {
+        let tx = self.conn.transaction()?;
+        let path = f.path.as_os_str().as_bytes();
+        let latest: Option<(FileId, String, i64, i64, i64)> = tx
+            .query_row(
+                "SELECT id, state, size, mtime_ns, inode FROM files
+                 WHERE path = ?1 ORDER BY id DESC LIMIT 1",
+                params![path],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()?;
+        if let Some((id, state, size, mtime, inode)) = latest {
+            let state: FileState = state.parse().map_err(|detail| JournalError::BadRow {
+                file: id,
+                column: "state",
+                detail,
+            })?;
+            let same = size == f.size as i64 && mtime == f.mtime_ns && inode == f.inode as i64;
+            if same && state != FileState::Superseded {
+                return Ok(Enqueued::Unchanged(id));
+            }
+        }
+        // Whatever row of this path is still in progress holds older content.
+        let replaced: Option<FileId> = tx
+            .query_row(
+                &format!("SELECT id FROM files WHERE path = ?1 AND state IN ({ACTIVE_SQL})"),
+                params![path],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if replaced.is_some() {
+            tx.execute(
+                &format!(
+                    "UPDATE files SET state = 'superseded', updated_at = ?2,
+                            last_error = 'the local file changed; newer content queued'
+                     WHERE path = ?1 AND state IN ({ACTIVE_SQL})"
+                ),
+                params![path, now_ms()],
+            )?;
+        }
+        let (state, err) = match &f.key {
+            Some(_) => (FileState::Queued, None),
+            None => (
+                FileState::Failed,
+                Some("the file name is not valid UTF-8; no backend can name it"),
+            ),
+        };
+        let now = now_ms();
+        tx.execute(
+            "INSERT INTO files (path, key, size, mtime_ns, inode, state, last_error,
+                                created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+            params![
+                path,
+                f.key,
+                f.size as i64,
+                f.mtime_ns,
+                f.inode as i64,
+                state.as_str(),
+                err,
+                now
+            ],
+        )?;
+        let new = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(match replaced {
+            Some(old) => Enqueued::Replaced { old, new },
+            None => Enqueued::Added(new),
+        })
+    }
+
+    // ---- the engine's side ----------------------------------------------------------
+
+    /// After a crash or restart: rows a worker held go back to `queued` (their
+    /// session, parts and digests are kept, so the work resumes), and parts that were
+    /// in flight become `pending`. Returns the number of files resumed.
+    pub fn recover(&mut self) -> Result<usize> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE files SET state = 'queued', updated_at = ?1
+             WHERE state IN ('uploading', 'completing', 'verifying')",
+            params![now_ms()],
+        )?;
+        tx.execute(
+            "UPDATE parts SET state = 'pending' WHERE state = 'uploading'",
+            [],
+        )?;
+        tx.commit()?;
+        Ok(n)
+    }
+
+    /// Claims the next file to work on (`queued`, or `retrying` and due) and moves
+    /// it to `uploading`. Rows whose path is in `busy` are skipped: a worker still
+    /// holds an older row of that path, and two uploads of one name must not race.
+    /// A row that cannot be read is marked `failed` with the reason.
+    pub fn claim_next(&mut self, now: i64, busy: &[PathBuf]) -> Result<Option<FileRow>> {
+        let tx = self.conn.transaction()?;
+        let mut stmt = tx.prepare(
+            "SELECT id, path FROM files
+             WHERE state = 'queued' OR (state = 'retrying' AND next_attempt_at <= ?1)
+             ORDER BY next_attempt_at, id",
+        )?;
+        let mut rows = stmt.query(params![now])?;
+        let mut chosen = None;
+        while let Some(r) = rows.next()? {
+            let path = PathBuf::from(std::ffi::OsString::from_vec(r.get::<_, Vec<u8>>(1)?));
+            if !busy.contains(&path) {
+                chosen = Some(r.get::<_, FileId>(0)?);
+                break;
+            }
+        }
+        drop(rows);
+        drop(stmt);
+        let Some(id) = chosen else {
+            return Ok(None);
+        };
+        tx.execute(
+            "UPDATE files SET state = 'uploading', attempts = attempts + 1, updated_at = ?2
+             WHERE id = ?1",
+            params![id, now_ms()],
+        )?;
+        match file_row(&tx, id) {
+            Ok(Some(row)) => {
+                tx.commit()?;
+                Ok(Some(row))
+            }
+            Ok(None) => Err(JournalError::NoSuchFile(id)),
+            Err(e @ JournalError::BadRow { .. }) => {
+                // Never claimable again as it is; a person must look at it.
+                tx.execute(
+                    "UPDATE files SET state = 'failed', last_error = ?2, updated_at = ?3
+                     WHERE id = ?1",
+                    params![id, format!("unreadable journal row: {e}"), now_ms()],
+                )?;
+                tx.commit()?;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// When the earliest `retrying` file becomes due (unix ms).
+    pub fn next_due(&self) -> Result<Option<i64>> {
+        Ok(self.conn.query_row(
+            "SELECT MIN(next_attempt_at) FROM files WHERE state = 'retrying'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    pub fn file(&self, id: FileId) -> Result<Option<FileRow>> {
+        file_row(&self.conn, id)
+    }
+
+    /// Records the session (or `None` for a single-request upload) and the part plan
+    /// `(offset, length)` of an `uploading` file that has none yet.
+    pub fn start_session(
+        &mut self,
+        id: FileId,
+        session: Option<&Session>,
+        part_size: u64,
+        plan: &[(u64, u64)],
+    ) -> Result<()> {
+        let session_json = session.map(to_json).transpose()?;
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE files SET session = ?2, part_size = ?3, updated_at = ?4, begin_intent = NULL
+             WHERE id = ?1 AND state = 'uploading' AND session IS NULL",
+            params![id, session_json, part_size as i64, now_ms()],
+        )?;
+        if n == 0 {
+            drop(tx);
+            return Err(self.stale(id, "uploading without a session"));
+        }
+        // Parts without a session belong to no upload (a failed single request, say).
+        tx.execute("DELETE FROM parts WHERE file_id = ?1", params![id])?;
+        {
+            let mut ins = tx.prepare(
+                "INSERT INTO parts (file_id, idx, offset, length, state)
+                 VALUES (?1, ?2, ?3, ?4, 'pending')",
+            )?;
+            for (i, (offset, length)) in plan.iter().enumerate() {
+                ins.execute(params![id, i as i64, *offset as i64, *length as i64])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Forgets a file's session, part plan, digests and remote object so that the
+    /// next attempt begins again. Returns the session it held (to abort remotely).
+    pub fn discard_session(&mut self, id: FileId) -> Result<Option<Session>> {
+        let row = self.file(id)?.ok_or(JournalError::NoSuchFile(id))?;
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM parts WHERE file_id = ?1", params![id])?;
+        tx.execute(
+            "UPDATE files SET session = NULL, part_size = NULL, digests = NULL, remote = NULL,
+                    hash_state = NULL, updated_at = ?2
+             WHERE id = ?1",
+            params![id, now_ms()],
+        )?;
+        tx.commit()?;
+        Ok(row.session)
+    }
+
+    /// Clears the session of a `failed` or `superseded` row once it was aborted.
+    pub fn forget_session(&mut self, id: FileId) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET session = NULL WHERE id = ?1
+             AND state IN ('failed', 'superseded')",
+            params![id],
+        )?;
+        Ok(())
+    }
+
+    /// Notes that `begin` is about to be called for an `uploading` row without a
+    /// session, before the request goes out: if the daemon dies before the answer
+    /// is recorded, the next start knows a session may exist that nobody recorded.
+    pub fn note_begin(&mut self, id: FileId) -> Result<()> {
+        let n = self.conn.execute(
+            "UPDATE files SET begin_intent = ?2
+             WHERE id = ?1 AND state = 'uploading' AND session IS NULL",
+            params![id, now_ms()],
+        )?;
+        if n == 0 {
+            return Err(self.stale(id, "uploading without a session"));
+        }
+        Ok(())
+    }
+
+    /// Keys of the rows whose `begin` may have opened a session that was never
+    /// recorded (see [`Journal::note_begin`]).
+    pub fn unrecorded_begins(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT key FROM files
+             WHERE begin_intent IS NOT NULL AND session IS NULL AND key IS NOT NULL
+             ORDER BY id",
+        )?;
+        Ok(stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Forgets every begin intent: the backend has swept what they may have left.
+    pub fn clear_begin_intents(&mut self) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET begin_intent = NULL WHERE begin_intent IS NOT NULL AND session IS NULL",
+            [],
+        )?;
+        Ok(())
+    }
+
+    /// Every session the journal holds, whatever its row's state: what a backend's
+    /// sweep must keep.
+    pub fn known_sessions(&self) -> Result<Vec<Session>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, session FROM files WHERE session IS NOT NULL")?;
+        let rows: Vec<(FileId, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        rows.into_iter()
+            .map(|(id, s)| parse_json(id, "session", &s))
+            .collect()
+    }
+
+    /// Sessions left open by rows that will never resume them.
+    pub fn orphan_sessions(&self) -> Result<Vec<(FileId, Session)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, session FROM files
+             WHERE state IN ('failed', 'superseded') AND session IS NOT NULL",
+        )?;
+        let rows: Vec<(FileId, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        rows.into_iter()
+            .map(|(id, s)| Ok((id, parse_json(id, "session", &s)?)))
+            .collect()
+    }
+
+    /// `uploading → completing`, with the whole-file digests of the read pass.
+    pub fn to_completing(&mut self, id: FileId, digests: &FileDigests) -> Result<()> {
+        let json = to_json(digests)?;
+        self.transition(
+            id,
+            &[FileState::Uploading],
+            FileState::Completing,
+            "digests = ?4",
+            &[&json],
+        )
+    }
+
+    /// `uploading | completing → verifying`, with the object the service returned.
+    /// A single-request upload passes the receipt of its one part, recorded in the
+    /// same transaction (a crash between the two would strand the row).
+    pub fn to_verifying(
+        &mut self,
+        id: FileId,
+        remote: &RemoteObject,
+        digests: &FileDigests,
+        single: Option<&Receipt>,
+    ) -> Result<()> {
+        let remote = to_json(remote)?;
+        let digests = to_json(digests)?;
+        let receipt = single.map(to_json).transpose()?;
+        let tx = self.conn.transaction()?;
+        if let Some(receipt) = receipt {
+            tx.execute(
+                "UPDATE parts SET state = 'uploaded', receipt = ?2 WHERE file_id = ?1 AND idx = 0",
+                params![id, receipt],
+            )?;
+        }
+        let n = tx.execute(
+            "UPDATE files SET state = 'verifying', updated_at = ?2, remote = ?3, digests = ?4
+             WHERE id = ?1 AND state IN ('uploading', 'completing')",
+            params![id, now_ms(), remote, digests],
+        )?;
+        if n == 0 {
+            drop(tx);
+            return Err(self.stale(id, "uploading|completing"));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// `uploading → verifying` for a claimed file whose upload was already completed
+    /// (a verification cut short by a failure or a restart).
+    pub fn resume_verifying(&mut self, id: FileId) -> Result<()> {
+        self.transition(id, &[FileState::Uploading], FileState::Verifying, "", &[])
+    }
+
+    /// `verifying → done`. `note` is kept in `last_error` (e.g. why the post-action
+    /// was skipped); `None` clears it.
+    pub fn to_done(&mut self, id: FileId, note: Option<&str>) -> Result<()> {
+        self.transition(
+            id,
+            &[FileState::Verifying],
+            FileState::Done,
+            "last_error = ?4, failures = 0",
+            &[&note],
+        )
+    }
+
+    /// A temporary failure: wait until `at` (unix ms). `failures` is the new length
+    /// of the failure streak, from which the engine computed `at`.
+    pub fn retry_later(&mut self, id: FileId, at: i64, failures: u32, why: &str) -> Result<()> {
+        self.transition(
+            id,
+            &[
+                FileState::Uploading,
+                FileState::Completing,
+                FileState::Verifying,
+            ],
+            FileState::Retrying,
+            "next_attempt_at = ?4, failures = ?5, last_error = ?6",
+            &[&at, &failures, &why],
+        )
+    }
+
+    /// The service refused the credentials: the row waits, with its session and parts,
+    /// until the engine tries again. Not a failure of the file, so the failure streak
+    /// (and the backoff it drives) is left alone; `at` orders it behind rows that
+    /// were waiting already, so that each try after a refusal starts with another file.
+    pub fn wait_credentials(&mut self, id: FileId, at: i64, why: &str) -> Result<()> {
+        self.transition(
+            id,
+            &[
+                FileState::Uploading,
+                FileState::Completing,
+                FileState::Verifying,
+            ],
+            FileState::Retrying,
+            "next_attempt_at = ?4, last_error = ?5",
+            &[&at, &why],
+        )
+    }
+
+    /// Counts a verification mismatch; returns the new count.
+    pub fn count_verify_failure(&mut self, id: FileId) -> Result<u32> {
+        Ok(self.conn.query_row(
+            "UPDATE files SET verify_failures = verify_failures + 1 WHERE id = ?1
+             RETURNING verify_failures",
+            params![id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// A permanent failure: the file needs a person.
+    pub fn fail(&mut self, id: FileId, why: &str) -> Result<()> {
+        self.transition(
+            id,
+            &FileState::ACTIVE,
+            FileState::Failed,
+            "last_error = ?4",
+            &[&why],
+        )
+    }
+
+    /// The local file changed under an active row. Returns the session to abort.
+    pub fn supersede(&mut self, id: FileId, why: &str) -> Result<Option<Session>> {
+        let row = self.file(id)?.ok_or(JournalError::NoSuchFile(id))?;
+        self.transition(
+            id,
+            &FileState::ACTIVE,
+            FileState::Superseded,
+            "last_error = ?4",
+            &[&why],
+        )?;
+        Ok(row.session)
+    }
+
+    /// Shutdown: hand a file back to the queue; its session and parts stay.
+    pub fn checkpoint(&mut self, id: FileId) -> Result<()> {
+        self.transition(
+            id,
+            &[
+                FileState::Uploading,
+                FileState::Completing,
+                FileState::Verifying,
+            ],
+            FileState::Queued,
+            "",
+            &[],
+        )
+    }
+
+    /// A worker ended without a resting state (its last journal write failed, or a
+    /// part task panicked): the row goes to `retrying` at `at` and its in-flight parts
+    /// back to `pending`. A no-op for a row already at rest. Returns whether it acted.
+    pub fn release(&mut self, id: FileId, at: i64) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE files SET state = 'retrying', next_attempt_at = ?2, updated_at = ?3,
+                    failures = failures + 1,
+                    last_error = COALESCE(last_error, 'the attempt was interrupted')
+             WHERE id = ?1 AND state IN ('uploading', 'completing', 'verifying')",
+            params![id, at, now_ms()],
+        )?;
+        tx.execute(
+            "UPDATE parts SET state = 'pending' WHERE file_id = ?1 AND state = 'uploading'",
+            params![id],
+        )?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    /// Re-queues failed files (`dropship retry`), or makes a `retrying` one due now.
+    /// A failed row whose path has newer content queued is superseded instead.
+    pub fn retry(&mut self, which: RetrySelector) -> Result<Vec<FileId>> {
+        let ids: Vec<FileId> = match which {
+            RetrySelector::One(id) => {
+                let row = self.file(id)?.ok_or(JournalError::NoSuchFile(id))?;
+                match row.state {
+                    FileState::Failed => vec![id],
+                    FileState::Retrying => {
+                        self.conn.execute(
+                            "UPDATE files SET next_attempt_at = 0, failures = 0 WHERE id = ?1",
+                            params![id],
+                        )?;
+                        return Ok(vec![id]);
+                    }
+                    other => {
+                        return Err(JournalError::Refused {
+                            file: id,
+                            message: format!("is {other}, not failed or retrying"),
+                        });
+                    }
+                }
+            }
+            RetrySelector::AllFailed => {
+                let mut stmt = self
+                    .conn
+                    .prepare("SELECT id FROM files WHERE state = 'failed' ORDER BY id")?;
+                stmt.query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?
+            }
+        };
+        let tx = self.conn.transaction()?;
+        let mut requeued = Vec::new();
+        for id in ids {
+            // Only the newest row of a path holds the current content; an older
+            // failed row is history.
+            let newer: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM files o, files f WHERE f.id = ?1
+                   AND o.path = f.path AND o.id > f.id)",
+                params![id],
+                |r| r.get(0),
+            )?;
+            if newer {
+                tx.execute(
+                    "UPDATE files SET state = 'superseded', updated_at = ?2 WHERE id = ?1",
+                    params![id, now_ms()],
+                )?;
+                continue;
+            }
+            // From scratch: its session was aborted when it failed, and a failure at
+            // verification means the stored object is not to be trusted.
+            tx.execute("DELETE FROM parts WHERE file_id = ?1", params![id])?;
+            tx.execute(
+                "UPDATE files SET state = 'queued', failures = 0, verify_failures = 0,
+                        next_attempt_at = 0, session = NULL, part_size = NULL,
+                        digests = NULL, remote = NULL, hash_state = NULL, updated_at = ?2
+                 WHERE id = ?1 AND state = 'failed'",
+                params![id, now_ms()],
+            )?;
+            requeued.push(id);
+        }
+        tx.commit()?;
+        Ok(requeued)
+    }
+}

@@ -1,0 +1,194 @@
+//! What `dropship status` reads: counts, one line per file, and the notices the
+//! daemon leaves for conditions that outlast one file (credentials refused, a folder
+//! that cannot be read).
+
+use std::collections::BTreeMap;
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::*;
+
+/// What `dropship status` shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusReport {
+    pub counts: BTreeMap<&'static str, u64>,
+    /// Whether the backend accepts work: `ok`, or `auth_refused` while the service
+    /// refuses the credentials (uploads are paused, nothing is failed for it).
+    pub backend: BackendHealth,
+    /// Every condition the daemon reports, the backend's included.
+    pub notices: Vec<Notice>,
+    pub files: Vec<FileStatus>,
+}
+
+/// `status --json`'s `backend` object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackendHealth {
+    pub state: String,
+    /// Unix milliseconds when the state began; `null` when `ok`.
+    pub since: Option<i64>,
+    pub reason: Option<String>,
+}
+
+/// A condition that outlasts one file. Topics: `backend` (state `auth_refused`),
+/// `watch:<folder>` (state `unreadable`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Notice {
+    pub topic: String,
+    pub state: String,
+    /// Unix milliseconds when the condition began.
+    pub since: i64,
+    pub reason: Option<String>,
+}
+
+impl BackendHealth {
+    pub fn ok() -> BackendHealth {
+        BackendHealth {
+            state: "ok".into(),
+            since: None,
+            reason: None,
+        }
+    }
+}
+
+impl StatusReport {
+    /// The report of a journal that does not exist yet.
+    pub fn empty() -> StatusReport {
+        StatusReport {
+            counts: FileState::ALL.iter().map(|s| (s.as_str(), 0)).collect(),
+            backend: BackendHealth::ok(),
+            notices: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+}
+
+/// The topic of the backend's notice.
+pub const BACKEND_TOPIC: &str = "backend";
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileStatus {
+    pub id: FileId,
+    pub path: String,
+    pub state: &'static str,
+    pub size: u64,
+    pub bytes_sent: u64,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// Unix milliseconds of the next attempt, for `retrying` files.
+    pub next_attempt_at: Option<i64>,
+    pub parts_total: u32,
+    pub parts_uploaded: u32,
+    /// Unix milliseconds of the last change.
+    pub updated_at: i64,
+}
+
+impl Journal {
+    /// Records that `topic` is in `state`; `since` keeps the time the state began
+    /// when it is set again unchanged (a condition re-reported is not a new one).
+    pub fn set_notice(&mut self, topic: &str, state: &str, reason: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO notices (topic, state, since, reason) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (topic) DO UPDATE SET
+                since = CASE WHEN notices.state = excluded.state THEN notices.since
+                             ELSE excluded.since END,
+                state = excluded.state, reason = excluded.reason",
+            params![topic, state, now_ms(), reason],
+        )?;
+        Ok(())
+    }
+
+    /// The condition of `topic` is over. Returns whether there was one.
+    pub fn clear_notice(&mut self, topic: &str) -> Result<bool> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM notices WHERE topic = ?1", params![topic])?
+            > 0)
+    }
+
+    /// Clears every notice whose topic starts with `prefix` (a fresh start: the
+    /// daemon that left them is gone, and the new one reports what it finds).
+    pub fn clear_notices(&mut self, prefix: &str) -> Result<()> {
+        self.conn.execute(
+            "DELETE FROM notices WHERE substr(topic, 1, length(?1)) = ?1",
+            params![prefix],
+        )?;
+        Ok(())
+    }
+
+    pub fn notices(&self) -> Result<Vec<Notice>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT topic, state, since, reason FROM notices ORDER BY topic")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Notice {
+                topic: r.get(0)?,
+                state: r.get(1)?,
+                since: r.get(2)?,
+                reason: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn status(&self) -> Result<StatusReport> {
+        let mut counts: BTreeMap<&'static str, u64> =
+            FileState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
+        {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT state, COUNT(*) FROM files GROUP BY state")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (state, n) = row?;
+                if let Ok(s) = state.parse::<FileState>() {
+                    counts.insert(s.as_str(), n as u64);
+                }
+            }
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT f.id, f.path, f.state, f.size, f.bytes_sent, f.attempts, f.last_error,
+                    f.next_attempt_at, f.updated_at,
+                    (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id),
+                    (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id AND p.state = 'uploaded')
+             FROM files f ORDER BY f.id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            let state: String = r.get(2)?;
+            let state = state
+                .parse::<FileState>()
+                .map(FileState::as_str)
+                .unwrap_or("unknown");
+            let next: i64 = r.get(7)?;
+            Ok(FileStatus {
+                id: r.get(0)?,
+                path: String::from_utf8_lossy(&r.get::<_, Vec<u8>>(1)?).into_owned(),
+                state,
+                size: r.get::<_, i64>(3)? as u64,
+                bytes_sent: r.get::<_, i64>(4)? as u64,
+                attempts: r.get(5)?,
+                last_error: r.get(6)?,
+                next_attempt_at: (state == "retrying").then_some(next),
+                updated_at: r.get(8)?,
+                parts_total: r.get(9)?,
+                parts_uploaded: r.get(10)?,
+            })
+        })?;
+        let files = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        let notices = self.notices()?;
+        let backend = match notices.iter().find(|n| n.topic == BACKEND_TOPIC) {
+            Some(n) => BackendHealth {
+                state: n.state.clone(),
+                since: Some(n.since),
+                reason: n.reason.clone(),
+            },
+            None => BackendHealth::ok(),
+        };
+        Ok(StatusReport {
+            counts,
+            backend,
+            notices,
+            files,
+        })
+    }
+}

@@ -1,0 +1,250 @@
+//! What the outbox and the machine can do to the daemon, end to end on the
+//! local-directory backend: symbolic links, staging folders, writers that keep a file
+//! open, folders that cannot be read, a shutdown during start-up, and the leftovers
+//! of a crash between beginning a session and recording it. The real binary, real
+//! files, real signals.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use common::{Env, read, wait_for};
+use dropship::backend::{Backend, FileSpec};
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Rows of every file the daemon recorded, by path relative to the outbox.
+fn recorded(env: &Env) -> Vec<String> {
+    let prefix = format!("{}/", env.outbox.display());
+    env.status()["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| {
+            f["path"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches(&prefix)
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn symbolic_links_are_never_followed_out_of_the_outbox() {
+    let env = Env::local("300ms", "after = \"delete\"", "");
+    let elsewhere = env.dir.path().join("elsewhere");
+    std::fs::create_dir_all(elsewhere.join("sub")).expect("mkdir");
+    std::fs::write(elsewhere.join("before.txt"), b"there before the start").expect("write");
+    std::os::unix::fs::symlink(&elsewhere, env.outbox.join("link")).expect("folder link");
+    std::os::unix::fs::symlink(
+        elsewhere.join("before.txt"),
+        env.outbox.join("file-link.txt"),
+    )
+    .expect("file link");
+    let _d = env.spawn_ready();
+    // Written after the start: with the link followed, it would arrive as link/...
+    std::fs::write(elsewhere.join("after.txt"), b"written after the start").expect("write");
+    std::fs::write(elsewhere.join("sub/deeper.txt"), b"deeper").expect("write");
+    // A real file, so that there is something to wait for.
+    env.drop_file("real.txt", b"a real file");
+    env.wait_state("real.txt", "done", secs(30));
+    // Three settle periods for anything that slipped through to show.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(recorded(&env), vec!["real.txt".to_string()]);
+    for f in ["before.txt", "after.txt", "sub/deeper.txt"] {
+        assert!(
+            elsewhere.join(f).exists(),
+            "{f} was deleted through the link"
+        );
+        assert!(!env.remote().join("link").join(f).exists(), "{f} was sent");
+    }
+    assert!(!env.remote().join("file-link.txt").exists());
+    assert!(
+        !env.outbox.join("real.txt").exists(),
+        "the real file is deleted"
+    );
+}
+
+#[test]
+fn files_in_ignored_folders_wait_for_their_rename() {
+    // A producer staging in `.incoming/` and renaming into place; a `*.tmp` folder.
+    let env = Env::local("300ms", "", "");
+    let _d = env.spawn_ready();
+    let staging = env.outbox.join(".incoming");
+    std::fs::create_dir_all(&staging).expect("mkdir");
+    std::fs::create_dir_all(env.outbox.join("work.tmp/inner")).expect("mkdir");
+    std::fs::write(staging.join("report.csv"), b"a,b\n1,2\n").expect("write");
+    std::fs::write(env.outbox.join("work.tmp/inner/part.dat"), b"scratch").expect("write");
+    // Long enough to settle, were it watched.
+    std::thread::sleep(Duration::from_millis(1200));
+    std::fs::rename(staging.join("report.csv"), env.outbox.join("report.csv")).expect("rename");
+    env.wait_state("report.csv", "done", secs(30));
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(recorded(&env), vec!["report.csv".to_string()], "sent once");
+    assert!(!env.remote().join(".incoming").exists());
+    assert!(!env.remote().join("work.tmp").exists());
+}
+
+#[test]
+fn a_file_still_open_for_writing_is_not_deleted_until_its_writer_closes_it() {
+    use std::io::Write;
+    let env = Env::local("300ms", "after = \"delete\"", "");
+    let _d = env.spawn_ready();
+    let path = env.outbox.join("app.log");
+    let mut writer = std::fs::File::create(&path).expect("create");
+    writer.write_all(b"first part\n").expect("write");
+    // The writer pauses longer than `settle`: the file looks finished and is sent...
+    let row = wait_for(secs(30), "delivery, with the delete postponed", || {
+        env.rows("app.log").pop().filter(|r| {
+            r["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("open for writing"))
+        })
+    });
+    assert_eq!(row["state"], "retrying", "{row}");
+    assert_eq!(read(&env.remote().join("app.log")), b"first part\n");
+    // ...but not deleted: its next writes land in the file, not in an unlinked inode.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(path.exists(), "deleted while a writer held it open");
+    writer.write_all(b"second part\n").expect("write");
+    drop(writer);
+    wait_for(
+        secs(30),
+        "the whole content delivered and the file deleted",
+        || {
+            let done = env.rows("app.log").pop().filter(|r| r["state"] == "done")?;
+            (!path.exists()).then_some(done)
+        },
+    );
+    assert_eq!(
+        read(&env.remote().join("app.log")),
+        b"first part\nsecond part\n"
+    );
+}
+
+#[test]
+fn sigterm_during_a_long_start_up_scan_exits_zero_at_once() {
+    let env = Env::local("300ms", "", "");
+    // Enough files that recording them takes seconds (one commit each).
+    for i in 0..3000 {
+        std::fs::write(env.outbox.join(format!("f{i:05}.txt")), i.to_string()).expect("write");
+    }
+    // Older than `settle`, so the scan records each one (instead of watching it).
+    std::thread::sleep(Duration::from_millis(400));
+    let mut daemon = env.spawn();
+    let journal = env.dir.path().join("state/journal.db");
+    // The journal is opened after the signal handlers are in place.
+    wait_for(secs(30), "the journal to be created", || {
+        journal.exists().then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    daemon.sigterm();
+    let status = daemon.wait_exit(secs(20)).expect("exited");
+    let took = t0.elapsed();
+    let log = env.log_text();
+    assert!(
+        !log.contains("dropship is running"),
+        "the scan ended before the signal; the case proved nothing"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    assert_eq!(status.code(), Some(0), "{log}");
+    println!(
+        "figure: SIGTERM during the start-up scan: exit 0 after {:.2} s",
+        took.as_secs_f64()
+    );
+    assert!(took < secs(5), "took {took:?}");
+}
+
+#[test]
+fn staging_that_no_journal_session_names_is_swept_at_start() {
+    let env = Env::local("300ms", "", "");
+    let remote = env.remote();
+    // A daemon that died after `begin` and before recording the session left this:
+    // a staging folder with a sparse file of the full size, and a half single file.
+    let backend = dropship::backend::local::LocalBackend::new(&remote).expect("backend");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let orphan = rt
+        .block_on(backend.begin(&FileSpec {
+            key: "big.bin".into(),
+            size: 64 << 20,
+            mtime: 0,
+        }))
+        .expect("begin");
+    let staging = remote.join(dropship::backend::local::STAGING_DIR);
+    std::fs::write(staging.join("single-00c0ffee"), b"half").expect("write");
+    assert_eq!(std::fs::read_dir(&staging).expect("list").count(), 2);
+    let _d = env.spawn_ready();
+    wait_for(secs(10), "the staging folder to be swept", || {
+        (std::fs::read_dir(&staging).expect("list").count() == 0).then_some(())
+    });
+    assert!(!staging.join(&orphan.id).exists());
+    assert!(
+        env.log_text()
+            .contains("discarded sessions nobody recorded")
+    );
+    // And the daemon works as usual afterwards.
+    env.drop_file("after.txt", b"delivered");
+    env.wait_state("after.txt", "done", secs(30));
+}
+
+#[test]
+fn an_unreadable_folder_is_reported_once_and_its_files_sent_once_readable() {
+    // Permissions do not stop root: run the daemon as another user when we are root.
+    let root = unsafe { libc::geteuid() } == 0;
+    let env = Env::with_watch(
+        "300ms",
+        "rescan = \"1s\"",
+        "",
+        "type = \"local\"\npath = \"remote\"",
+        "",
+    );
+    let locked = env.outbox.join("locked");
+    std::fs::create_dir_all(&locked).expect("mkdir");
+    std::fs::write(locked.join("x.txt"), b"waited").expect("write");
+    if root {
+        for dir in [env.dir.path(), env.outbox.as_path()] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        }
+        std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+    }
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let _d = if root {
+        env.spawn_as(65534)
+    } else {
+        env.spawn()
+    };
+    let topic = format!("watch:{}", locked.display());
+    let notice = wait_for(secs(30), "the folder to be reported", || {
+        env.status()["notices"]
+            .as_array()
+            .and_then(|n| n.iter().find(|n| n["topic"] == topic.as_str()).cloned())
+    });
+    assert_eq!(notice["state"], "unreadable", "{notice}");
+    // Several rescans later, still one warning.
+    std::thread::sleep(Duration::from_millis(2500));
+    let warnings = env
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("cannot read a folder"))
+        .count();
+    assert_eq!(warnings, 1, "{}", env.log_text());
+    let table = env.cli(&["status"]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("unreadable"));
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    env.wait_state("locked/x.txt", "done", secs(30));
+    wait_for(secs(10), "the notice to clear", || {
+        let st = env.status();
+        st["notices"]
+            .as_array()
+            .is_some_and(|n| n.iter().all(|n| n["topic"] != topic.as_str()))
+            .then_some(())
+    });
+}
