@@ -174,7 +174,7 @@ impl Streaming {
         let n = self.buffer.len().min(SLICE);
         let slice = self.buffer.split_to(n);
         self.meter.pace(slice.len(), &self.progress).await;
-        self.progress.moved();
+        self.progress.moved(slice.len() as u64);
         Ok(Some(slice))
     }
 }

@@ -3,9 +3,12 @@
 //! - **stall**: while the body is being sent, no byte has moved for `stall` (the
 //!   server stopped reading, the uplink died). A body may take as long as it needs
 //!   as long as it keeps moving: an 8 MiB part at 64 KiB/s takes two minutes.
-//! - **answer**: the body was handed over and no answer came within `answer`. It also
-//!   covers the bytes still queued in the socket's buffers when the last slice was
-//!   handed over, so it must exceed what those take to drain on a slow link.
+//! - **answer**: the body was handed over and no answer came within `answer` after
+//!   the bytes still queued in the socket buffers at that moment can have drained.
+//!   Those buffers hold megabytes (5 MB measured on loopback with a throttled
+//!   reader: 80 s at 64 KiB/s), so the drain time is estimated from the rate at which
+//!   the connection took the body: in steady state it takes bytes as fast as they
+//!   leave, and whatever it took beyond `rate × elapsed` is still queued.
 //!
 //! A request timer from the start of the request (reqwest's `timeout`, and its
 //! `read_timeout`, which also runs from the start until the answer's headers) would
@@ -71,9 +74,19 @@ struct Inner {
     /// Milliseconds after `epoch` when the body was all handed over, plus one; 0
     /// while it is being sent.
     sent_at: AtomicU64,
+    /// How long the bytes queued at `sent_at` may take to drain, in milliseconds.
+    drain_ms: AtomicU64,
     /// Slices waiting for our own bandwidth limiter: not a stall.
     pacing: AtomicU32,
+    /// Bytes handed over so far.
+    bytes: AtomicU64,
+    /// Two samples `(ms, bytes)`, at least [`SAMPLE_MS`] apart, for the recent rate.
+    /// Written by the body stream only; the watchdog reads them.
+    samples: [(AtomicU64, AtomicU64); 2],
 }
+
+/// Spacing of the rate samples.
+const SAMPLE_MS: u64 = 2000;
 
 impl Default for Progress {
     fn default() -> Self {
@@ -88,7 +101,10 @@ impl Progress {
             epoch: Instant::now(),
             last_moved: AtomicU64::new(0),
             sent_at: AtomicU64::new(0),
+            drain_ms: AtomicU64::new(0),
             pacing: AtomicU32::new(0),
+            bytes: AtomicU64::new(0),
+            samples: Default::default(),
         }))
     }
 
@@ -103,19 +119,47 @@ impl Progress {
         self.0.epoch.elapsed().as_millis() as u64
     }
 
-    /// A slice of the body was handed to the connection.
-    pub fn moved(&self) {
-        self.0.last_moved.store(self.now_ms(), Ordering::Relaxed);
+    /// `n` bytes of the body were handed to the connection.
+    pub fn moved(&self, n: u64) {
+        let now = self.now_ms();
+        let total = self.0.bytes.fetch_add(n, Ordering::Relaxed) + n;
+        self.0.last_moved.store(now, Ordering::Relaxed);
+        let [older, newer] = &self.0.samples;
+        if now >= newer.0.load(Ordering::Relaxed) + SAMPLE_MS {
+            older.0.store(newer.0.load(Ordering::Relaxed), Ordering::Relaxed);
+            older.1.store(newer.1.load(Ordering::Relaxed), Ordering::Relaxed);
+            newer.0.store(now, Ordering::Relaxed);
+            newer.1.store(total, Ordering::Relaxed);
+        }
     }
 
     /// The last byte of the body was handed to the connection.
     pub fn body_sent(&self) {
-        let _ = self.0.sent_at.compare_exchange(
-            0,
-            self.now_ms() + 1,
-            Ordering::Relaxed,
-            Ordering::Relaxed,
-        );
+        let now = self.now_ms();
+        if self
+            .0
+            .sent_at
+            .compare_exchange(0, now + 1, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.0.drain_ms.store(self.drain_estimate(now), Ordering::Relaxed);
+        }
+    }
+
+    /// How long what the connection took beyond its recent rate takes to leave:
+    /// `bytes / rate − elapsed`. Zero without a rate to go by (a body that went in
+    /// at once, into empty buffers, is a body no bigger than those buffers).
+    fn drain_estimate(&self, now: u64) -> u64 {
+        let [older, _] = &self.0.samples;
+        let (t0, b0) = (older.0.load(Ordering::Relaxed), older.1.load(Ordering::Relaxed));
+        let total = self.0.bytes.load(Ordering::Relaxed);
+        let span = now.saturating_sub(t0);
+        if t0 == 0 || span < SAMPLE_MS || total <= b0 {
+            return 0;
+        }
+        let rate_per_ms = (total - b0) as f64 / span as f64;
+        let due = total as f64 / rate_per_ms;
+        (due as u64).saturating_sub(now)
     }
 
     pub fn is_body_sent(&self) -> bool {
@@ -137,7 +181,7 @@ impl Progress {
                 Expired::Stalled(t.stall),
             )),
             sent => Some((
-                sent - 1 + t.answer.as_millis() as u64,
+                sent - 1 + self.0.drain_ms.load(Ordering::Relaxed) + t.answer.as_millis() as u64,
                 Expired::NoAnswer(t.answer),
             )),
         }
@@ -163,7 +207,7 @@ pub struct Pacing<'a>(&'a Progress);
 
 impl Drop for Pacing<'_> {
     fn drop(&mut self) {
-        self.0.moved();
+        self.0.moved(0);
         self.0.0.pacing.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -188,7 +232,7 @@ mod tests {
             tokio::spawn(async move {
                 for at in moves {
                     tokio::time::sleep_until(start + Duration::from_secs(at)).await;
-                    p.moved();
+                    p.moved(1000);
                 }
                 if let Some(at) = sent {
                     tokio::time::sleep_until(start + Duration::from_secs(at)).await;
@@ -228,6 +272,24 @@ mod tests {
         let why = p.expired(T).await;
         assert_eq!(why, Expired::Stalled(T.stall));
         assert!((start.elapsed().as_secs_f64() - 22.0).abs() < 0.01);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_answer_waits_for_what_the_buffers_still_hold() {
+        // 3000 bytes at once (into empty buffers), then 100 bytes a second: at that
+        // rate the 6000 bytes handed over by second 30 leave by second 60.
+        let p = Progress::new();
+        let start = Instant::now();
+        p.moved(3000);
+        for s in 1..=30 {
+            tokio::time::sleep_until(start + Duration::from_secs(s)).await;
+            p.moved(100);
+        }
+        p.body_sent();
+        let why = p.expired(T).await;
+        assert_eq!(why, Expired::NoAnswer(T.answer));
+        let at = start.elapsed().as_secs_f64();
+        assert!((at - 65.0).abs() < 0.5, "{at}");
     }
 
     #[tokio::test(start_paused = true)]

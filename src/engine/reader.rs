@@ -296,6 +296,8 @@ mod tests {
 
     struct Pass {
         sent: Vec<(u32, Vec<u8>, Option<HashCheckpoint>)>,
+        /// Which sent parts were streamed from the file rather than buffered.
+        streamed: Vec<u32>,
         held_digests: Vec<(u32, Option<Digest>)>,
         done: FileDigests,
     }
@@ -308,6 +310,7 @@ mod tests {
         );
         let mut pass = Pass {
             sent: Vec::new(),
+            streamed: Vec::new(),
             held_digests: Vec::new(),
             done: FileDigests::default(),
         };
@@ -322,6 +325,7 @@ mod tests {
                     let bytes = match source {
                         Source::Memory(b) => b.to_vec(),
                         Source::File(r) => {
+                            pass.streamed.push(index);
                             let mut v = vec![0u8; r.len as usize];
                             r.file.read_exact_at(&mut v, r.offset).expect("read");
                             v
@@ -410,6 +414,8 @@ mod tests {
         .await;
         let all: Vec<u8> = pass.sent.iter().flat_map(|s| s.1.clone()).collect();
         assert_eq!(all, data);
+        // The two full parts exceed the 4 KiB budget; the short last one fits.
+        assert_eq!(pass.streamed, vec![0, 1]);
         assert_eq!(pass.done.object, Some(digest_of(DigestKind::Md5, &data)));
     }
 }
