@@ -5,6 +5,10 @@
 //! - `GET /faults` → [`Settings`](crate::Settings); `PUT /faults` with a JSON
 //!   [`SettingsPatch`](crate::SettingsPatch) → the full new settings (400 if a value is
 //!   out of range or a knob is unknown; nothing changes then)
+//! - `PUT /secret` with the new secret as a plain-text body → 204; the credential
+//!   every emulator accepts from then on (Box: the bearer token). Surrounding
+//!   whitespace is trimmed; 400 `{"error"}` and no change if nothing is left or it
+//!   holds a character an HTTP header cannot carry. Never logged, never read back.
 //! - `GET /objects` → `[ObjectInfo]`
 //! - `GET /objects/{emulator}/{*path}` → the stored bytes of one object
 
@@ -14,7 +18,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -32,6 +36,7 @@ pub(crate) fn routes(shared: Arc<Shared>, emulators: Vec<Arc<dyn Emulator>>) -> 
     Router::new()
         .route("/stats", get(stats))
         .route("/faults", get(get_faults).put(put_faults))
+        .route("/secret", put(put_secret))
         .route("/objects", get(objects))
         .route("/objects/{emulator}/{*path}", get(object_content))
         .with_state(Admin { shared, emulators })
@@ -54,6 +59,19 @@ async fn put_faults(State(a): State<Admin>, body: Bytes) -> Response {
         Ok(settings) => {
             tracing::info!(?patch, "fault settings changed");
             Json(settings).into_response()
+        }
+        Err(e) => bad_request(e.to_string()),
+    }
+}
+
+async fn put_secret(State(a): State<Admin>, body: Bytes) -> Response {
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return bad_request("the secret must be UTF-8 text".into());
+    };
+    match crate::app::parse_secret(text) {
+        Ok(secret) => {
+            a.shared.set_secret(secret.to_string());
+            StatusCode::NO_CONTENT.into_response()
         }
         Err(e) => bad_request(e.to_string()),
     }

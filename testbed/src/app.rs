@@ -24,8 +24,10 @@ pub(crate) struct Shared {
     pub(crate) throttle: Arc<Throttle>,
     pub(crate) store: Store,
     pub(crate) counters: Counters,
-    /// The one credential every emulator accepts (Box: the bearer token).
-    pub(crate) secret: String,
+    /// The one credential every emulator accepts (Box: the bearer token). Read by
+    /// every request's auth check and replaced whole at run time
+    /// (`PUT /_testbed/secret`); never logged.
+    secret: RwLock<String>,
     /// `http://ip:port` of this server, for absolute URLs in answers.
     pub(crate) base_url: String,
 }
@@ -37,7 +39,7 @@ impl Shared {
             settings: RwLock::new(settings),
             store,
             counters: Counters::default(),
-            secret,
+            secret: RwLock::new(secret),
             base_url,
         }
     }
@@ -48,6 +50,20 @@ impl Shared {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// Whether `presented` is the current secret. Read when each request is checked,
+    /// so requests arriving after [`Shared::set_secret`] meet the new value.
+    pub(crate) fn secret_matches(&self, presented: &str) -> bool {
+        // Poisoning cannot leave a half-written String: writers assign it whole.
+        *self.secret.read().unwrap_or_else(|p| p.into_inner()) == presented
+    }
+
+    /// Replaces the secret; `secret` has passed [`parse_secret`].
+    pub(crate) fn set_secret(&self, secret: String) {
+        *self.secret.write().unwrap_or_else(|p| p.into_inner()) = secret;
+        // The value itself is never logged: it is a credential, even if a test one.
+        tracing::info!("secret changed");
     }
 
     /// Applies `patch` if valid; returns the full new settings.
@@ -65,6 +81,24 @@ impl Shared {
         self.throttle.set_rate(s.throttle_bps);
         s.clone()
     }
+}
+
+/// A new secret as `PUT /_testbed/secret` and `Testbed::set_secret` take it: surrounding
+/// whitespace trimmed; refused if nothing is left, or if it holds a character an
+/// HTTP header value cannot carry (no client could ever present it).
+pub(crate) fn parse_secret(raw: &str) -> Result<&str, &'static str> {
+    let secret = raw.trim();
+    if secret.is_empty() {
+        return Err("the secret must not be empty");
+    }
+    // What `HeaderValue::to_str` accepts, which the auth checks use to read it.
+    if !secret
+        .chars()
+        .all(|c| c == ' ' || c == '\t' || c.is_ascii_graphic())
+    {
+        return Err("the secret must be printable ASCII (it travels in an HTTP header)");
+    }
+    Ok(secret)
 }
 
 /// Every emulator this server runs, each mounted at `/<name>`.
@@ -108,4 +142,18 @@ pub(crate) fn stats(shared: &Shared, emulators: &[Arc<dyn Emulator>]) -> Stats {
     shared
         .counters
         .snapshot(&|name| shared.store.count(name), &sessions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_secret;
+
+    #[test]
+    fn secrets_are_trimmed_and_must_fit_a_header() {
+        assert_eq!(parse_secret("  new secret\n"), Ok("new secret"));
+        assert!(parse_secret("").is_err());
+        assert!(parse_secret(" \t\r\n").is_err());
+        assert!(parse_secret("caf\u{e9}").is_err());
+        assert!(parse_secret("a\u{1}b").is_err());
+    }
 }

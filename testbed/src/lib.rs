@@ -3,7 +3,7 @@
 //!
 //! Components, top down:
 //! - [`Testbed`] (this file): starts the server in-process and exposes its counters,
-//!   settings and stored objects to tests.
+//!   settings, secret and stored objects to tests.
 //! - `server`: the accept loop; one hyper connection per task, each with a kill switch
 //!   used by the reset fault.
 //! - `app`: the state shared by every emulator and the router that mounts each
@@ -52,7 +52,8 @@ pub struct Options {
     pub listen: SocketAddr,
     /// Directory for objects, session parts and staging files; created if missing.
     pub store: PathBuf,
-    /// The credential every emulator accepts (Box: the bearer token).
+    /// The credential every emulator accepts at start (Box: the bearer token);
+    /// [`Testbed::set_secret`] changes it at run time.
     pub secret: String,
     /// Fault knobs and server-dictated limits at start.
     pub settings: Settings,
@@ -166,6 +167,22 @@ impl Testbed {
     /// Like `PUT /_testbed/faults`: refuses the whole patch if a value is invalid.
     pub fn try_update_settings(&self, patch: SettingsPatch) -> Result<Settings, SettingsError> {
         self.shared.try_update(&patch)
+    }
+
+    /// The same as `PUT /_testbed/secret`: requests arriving from now on are checked
+    /// against `secret` (surrounding whitespace trimmed); the old one gets 401. For
+    /// tests of a client whose credential stops working for a while.
+    ///
+    /// # Panics
+    ///
+    /// If `secret` is empty after trimming or holds a character an HTTP header cannot
+    /// carry (the endpoint answers 400 then). That is a bug in the calling test, and a
+    /// secret no client can present would only make it fail later and less clearly.
+    pub fn set_secret(&self, secret: &str) {
+        match app::parse_secret(secret) {
+            Ok(s) => self.shared.set_secret(s.to_string()),
+            Err(e) => panic!("Testbed::set_secret: {e}"),
+        }
     }
 
     /// The same as `GET /_testbed/objects`.

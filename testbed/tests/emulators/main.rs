@@ -13,4 +13,5 @@ mod box_sessions;
 mod cli;
 mod faults;
 mod happy_path;
+mod secret;
 mod support;
