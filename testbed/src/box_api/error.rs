@@ -31,6 +31,11 @@ impl BoxError {
         }
     }
 
+    /// Box's error code (`conflict`, `not_found`...).
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
     pub(crate) fn with_context(mut self, context_info: Value) -> Self {
         self.context_info = Some(context_info);
         self

@@ -14,7 +14,8 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header::CONTENT_LENGTH, header::CONTENT_RANGE};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_RANGE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde_json::json;
@@ -27,6 +28,9 @@ use super::{BoxApi, BoxState, header};
 use crate::faults::body::drain;
 use crate::hex::{hex, random_upper};
 use crate::store::Staged;
+
+/// The code of a 409 for a range another request is uploading right now.
+const BUSY_RANGE: &str = "conflict";
 
 /// A range reserved for one upload in flight. Dropping it (the request failed or
 /// was cut) frees the range; [`Reservation::release`] does so under a lock already held.
@@ -122,7 +126,7 @@ fn plan(api: &Arc<BoxApi>, id: &str, headers: &HeaderMap) -> Result<Plan, BoxErr
     if s.inflight.iter().any(|r| overlaps(*r)) {
         return Err(BoxError::new(
             StatusCode::CONFLICT,
-            "conflict",
+            BUSY_RANGE,
             "The chunk conflicts with a chunk being uploaded now",
         ));
     }
@@ -173,6 +177,16 @@ pub(crate) async fn upload(
 ) -> Result<Response, BoxError> {
     let plan = match plan(&api, &id, &headers) {
         Ok(p) => p,
+        // Another request for this range is being received (a client that died
+        // mid-part, whose bytes still arrive): refused on its headers, without
+        // reading a body that could not be stored anyway, and the connection closed,
+        // as an HTTP/1.1 server must after answering before the body.
+        Err(e) if e.code() == BUSY_RANGE => {
+            let mut resp = e.into_response();
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return Ok(resp);
+        }
         Err(e) => {
             drain(body).await;
             return Err(e);
