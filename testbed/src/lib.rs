@@ -4,12 +4,13 @@
 //! Components, top down:
 //! - [`Testbed`] (this file): starts the server in-process and exposes its counters,
 //!   settings, secret and stored objects to tests.
-//! - `server`: the accept loop; one hyper connection per task, each with a kill switch
-//!   used by the reset fault.
+//! - `server`: the accept loop; one hyper connection per task, each with the switches
+//!   used by the reset fault (drop the connection) and the stall fault (drop the
+//!   request, hold the socket open unread).
 //! - `app`: the state shared by every emulator and the router that mounts each
 //!   emulator under `/<name>` and the control endpoints under `/_testbed`.
 //! - `faults`: the knobs ([`Settings`]) and the layer that applies the generic faults
-//!   (503, 429, latency, throttle, reset) in front of every emulator.
+//!   (503, 429, latency, throttle, reset, stall) in front of every emulator.
 //! - `stats`: request, byte and fault counters ([`Stats`]).
 //! - `store`: objects and session parts on disk, hashed while streaming
 //!   ([`ObjectInfo`]).

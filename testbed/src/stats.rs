@@ -20,6 +20,7 @@ pub(crate) struct EmulatorCounters {
     failed: AtomicU64,
     rate_limited: AtomicU64,
     resets: AtomicU64,
+    stalled: AtomicU64,
     corrupted: AtomicU64,
     commit_202: AtomicU64,
 }
@@ -40,6 +41,9 @@ impl EmulatorCounters {
     pub(crate) fn add_reset(&self) {
         self.resets.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn add_stalled(&self) {
+        self.stalled.fetch_add(1, Ordering::Relaxed);
+    }
     pub(crate) fn add_corrupted(&self) {
         self.corrupted.fetch_add(1, Ordering::Relaxed);
     }
@@ -53,6 +57,7 @@ impl EmulatorCounters {
             failed: get(&self.failed),
             rate_limited: get(&self.rate_limited),
             resets: get(&self.resets),
+            stalled: get(&self.stalled),
             corrupted: get(&self.corrupted),
             commit_202: get(&self.commit_202),
         }
@@ -144,6 +149,9 @@ pub struct FaultCounts {
     pub rate_limited: u64,
     /// Connections dropped mid-body by `reset_rate`.
     pub resets: u64,
+    /// Requests whose body stopped being read mid-body, never answered, by
+    /// `stall_rate`.
+    pub stalled: u64,
     /// Objects stored with a flipped byte by `corrupt_rate`.
     pub corrupted: u64,
     /// Commits answered 202 by `box_commit_202`.
@@ -155,12 +163,18 @@ impl FaultCounts {
         self.failed += o.failed;
         self.rate_limited += o.rate_limited;
         self.resets += o.resets;
+        self.stalled += o.stalled;
         self.corrupted += o.corrupted;
         self.commit_202 += o.commit_202;
     }
 
     /// All injected faults.
     pub fn total(&self) -> u64 {
-        self.failed + self.rate_limited + self.resets + self.corrupted + self.commit_202
+        self.failed
+            + self.rate_limited
+            + self.resets
+            + self.stalled
+            + self.corrupted
+            + self.commit_202
     }
 }

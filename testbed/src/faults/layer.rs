@@ -1,5 +1,7 @@
 //! The middleware in front of every emulator: counts the request, then applies
-//! latency, refusal (503), rate limit (429) and the body faults, in that order.
+//! latency, refusal (503), rate limit (429) and the body faults (throttle, then reset
+//! or stall), in that order. At most one of refusal, rate limit, reset and stall hits
+//! a request, so each fault count is exact.
 //!
 //! A refused request's body is drained before answering (and counted), so the client
 //! reads the 503/429 instead of failing on a half-sent body.
@@ -13,7 +15,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http_body::Body as _;
 
-use super::body::{ConnectionKill, FaultBody, ResetPlan, drain};
+use super::body::{ConnectionControl, Cut, CutPlan, FaultBody, drain};
 use super::roll;
 use crate::app::Shared;
 use crate::emulator::{Emulator, Fault};
@@ -36,7 +38,7 @@ pub(crate) async fn inject(State(layer): State<FaultLayer>, req: Request, next: 
     if settings.latency_ms > 0 {
         tokio::time::sleep(Duration::from_millis(settings.latency_ms)).await;
     }
-    let kill = req.extensions().get::<ConnectionKill>().cloned();
+    let control = req.extensions().get::<ConnectionControl>().cloned();
     let (parts, body) = req.into_parts();
     let has_body = !body.is_end_stream();
     let expected = body.size_hint().exact();
@@ -50,10 +52,17 @@ pub(crate) async fn inject(State(layer): State<FaultLayer>, req: Request, next: 
     } else {
         None
     };
-    // A refused request is never also reset: one fault per request keeps counts exact.
-    let reset = match (refusal, kill) {
-        (None, Some(kill)) if has_body && roll(settings.reset_rate) => {
-            Some(ResetPlan::new(expected, kill))
+    // A refused request is never also cut short, and a reset one never also stalled:
+    // one fault per request keeps counts exact. Only a body can be cut.
+    let cut = match (refusal, control) {
+        (None, Some(control)) if has_body => {
+            if roll(settings.reset_rate) {
+                Some(CutPlan::new(Cut::Reset, expected, control))
+            } else if roll(settings.stall_rate) {
+                Some(CutPlan::new(Cut::Stall, expected, control))
+            } else {
+                None
+            }
         }
         _ => None,
     };
@@ -61,7 +70,7 @@ pub(crate) async fn inject(State(layer): State<FaultLayer>, req: Request, next: 
         body,
         layer.counters.clone(),
         layer.shared.throttle.clone(),
-        reset,
+        cut,
     ));
     if let Some(fault) = refusal {
         tracing::debug!(emulator = layer.emulator.name(), ?fault, "injected refusal");

@@ -5,7 +5,7 @@
 //! `Testbed::update_settings`); every request reads the value current when it arrives.
 //! `/_testbed/...` endpoints are never faulted.
 //!
-//! The generic faults (refusal, rate limit, reset, latency, throttle) are applied by
+//! The generic faults (refusal, rate limit, reset, stall, latency, throttle) are applied by
 //! [`layer`] in front of every emulator; the vendor-shaped ones (corrupt store, expiry,
 //! Box's 202-on-commit and part size) are read by the emulators themselves.
 
@@ -29,6 +29,11 @@ pub struct Settings {
     /// Fraction (0..=1) of requests with a body whose connection is dropped part-way
     /// through reading the body. Nothing of such a request is stored.
     pub reset_rate: f64,
+    /// Fraction (0..=1) of requests with a body whose reading stops part-way: the
+    /// server reads nothing more and never answers, holding the connection open, so
+    /// the client's writes block until it gives up. Nothing of such a request is
+    /// stored. Rolled after `reset_rate`: a request is never both reset and stalled.
+    pub stall_rate: f64,
     /// Delay before each emulator request is handled.
     pub latency_ms: u64,
     /// Request bodies are read no faster than this, summed over the whole server.
@@ -57,6 +62,7 @@ impl Default for Settings {
             fail_rate: 0.0,
             rate_limit_rate: 0.0,
             reset_rate: 0.0,
+            stall_rate: 0.0,
             latency_ms: 0,
             throttle_bps: 0,
             session_ttl_s: 7 * 24 * 3600, // protocols/box.md §Session lifecycle: 7 days
@@ -86,6 +92,11 @@ pub struct SettingsPatch {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reset_rate: Option<f64>,
+    /// Fraction (0..1) of requests with a body that stop being read mid-body and are
+    /// never answered (the connection is held open until the client gives up).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stall_rate: Option<f64>,
     /// Delay before each emulator request, in milliseconds.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,6 +160,7 @@ impl Settings {
             &mut self.fail_rate,
             &mut self.rate_limit_rate,
             &mut self.reset_rate,
+            &mut self.stall_rate,
             &mut self.corrupt_rate,
         ] {
             *rate = if rate.is_nan() {
@@ -166,6 +178,7 @@ impl Settings {
             ("fail_rate", self.fail_rate),
             ("rate_limit_rate", self.rate_limit_rate),
             ("reset_rate", self.reset_rate),
+            ("stall_rate", self.stall_rate),
             ("corrupt_rate", self.corrupt_rate),
         ];
         for (field, rate) in rates {
@@ -196,6 +209,7 @@ impl Settings {
         set(&mut self.fail_rate, p.fail_rate);
         set(&mut self.rate_limit_rate, p.rate_limit_rate);
         set(&mut self.reset_rate, p.reset_rate);
+        set(&mut self.stall_rate, p.stall_rate);
         set(&mut self.latency_ms, p.latency_ms);
         set(&mut self.throttle_bps, p.throttle_bps);
         set(&mut self.session_ttl_s, p.session_ttl_s);
@@ -226,6 +240,11 @@ mod tests {
         };
         assert_eq!(s.apply(&patch).map_err(|e| e.field), Err("fail_rate"));
         assert_eq!(s, Settings::default());
+        let patch = SettingsPatch {
+            stall_rate: Some(f64::NAN),
+            ..Default::default()
+        };
+        assert_eq!(s.apply(&patch).map_err(|e| e.field), Err("stall_rate"));
     }
 
     #[test]
@@ -233,10 +252,12 @@ mod tests {
         let mut s = Settings::default();
         s.apply_clamped(&SettingsPatch {
             reset_rate: Some(7.0),
+            stall_rate: Some(-2.0),
             box_part_size: Some(0),
             ..Default::default()
         });
         assert_eq!(s.reset_rate, 1.0);
+        assert_eq!(s.stall_rate, 0.0);
         assert_eq!(s.box_part_size, 1);
     }
 

@@ -20,6 +20,8 @@ async fn binary_prints_its_address_first_and_takes_fault_flags() -> TestResult {
             "1000",
             "--box-commit-202",
             "2",
+            "--stall-rate",
+            "0.5",
             "--secret",
             "s3",
         ])
@@ -43,6 +45,7 @@ async fn binary_prints_its_address_first_and_takes_fault_flags() -> TestResult {
         assert_eq!(settings["fail_rate"], 0.25);
         assert_eq!(settings["box_part_size"], 1000);
         assert_eq!(settings["box_commit_202"], 2);
+        assert_eq!(settings["stall_rate"], 0.5);
         Ok::<(), Box<dyn std::error::Error>>(())
     }
     .await;

@@ -1,5 +1,7 @@
 //! Fault injection (protocols/box.md rule 17 and the testbed's knobs).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use dropship_testbed::SettingsPatch;
@@ -248,5 +250,226 @@ async fn settings_from_options_and_at_run_time_agree() -> TestResult {
     });
     assert!(refused.is_err());
     assert_eq!(bed.tb.settings().reset_rate, 0.0);
+    Ok(())
+}
+
+/// A body of `total` bytes of `content`, produced in 64 KiB chunks as the client
+/// sends, counting in `produced` how many bytes the client has taken so far.
+fn counted_body(total: usize, produced: Arc<AtomicU64>) -> reqwest::Body {
+    const CHUNK: usize = 64 * 1024;
+    let data = bytes::Bytes::from(content(total));
+    let chunks = (0..total).step_by(CHUNK).map(move |at| {
+        let chunk = data.slice(at..(at + CHUNK).min(total));
+        produced.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        Ok::<_, std::io::Error>(chunk)
+    });
+    reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))
+}
+
+#[tokio::test]
+async fn stall_leaves_a_part_unanswered_stores_nothing_and_the_retry_works() -> TestResult {
+    const PART: usize = 4 << 20;
+    let mut patch = small();
+    patch.box_part_size = Some(PART as u64);
+    let bed = start(patch).await;
+    let data = content(PART);
+    let s = bed.session("stall.bin", PART as u64).await;
+    let id = s["id"].as_str().unwrap_or_default();
+    bed.tb.update_settings(SettingsPatch {
+        stall_rate: Some(1.0),
+        ..Default::default()
+    });
+    // Requests without a body are never stalled.
+    assert_eq!(answer(bed.get("/folders/0").await).await.0, 200);
+
+    let before = bed.tb.stats();
+    let produced = Arc::new(AtomicU64::new(0));
+    let wait = Duration::from_secs(3);
+    let started = Instant::now();
+    let result = bed
+        .req(Method::PUT, &format!("/files/upload_sessions/{id}"))
+        .header("Content-Range", format!("bytes 0-{}/{PART}", PART - 1))
+        .header("Digest", format!("sha={}", sha1_b64(&data)))
+        .header("Content-Length", PART.to_string())
+        .body(counted_body(PART, produced.clone()))
+        .timeout(wait)
+        .send()
+        .await;
+    match result {
+        Ok(resp) => panic!("expected no answer, got HTTP {}", resp.status()),
+        Err(e) => assert!(e.is_timeout(), "expected the client's timeout, got {e:?}"),
+    }
+    assert!(started.elapsed() >= wait, "{:?}", started.elapsed());
+    eprintln!(
+        "stalled: client handed over {} of {PART} bytes",
+        produced.load(Ordering::Relaxed)
+    );
+
+    let stats = bed.tb.stats();
+    assert_eq!(stats.faults.stalled, 1);
+    assert_eq!(stats.faults_injected, 1);
+    assert_eq!(stats.faults.resets, 0);
+    let read = stats.bytes_received - before.bytes_received;
+    assert!(read > 0, "the server read part of the body");
+    assert!(read <= PART as u64, "{read}");
+
+    bed.tb.update_settings(SettingsPatch {
+        stall_rate: Some(0.0),
+        ..Default::default()
+    });
+    let (_, _, list) = answer(bed.get(&format!("/files/upload_sessions/{id}/parts")).await).await;
+    assert_eq!(
+        list["total_count"], 0,
+        "nothing of the stalled part is stored"
+    );
+    assert_eq!(
+        std::fs::read_dir(bed.tb.store_dir().join("tmp"))?.count(),
+        0,
+        "the stalled handler is gone, and its staging file with it"
+    );
+    // The range is not held by the stalled request: the same part uploads fine.
+    let (status, _, body) = answer(bed.put_part(id, &data, 0, PART as u64).await).await;
+    assert_eq!(status, 200, "{body}");
+    Ok(())
+}
+
+/// Once stalled, nothing reads the socket: the client's writes block. Unknown length
+/// (chunked), so the cut comes within the first 64 KiB of a body far larger than
+/// every socket buffer on the way.
+#[tokio::test]
+async fn stall_pushes_back_on_the_client() -> TestResult {
+    const SIZE: usize = 64 << 20;
+    let mut patch = small();
+    patch.box_part_size = Some(SIZE as u64);
+    let bed = start(patch).await;
+    // Set after the session exists: its creation has a (JSON) body too.
+    let s = bed.session("push.bin", SIZE as u64).await;
+    let id = s["id"].as_str().unwrap_or_default().to_string();
+    bed.tb.update_settings(SettingsPatch {
+        stall_rate: Some(1.0),
+        ..Default::default()
+    });
+
+    let produced = Arc::new(AtomicU64::new(0));
+    let request = bed
+        .req(Method::PUT, &format!("/files/upload_sessions/{id}"))
+        .header("Content-Range", format!("bytes 0-{}/{SIZE}", SIZE - 1))
+        .header(
+            "Digest",
+            format!("sha={}", sha1_b64(b"unused: never checked")),
+        )
+        .body(counted_body(SIZE, produced.clone()))
+        .timeout(Duration::from_secs(4))
+        .send();
+    let upload = tokio::spawn(request);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let early = produced.load(Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let late = produced.load(Ordering::Relaxed);
+    eprintln!("client handed over {early} then {late} of {SIZE} bytes");
+    assert_eq!(early, late, "the client's writes are blocked");
+    assert!(late < SIZE as u64 / 2, "{late}");
+    let result = upload.await?;
+    assert!(
+        result.as_ref().is_err_and(reqwest::Error::is_timeout),
+        "{result:?}"
+    );
+    assert_eq!(bed.tb.stats().faults.stalled, 1);
+    assert!(bed.tb.stats().bytes_received < 1 << 20);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_request_picked_for_a_reset_is_not_also_stalled() -> TestResult {
+    let bed = start(small()).await;
+    let s = bed.session("one.bin", 1000).await;
+    let id = s["id"].as_str().unwrap_or_default();
+    bed.tb.update_settings(SettingsPatch {
+        reset_rate: Some(1.0),
+        stall_rate: Some(1.0),
+        ..Default::default()
+    });
+    let result = bed
+        .req(Method::PUT, &format!("/files/upload_sessions/{id}"))
+        .header("Content-Range", "bytes 0-999/1000")
+        .header("Digest", format!("sha={}", sha1_b64(&content(1000))))
+        .body(content(1000))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    let err = result.err().ok_or("expected a broken connection")?;
+    assert!(!err.is_timeout(), "reset, not stalled: {err:?}");
+    let faults = bed.tb.stats().faults;
+    assert_eq!((faults.resets, faults.stalled), (1, 0));
+    Ok(())
+}
+
+#[tokio::test]
+async fn stall_rate_is_a_knob_like_the_other_rates() -> TestResult {
+    let bed = start(small()).await;
+    let url = format!("{}/_testbed/faults", bed.tb.url());
+    let resp = bed
+        .http
+        .put(&url)
+        .json(&json!({"stall_rate": 0.25}))
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 200);
+    let settings: serde_json::Value = resp.json().await?;
+    assert_eq!(settings["stall_rate"], 0.25);
+    let resp = bed
+        .http
+        .put(&url)
+        .json(&json!({"stall_rate": 1.5}))
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 400);
+    assert_eq!(bed.tb.settings().stall_rate, 0.25);
+    let stats: serde_json::Value = bed
+        .http
+        .get(format!("{}/_testbed/stats", bed.tb.url()))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(stats["faults"]["stalled"], 0);
+    assert_eq!(stats["emulators"]["box"]["faults"]["stalled"], 0);
+    Ok(())
+}
+
+/// The held socket is closed once the client's close reaches it: here a small body
+/// fits the socket buffers, so the client's FIN gets through at once. No HTTP answer
+/// ever comes, only the close.
+#[tokio::test]
+async fn a_stalled_connection_is_closed_when_the_client_closes() -> TestResult {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let bed = start(small()).await;
+    let s = bed.session("close.bin", 1000).await;
+    let id = s["id"].as_str().unwrap_or_default();
+    bed.tb.update_settings(SettingsPatch {
+        stall_rate: Some(1.0),
+        ..Default::default()
+    });
+    let body = content(1000);
+    let mut sock = tokio::net::TcpStream::connect(bed.tb.addr()).await?;
+    let head = format!(
+        "PUT /box/2.0/files/upload_sessions/{id} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Range: bytes 0-999/1000\r\nDigest: sha={}\r\nContent-Length: 1000\r\n\r\n",
+        bed.tb.addr(),
+        sha1_b64(&body)
+    );
+    sock.write_all(head.as_bytes()).await?;
+    sock.write_all(&body).await?;
+    let mut reply = Vec::new();
+    let early =
+        tokio::time::timeout(Duration::from_millis(500), sock.read_to_end(&mut reply)).await;
+    assert!(early.is_err(), "no answer, no close while the client waits");
+    assert_eq!(bed.tb.stats().faults.stalled, 1);
+
+    sock.shutdown().await?; // our FIN: the client gives up
+    let closed = tokio::time::timeout(Duration::from_secs(5), sock.read_to_end(&mut reply)).await;
+    // A reset is fine too: the server closes a socket holding unread bytes.
+    assert!(closed.is_ok(), "the server closed the held socket");
+    assert!(reply.is_empty(), "{:?}", String::from_utf8_lossy(&reply));
     Ok(())
 }
