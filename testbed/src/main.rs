@@ -10,7 +10,7 @@ use clap::Parser;
 use dropship_testbed::{DEFAULT_SECRET, Options, Settings, SettingsPatch, Testbed};
 
 /// Loopback emulators of dropship's vendor upload APIs (Box at /box), with fault
-/// injection. Control endpoints: /_testbed/{stats,faults,objects}.
+/// injection. Control endpoints: /_testbed/{stats,faults,secret,objects}.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Cli {

@@ -1,6 +1,6 @@
 //! The Box emulator (protocols/box.md), mounted at `/box`: upload sessions, direct
-//! upload, file info and download, and enough of folders for a client to mirror a
-//! tree. Paths after the prefix are Box's own (`/2.0/files/upload_sessions`, ...), so a
+//! upload, the preflight check, file info and download, and enough of folders for a
+//! client to mirror a tree. Paths after the prefix are Box's own (`/2.0/files/upload_sessions`, ...), so a
 //! client with API and upload base `http://ADDR/box` needs no other change.
 //!
 //! State: one mutex over the folder tree and the open sessions. It is never held
@@ -8,8 +8,9 @@
 //! disk without it, then re-check and commit under it again.
 //!
 //! Files: `sessions` (create, status, abort, session state), `parts` (upload, list),
-//! `commit`, `direct` (multipart upload), `files`, `folders`, `tree` (names, ids,
-//! JSON), `headers` (Content-Range, Digest), `error` (ClientError), `auth`.
+//! `commit`, `direct` (multipart upload), `preflight` (`OPTIONS /files/content`),
+//! `files`, `folders`, `tree` (names, ids, JSON), `headers` (Content-Range, Digest),
+//! `error` (ClientError), `auth`.
 
 mod auth;
 mod commit;
@@ -19,6 +20,7 @@ mod files;
 mod folders;
 mod headers;
 mod parts;
+mod preflight;
 mod sessions;
 mod tree;
 
@@ -125,7 +127,10 @@ impl Emulator for BoxApi {
             .route(&format!("{s}/parts"), get(parts::list))
             .route(&format!("{s}/plan"), post(parts::plan_parts))
             .route(&format!("{s}/commit"), post(commit::commit))
-            .route("/2.0/files/content", post(direct::upload_new))
+            .route(
+                "/2.0/files/content",
+                post(direct::upload_new).options(preflight::check),
+            )
             .route(
                 "/2.0/files/{id}/content",
                 get(files::download).post(direct::upload_version),

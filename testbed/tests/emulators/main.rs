@@ -9,6 +9,7 @@ mod box_commit;
 mod box_direct;
 mod box_folders;
 mod box_parts;
+mod box_preflight;
 mod box_sessions;
 mod cli;
 mod faults;
