@@ -83,7 +83,8 @@ fn a_folder_deleted_on_the_service_is_made_again_for_the_next_file() {
     let row = env.wait_state("site/cam/second.jpg", "done", Duration::from_secs(30));
     assert_eq!(row["attempts"], 1, "{row}");
     assert_eq!(
-        tb.object_bytes("box", "site/cam/second.jpg").expect("stored"),
+        tb.object_bytes("box", "site/cam/second.jpg")
+            .expect("stored"),
         b"second"
     );
 }
@@ -130,7 +131,10 @@ fn a_file_is_found_by_name_in_one_request_per_folder() {
     assert_eq!(stat.size, format!("file {}", FILES - 1).len() as u64);
     assert_eq!(
         stat.digest,
-        Some(digest_of(DigestKind::Sha1, format!("file {}", FILES - 1).as_bytes()))
+        Some(digest_of(
+            DigestKind::Sha1,
+            format!("file {}", FILES - 1).as_bytes()
+        ))
     );
     println!("figure: a file among {FILES} found by name in {requests} requests");
     // One preflight per path component, then the file's metadata.

@@ -126,8 +126,12 @@ impl Progress {
         self.0.last_moved.store(now, Ordering::Relaxed);
         let [older, newer] = &self.0.samples;
         if now >= newer.0.load(Ordering::Relaxed) + SAMPLE_MS {
-            older.0.store(newer.0.load(Ordering::Relaxed), Ordering::Relaxed);
-            older.1.store(newer.1.load(Ordering::Relaxed), Ordering::Relaxed);
+            older
+                .0
+                .store(newer.0.load(Ordering::Relaxed), Ordering::Relaxed);
+            older
+                .1
+                .store(newer.1.load(Ordering::Relaxed), Ordering::Relaxed);
             newer.0.store(now, Ordering::Relaxed);
             newer.1.store(total, Ordering::Relaxed);
         }
@@ -142,7 +146,9 @@ impl Progress {
             .compare_exchange(0, now + 1, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
         {
-            self.0.drain_ms.store(self.drain_estimate(now), Ordering::Relaxed);
+            self.0
+                .drain_ms
+                .store(self.drain_estimate(now), Ordering::Relaxed);
         }
     }
 
@@ -151,7 +157,10 @@ impl Progress {
     /// at once, into empty buffers, is a body no bigger than those buffers).
     fn drain_estimate(&self, now: u64) -> u64 {
         let [older, _] = &self.0.samples;
-        let (t0, b0) = (older.0.load(Ordering::Relaxed), older.1.load(Ordering::Relaxed));
+        let (t0, b0) = (
+            older.0.load(Ordering::Relaxed),
+            older.1.load(Ordering::Relaxed),
+        );
         let total = self.0.bytes.load(Ordering::Relaxed);
         let span = now.saturating_sub(t0);
         if t0 == 0 || span < SAMPLE_MS || total <= b0 {

@@ -451,7 +451,10 @@ fn a_begin_intent_lasts_until_the_session_is_recorded() {
     assert_eq!(j.unrecorded_begins().expect("list"), Vec::<String>::new());
     j.note_begin(id).expect("intent");
     // A crash here: the next start asks the backend about this key.
-    assert_eq!(j.unrecorded_begins().expect("list"), vec!["o/a".to_string()]);
+    assert_eq!(
+        j.unrecorded_begins().expect("list"),
+        vec!["o/a".to_string()]
+    );
     j.clear_begin_intents().expect("clear");
     assert!(j.unrecorded_begins().expect("list").is_empty());
     j.note_begin(id).expect("intent again");
@@ -471,11 +474,17 @@ fn the_hash_checkpoint_travels_with_part_start_and_goes_with_the_session() {
     h.update(b"abcdef");
     let cp = h.checkpoint(6);
     j.part_start(id, 0, Some(&cp)).expect("start 0");
-    assert_eq!(j.file(id).expect("row").expect("exists").hash_state, Some(cp.clone()));
+    assert_eq!(
+        j.file(id).expect("row").expect("exists").hash_state,
+        Some(cp.clone())
+    );
     // A start without a checkpoint (a retry) keeps the last one.
     j.part_failed(id, 0, 6).expect("failed");
     j.part_start(id, 0, None).expect("again");
-    assert_eq!(j.file(id).expect("row").expect("exists").hash_state, Some(cp));
+    assert_eq!(
+        j.file(id).expect("row").expect("exists").hash_state,
+        Some(cp)
+    );
     j.discard_session(id).expect("discard");
     assert_eq!(j.file(id).expect("row").expect("exists").hash_state, None);
 }
@@ -501,16 +510,20 @@ fn waiting_for_credentials_keeps_the_session_and_the_failure_streak() {
 fn notices_keep_their_start_until_their_state_changes() {
     let mut j = Journal::open_in_memory().expect("open");
     assert_eq!(j.status().expect("status").backend, BackendHealth::ok());
-    j.set_notice(BACKEND_TOPIC, "auth_refused", "401").expect("set");
+    j.set_notice(BACKEND_TOPIC, "auth_refused", "401")
+        .expect("set");
     let since = j.notices().expect("notices")[0].since;
     std::thread::sleep(std::time::Duration::from_millis(5));
-    j.set_notice(BACKEND_TOPIC, "auth_refused", "401 again").expect("again");
+    j.set_notice(BACKEND_TOPIC, "auth_refused", "401 again")
+        .expect("again");
     let st = j.status().expect("status");
     assert_eq!(st.backend.state, "auth_refused");
     assert_eq!(st.backend.since, Some(since), "the same condition goes on");
     assert_eq!(st.backend.reason.as_deref(), Some("401 again"));
-    j.set_notice("watch:/o/x", "unreadable", "denied").expect("set");
-    j.set_notice("watch:/o/y", "unreadable", "denied").expect("set");
+    j.set_notice("watch:/o/x", "unreadable", "denied")
+        .expect("set");
+    j.set_notice("watch:/o/y", "unreadable", "denied")
+        .expect("set");
     assert_eq!(j.notices().expect("notices").len(), 3);
     j.clear_notices("watch:").expect("clear");
     assert!(j.clear_notice(BACKEND_TOPIC).expect("clear"));

@@ -199,6 +199,50 @@ async fn rule10_overlap_is_416_with_the_stored_part() -> TestResult {
 }
 
 #[tokio::test]
+async fn a_range_being_uploaded_is_409_on_the_headers_without_reading_the_body() -> TestResult {
+    let (bed, id) = bed_with_session().await;
+    let part = content(1024);
+    // A request whose body stops half-way and stays open: a client that died.
+    let mut holder = tokio::net::TcpStream::connect(bed.tb.addr()).await?;
+    let head = format!(
+        "PUT /box/2.0/files/upload_sessions/{id} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Range: bytes 0-1023/2500\r\nDigest: sha={}\r\nContent-Length: 1024\r\n\r\n",
+        bed.tb.addr(),
+        sha1_b64(&part)
+    );
+    holder.write_all(head.as_bytes()).await?;
+    holder.write_all(&part[..512]).await?;
+    // Wait until the server has taken the range.
+    for _ in 0..100 {
+        if bed.tb.stats().bytes_received >= 512 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let before = bed.tb.stats().bytes_received;
+    let (status, code, _) = answer(bed.put_part(&id, &part, 0, SIZE).await).await;
+    assert_eq!((status, code.as_str()), (409, "conflict"));
+    assert_eq!(
+        bed.tb.stats().bytes_received,
+        before,
+        "the refused body was read"
+    );
+    // Once the first request is gone, the range can be sent.
+    drop(holder);
+    let mut stored = 0;
+    for _ in 0..100 {
+        let (status, _, _) = answer(bed.put_part(&id, &part, 0, SIZE).await).await;
+        stored = status;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(stored, 200);
+    Ok(())
+}
+
+#[tokio::test]
 async fn rule11_part_answer_has_fresh_id_hex_sha1_and_counts_as_processed() -> TestResult {
     let (bed, id) = bed_with_session().await;
     let mut ids = Vec::new();
