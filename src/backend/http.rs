@@ -17,7 +17,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// Builds the HTTP client every backend uses.
-pub fn client() -> Result<reqwest::Client, BackendError> {
+pub fn client(timeouts: Timeouts) -> Result<reqwest::Client, BackendError> {
     static PROVIDER: Once = Once::new();
     PROVIDER.call_once(|| {
         // Fails only if another provider was installed first, which is fine too.
@@ -26,9 +26,14 @@ pub fn client() -> Result<reqwest::Client, BackendError> {
     // No `timeout`/`read_timeout`: both run from the start of a request until its
     // answer, so a part slower than the timer could never land. [`send`] times a
     // request by its progress instead (see `progress.rs`).
+    //
+    // The kernel watches for the same: sent bytes that stay unacknowledged (a dead
+    // link), or a receiver whose window stays shut, for `stall` abort the connection.
+    // A slow link that keeps acknowledging never trips it.
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_keepalive(TCP_KEEPALIVE)
+        .tcp_user_timeout(timeouts.stall)
         .user_agent(concat!("dropship/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| BackendError::Fatal {

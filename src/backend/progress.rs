@@ -10,6 +10,11 @@
 //!   the connection took the body: in steady state it takes bytes as fast as they
 //!   leave, and whatever it took beyond `rate × elapsed` is still queued.
 //!
+//! The stall timeout sees progress only when the connection takes another slice,
+//! and a kernel wakes a blocked writer only once a good part of a full send buffer
+//! has drained (up to a third of 4 MiB: 40 s at 32 KiB/s). Keep `stall` well above
+//! that on very slow links; the 60 s default suits links from about 32 KiB/s.
+//!
 //! A request timer from the start of the request (reqwest's `timeout`, and its
 //! `read_timeout`, which also runs from the start until the answer's headers) would
 //! fail every part that takes longer than the timer to send, on every retry.

@@ -168,7 +168,7 @@ impl BoxBackend {
             .map_err(|(k, e)| fatal(format!("{k}: {e}")))?;
         let token = source.load().map_err(fatal)?;
         Ok(BoxBackend {
-            client: BoxClient::new(super::http::client()?, source, token, timeouts),
+            client: BoxClient::new(super::http::client(timeouts)?, source, token, timeouts),
             api: check_base_url(&cfg.api_url, cfg.allow_insecure_http).map_err(fatal)?,
             upload: check_base_url(&cfg.upload_url, cfg.allow_insecure_http).map_err(fatal)?,
             root_folder: cfg.folder_id.clone(),
