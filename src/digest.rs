@@ -120,6 +120,11 @@ pub struct HashCheckpoint {
     pub offset: u64,
     /// Base64 of RustCrypto's serialized hasher state (a few dozen bytes).
     pub state: String,
+    /// The file's ctime (ns) when those bytes were read. Size, mtime and inode can
+    /// all be kept by an in-place rewrite (`cp -p`, `rsync --inplace -t`); ctime
+    /// cannot be set from user space, so a changed ctime voids the checkpoint.
+    #[serde(default)]
+    pub ctime_ns: Option<i64>,
 }
 
 fn save<H: SerializableState>(h: &H) -> String {
@@ -143,8 +148,9 @@ impl Hasher {
         }
     }
 
-    /// The state after `offset` bytes, to be continued by [`Hasher::resume`].
-    pub fn checkpoint(&self, offset: u64) -> HashCheckpoint {
+    /// The state after `offset` bytes of a file whose ctime is `ctime_ns`, to be
+    /// continued by [`Hasher::resume`].
+    pub fn checkpoint(&self, offset: u64, ctime_ns: Option<i64>) -> HashCheckpoint {
         let state = match self {
             Hasher::Md5(h) => save(h),
             Hasher::Sha1(h) => save(h),
@@ -154,6 +160,7 @@ impl Hasher {
             kind: self.kind(),
             offset,
             state,
+            ctime_ns,
         }
     }
 
@@ -240,7 +247,7 @@ mod tests {
             for cut in [0usize, 1, 63, 64, 65, 4097, 300_000] {
                 let mut h = Hasher::new(kind);
                 h.update(&data[..cut]);
-                let cp = h.checkpoint(cut as u64);
+                let cp = h.checkpoint(cut as u64, None);
                 let text = serde_json::to_string(&cp).expect("json");
                 let back: HashCheckpoint = serde_json::from_str(&text).expect("parse");
                 let mut resumed = Hasher::resume(&back).expect("resume");
@@ -252,6 +259,7 @@ mod tests {
             kind: DigestKind::Sha1,
             offset: 5,
             state: "not base64!".into(),
+            ctime_ns: None,
         };
         assert!(Hasher::resume(&bad).is_none());
         let short = HashCheckpoint {

@@ -51,6 +51,8 @@ pub enum WatchError {
     },
     #[error("journal: {0}")]
     Journal(#[from] crate::journal::JournalError),
+    #[error("the file event source stopped")]
+    Stopped,
 }
 
 /// A file seen changing, not yet finished.
@@ -166,12 +168,14 @@ impl Watcher {
                         warn!(error = %e, "watch error; rescanning");
                         self.scan(&root, Arrival::Rescan).await?;
                     }
-                    None => break,
+                    // notify's thread is gone: without events only rescans would
+                    // be left, so the daemon stops (and systemd restarts it).
+                    None => return Err(WatchError::Stopped),
                 },
                 _ = ticker.tick() => {
                     if overflowed.swap(false, Ordering::Relaxed) {
                         warn!("file events came faster than they were handled; rescanning");
-                        self.scan(&root, Arrival::Rescan).await?;
+                        self.rescan_all().await?;
                     }
                     self.settle_candidates().await?;
                     if let Some(at) = next_rescan
@@ -189,8 +193,7 @@ impl Watcher {
     async fn on_event(&mut self, ev: Event) -> Result<(), WatchError> {
         if ev.need_rescan() {
             warn!("the kernel dropped file events; rescanning");
-            let root = self.cfg.watch.path.clone();
-            self.scan(&root, Arrival::Rescan).await?;
+            self.rescan_all().await?;
             return Ok(());
         }
         match ev.kind {
@@ -199,8 +202,9 @@ impl Watcher {
                     self.finished(p).await?;
                 }
             }
-            EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => {
-                // With `Both`, the last path is the new name.
+            // A rename inside the outbox also comes as `Both` (both names): `To`
+            // alone covers it, and renames from outside.
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)) => {
                 if let Some(p) = ev.paths.last() {
                     // Not `is_dir`: a symlink to a folder elsewhere must not pull that
                     // folder's files in (and, with after = delete, delete them).
@@ -235,6 +239,17 @@ impl Watcher {
             _ => {}
         }
         Ok(())
+    }
+
+    /// A full scan after lost events: the events that would have told which
+    /// folders lost their watches (moved, deleted, recreated) are among the lost, so
+    /// every folder is watched again (adding an existing watch changes nothing).
+    async fn rescan_all(&mut self) -> Result<usize, WatchError> {
+        let root = self.cfg.watch.path.clone();
+        if let Some(w) = self.watches.as_mut() {
+            w.dirs.retain(|d| *d == root);
+        }
+        self.scan(&root, Arrival::Rescan).await
     }
 
     /// Forgets that `path` (and what is below it) is watched.
@@ -322,6 +337,10 @@ impl Watcher {
 
     /// Walks `dir`; returns how many files it recorded at once.
     async fn scan(&mut self, dir: &Path, arrival: Arrival) -> Result<usize, WatchError> {
+        // A folder created or moved in under an ignored name: not watched, not listed.
+        if dir != self.cfg.watch.path && self.cfg.ignored_path(dir) {
+            return Ok(0);
+        }
         let cfg = self.cfg.clone();
         let start = dir.to_path_buf();
         let mut watches = self.watches.take();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
-use super::progress::{Progress, Timeouts};
+use super::progress::{Expired, Progress, Timeouts};
 use super::{BackendError, Op};
 
 /// Time to set up a TCP + TLS connection before it counts as a network failure.
@@ -109,7 +109,18 @@ pub async fn send(
     timeouts: Timeouts,
 ) -> Result<reqwest::Response, BackendError> {
     tokio::select! {
-        r = req.send() => r.map_err(|e| transport(op, e)),
+        r = req.send() => r.map_err(|e| {
+            // The kernel's verdict (`TCP_USER_TIMEOUT`): nothing moved for `stall`.
+            let stalled = timed_out(&e);
+            match transport(op, e) {
+                BackendError::Retry { op, after, cause } if stalled => BackendError::Retry {
+                    op,
+                    after,
+                    cause: format!("{} ({cause})", Expired::Stalled(timeouts.stall)),
+                },
+                other => other,
+            }
+        }),
         why = progress.expired(timeouts) => Err(BackendError::Retry {
             op,
             after: None,
@@ -180,6 +191,20 @@ pub fn from_status(
             detail: body,
         },
     }
+}
+
+/// Whether the connection timed out in the kernel (`ETIMEDOUT`).
+fn timed_out(err: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// A request that got no HTTP answer: refused, reset, timed out. Always `Retry`:

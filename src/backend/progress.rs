@@ -10,10 +10,11 @@
 //!   the connection took the body: in steady state it takes bytes as fast as they
 //!   leave, and whatever it took beyond `rate × elapsed` is still queued.
 //!
-//! The stall timeout sees progress only when the connection takes another slice,
-//! and a kernel wakes a blocked writer only once a good part of a full send buffer
-//! has drained (up to a third of 4 MiB: 40 s at 32 KiB/s). Keep `stall` well above
-//! that on very slow links; the 60 s default suits links from about 32 KiB/s.
+//! The stall itself is found by the kernel (`TCP_USER_TIMEOUT`, set to `stall` by
+//! `http::client`): bytes unacknowledged, or a receive window shut, for that long.
+//! Progress seen here is coarse (a blocked writer is woken only once a good part of
+//! a full send buffer has drained: up to a third of 4 MiB, 40 s at 32 KiB/s), so
+//! the watch here is a backstop at [`STALL_BACKSTOP`] × `stall`.
 //!
 //! A request timer from the start of the request (reqwest's `timeout`, and its
 //! `read_timeout`, which also runs from the start until the answer's headers) would
@@ -85,13 +86,26 @@ struct Inner {
     pacing: AtomicU32,
     /// Bytes handed over so far.
     bytes: AtomicU64,
+    /// Bytes per second the link managed on earlier requests (0: unknown), for a
+    /// body that went into empty buffers at once and so shows no rate of its own.
+    rate_hint: u64,
     /// Two samples `(ms, bytes)`, at least [`SAMPLE_MS`] apart, for the recent rate.
     /// Written by the body stream only; the watchdog reads them.
     samples: [(AtomicU64, AtomicU64); 2],
 }
 
+/// The kernel finds a stalled body precisely: the client sets `TCP_USER_TIMEOUT`
+/// to `stall`, so bytes left unacknowledged, or a receive window left shut, for that
+/// long abort the connection. What is seen here is coarser (a writer is woken only
+/// when much of a full send buffer has drained), so this watch is the backstop, at a
+/// multiple of `stall` that a healthy slow link does not reach.
+pub const STALL_BACKSTOP: u64 = 4;
+
 /// Spacing of the rate samples.
 const SAMPLE_MS: u64 = 2000;
+/// Longest drain allowed for: a hung server is still found within the hour (a dead
+/// link much sooner, by the kernel's `TCP_USER_TIMEOUT`).
+const MAX_DRAIN_MS: u64 = 3_600_000;
 
 impl Default for Progress {
     fn default() -> Self {
@@ -102,6 +116,12 @@ impl Default for Progress {
 impl Progress {
     /// A request whose body is about to be sent.
     pub fn new() -> Progress {
+        Progress::with_rate_hint(0)
+    }
+
+    /// Like [`Progress::new`], with the link's rate (bytes/s) seen on earlier
+    /// requests; see [`Progress::measured_rate`].
+    pub fn with_rate_hint(rate_hint: u64) -> Progress {
         Progress(Arc::new(Inner {
             epoch: Instant::now(),
             last_moved: AtomicU64::new(0),
@@ -109,6 +129,7 @@ impl Progress {
             drain_ms: AtomicU64::new(0),
             pacing: AtomicU32::new(0),
             bytes: AtomicU64::new(0),
+            rate_hint,
             samples: Default::default(),
         }))
     }
@@ -157,23 +178,33 @@ impl Progress {
         }
     }
 
-    /// How long what the connection took beyond its recent rate takes to leave:
-    /// `bytes / rate − elapsed`. Zero without a rate to go by (a body that went in
-    /// at once, into empty buffers, is a body no bigger than those buffers).
-    fn drain_estimate(&self, now: u64) -> u64 {
+    /// The rate (bytes/s) at which the connection took the body lately, once it
+    /// had taken more than its buffers hold; `None` before there is one.
+    pub fn measured_rate(&self) -> Option<u64> {
         let [older, _] = &self.0.samples;
         let (t0, b0) = (
             older.0.load(Ordering::Relaxed),
             older.1.load(Ordering::Relaxed),
         );
         let total = self.0.bytes.load(Ordering::Relaxed);
-        let span = now.saturating_sub(t0);
+        let span = self.0.last_moved.load(Ordering::Relaxed).saturating_sub(t0);
         if t0 == 0 || span < SAMPLE_MS || total <= b0 {
+            return None;
+        }
+        Some((total - b0) * 1000 / span)
+    }
+
+    /// How long what the connection took beyond its rate takes to leave:
+    /// `bytes / rate − elapsed`, with the rate measured on this body, else the hint
+    /// from earlier ones; zero with neither.
+    fn drain_estimate(&self, now: u64) -> u64 {
+        let rate = self.measured_rate().unwrap_or(self.0.rate_hint);
+        if rate == 0 {
             return 0;
         }
-        let rate_per_ms = (total - b0) as f64 / span as f64;
-        let due = total as f64 / rate_per_ms;
-        (due as u64).saturating_sub(now)
+        let total = self.0.bytes.load(Ordering::Relaxed);
+        let due_ms = total.saturating_mul(1000) / rate;
+        due_ms.saturating_sub(now).min(MAX_DRAIN_MS)
     }
 
     pub fn is_body_sent(&self) -> bool {
@@ -191,8 +222,9 @@ impl Progress {
         match self.0.sent_at.load(Ordering::Relaxed) {
             0 if self.0.pacing.load(Ordering::Relaxed) > 0 => None,
             0 => Some((
-                self.0.last_moved.load(Ordering::Relaxed) + t.stall.as_millis() as u64,
-                Expired::Stalled(t.stall),
+                self.0.last_moved.load(Ordering::Relaxed)
+                    + STALL_BACKSTOP * t.stall.as_millis() as u64,
+                Expired::Stalled(t.stall * STALL_BACKSTOP as u32),
             )),
             sent => Some((
                 sent - 1 + self.0.drain_ms.load(Ordering::Relaxed) + t.answer.as_millis() as u64,
@@ -211,7 +243,8 @@ impl Progress {
                 // Paced: look again when the limiter has had time to let a slice go.
                 None => t.stall.as_millis() as u64,
             };
-            tokio::time::sleep(Duration::from_millis(wait.max(1))).await;
+            // The deadline moves when the body is sent: look at least every second.
+            tokio::time::sleep(Duration::from_millis(wait.clamp(1, 1000))).await;
         }
     }
 }
@@ -269,10 +302,13 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_body_that_stops_moving_stalls_after_the_stall_timeout() {
+    async fn a_body_that_stops_moving_stalls_after_the_backstop() {
         let (at, why) = expiry(&[1, 2, 3], None).await;
-        assert_eq!(why, Expired::Stalled(T.stall));
-        assert!((at - 5.0).abs() < 0.01, "{at}");
+        assert_eq!(why, Expired::Stalled(T.stall * STALL_BACKSTOP as u32));
+        assert!(
+            (at - (3.0 + 2.0 * STALL_BACKSTOP as f64)).abs() < 0.01,
+            "{at}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -284,8 +320,9 @@ mod tests {
         assert!(waited.is_err(), "expired while paced");
         drop(guard);
         let why = p.expired(T).await;
-        assert_eq!(why, Expired::Stalled(T.stall));
-        assert!((start.elapsed().as_secs_f64() - 22.0).abs() < 0.01);
+        assert_eq!(why, Expired::Stalled(T.stall * STALL_BACKSTOP as u32));
+        let expected = 20.0 + 2.0 * STALL_BACKSTOP as f64;
+        assert!((start.elapsed().as_secs_f64() - expected).abs() < 0.01);
     }
 
     #[tokio::test(start_paused = true)]
@@ -304,6 +341,19 @@ mod tests {
         assert_eq!(why, Expired::NoAnswer(T.answer));
         let at = start.elapsed().as_secs_f64();
         assert!((at - 65.0).abs() < 0.5, "{at}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_taken_at_once_drains_at_the_rate_seen_before() {
+        // 4000 bytes into empty buffers, on a link that managed 100 bytes/s before.
+        let p = Progress::with_rate_hint(100);
+        let start = Instant::now();
+        p.moved(4000);
+        p.body_sent();
+        assert_eq!(p.measured_rate(), None);
+        assert_eq!(p.expired(T).await, Expired::NoAnswer(T.answer));
+        let at = start.elapsed().as_secs_f64();
+        assert!((at - 45.0).abs() < 0.5, "{at}");
     }
 
     #[tokio::test(start_paused = true)]

@@ -22,14 +22,14 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::gate::Verdict;
+use super::gate::{Ticket, Verdict};
 use super::outcome::{self, Stop};
 use super::post::Post;
 use super::reader::{self, ReadItem, ReadPlan};
 use super::{Ctx, plan, pump};
 use crate::backend::{
     BackendError, FileDigests, FileSpec, Meter, Op, PartBody, Receipt, RemoteObject, RemoteStat,
-    Session,
+    Session, Source,
 };
 use crate::confine;
 use crate::identity::Identity;
@@ -47,7 +47,12 @@ pub(super) struct Attempt<'a> {
 
 /// Runs one claimed file to its next resting state; says what it learnt about the
 /// credentials.
-pub(super) async fn run_file(ctx: Arc<Ctx>, row: FileRow, cancel: CancellationToken) -> Verdict {
+pub(super) async fn run_file(
+    ctx: Arc<Ctx>,
+    row: FileRow,
+    cancel: CancellationToken,
+    ticket: Ticket,
+) -> Verdict {
     let span = info_span!("file", id = row.id, key = row.key.as_deref().unwrap_or("?"));
     async move {
         debug!(attempt = row.attempts, size = row.size, "claimed");
@@ -68,6 +73,17 @@ pub(super) async fn run_file(ctx: Arc<Ctx>, row: FileRow, cancel: CancellationTo
                 Verdict::Accepted
             }
             Err(stop) => {
+                // Refused while the service accepted another file after this one
+                // was claimed: the refusal is about this file (a locked item, a
+                // folder it may not write), not about the credentials.
+                let stop = match stop {
+                    Stop::Backend(e @ BackendError::AuthRefused { .. })
+                        if ctx.gate.accepted_since(ticket.claimed_at) =>
+                    {
+                        Stop::RefusedForFile(e)
+                    }
+                    other => other,
+                };
                 let verdict = outcome::verdict(&stop, at.answered.load(Ordering::Relaxed));
                 outcome::settle(&ctx, &row, stop).await;
                 verdict
@@ -96,6 +112,15 @@ impl Attempt<'_> {
             part_digest: self.ctx.caps.part_digest,
             object_digest: self.ctx.caps.object_digest,
             resume: self.row.hash_state.clone(),
+        }
+    }
+
+    /// How the local file changed since it was queued, if it did (or vanished).
+    pub(super) async fn local_change(&self) -> Option<String> {
+        match tokio::fs::symlink_metadata(&self.row.path).await {
+            Ok(meta) => Identity::of(&meta).change_from(&identity(self.row)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("it was removed".into()),
+            Err(_) => None,
         }
     }
 
@@ -211,6 +236,7 @@ impl Attempt<'_> {
         ctx.journal.call(move |j| j.part_start(id, 0, None)).await?;
         let meter = Meter::new(ctx.limiter.clone());
         let len = source.len();
+        let streamed = matches!(source, Source::File(_));
         let sent = ctx
             .backend
             .put_single(file, PartBody::from_source(source, meter.clone()), &digests)
@@ -228,6 +254,10 @@ impl Attempt<'_> {
                 ctx.journal
                     .call(move |j| j.part_failed(id, 0, unsent))
                     .await?;
+                // Streamed from the file, the body fails if the file changes.
+                if streamed && let Some(why) = self.local_change().await {
+                    return Err(Stop::Changed(why));
+                }
                 Err(e.into())
             }
         }

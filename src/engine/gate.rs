@@ -59,19 +59,45 @@ struct Refused {
 }
 
 #[derive(Debug, Default)]
+struct State {
+    refused: Option<Refused>,
+    /// Bumped each time the gate closes: only an attempt claimed since then is
+    /// evidence that the credentials work again (an older one may have had its
+    /// parts acknowledged before the refusal).
+    generation: u64,
+    /// When an attempt last ended accepted (while the gate was open, or opening it).
+    accepted_at: Option<Instant>,
+}
+
+/// What [`Gate::claimed`] hands out and [`Gate::ended`] takes back.
+#[derive(Debug, Clone, Copy)]
+pub struct Ticket {
+    /// This attempt tries the refused credentials.
+    pub trying: bool,
+    generation: u64,
+    pub claimed_at: Instant,
+}
+
+#[derive(Debug, Default)]
 pub struct Gate {
-    refused: Mutex<Option<Refused>>,
+    state: Mutex<State>,
     /// Rung when an attempt ends, so a waiting claimer looks again.
     changed: Notify,
 }
 
 impl Gate {
     pub fn is_closed(&self) -> bool {
-        self.lock().is_some()
+        self.lock().refused.is_some()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Refused>> {
-        self.refused.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the service accepted another attempt after `t`: then a refusal that
+    /// came to an attempt claimed at `t` is about its file, not the credentials.
+    pub fn accepted_since(&self, t: Instant) -> bool {
+        self.lock().accepted_at.is_some_and(|at| at > t)
     }
 
     /// Waits until a file may be claimed: at once while the credentials are accepted;
@@ -84,7 +110,7 @@ impl Gate {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let due = match &*self.lock() {
+            let due = match &self.lock().refused {
                 None => return true,
                 Some(r) if !r.trying && r.next_try <= Instant::now() => return true,
                 Some(r) => (!r.trying).then_some(r.next_try),
@@ -99,7 +125,7 @@ impl Gate {
                 _ = tokio::time::sleep(nap) => {
                     // A rotated credential is tried now, not after the backoff.
                     let fresh = backend.reload_credentials();
-                    if let Some(r) = self.lock().as_mut()
+                    if let Some(r) = self.lock().refused.as_mut()
                         && fresh
                     {
                         tracing::info!("the credential source changed; trying it");
@@ -110,34 +136,48 @@ impl Gate {
         }
     }
 
-    /// A file was claimed. Returns whether it is the try of refused credentials.
-    pub fn claimed(&self) -> bool {
-        match self.lock().as_mut() {
+    /// A file was claimed.
+    pub fn claimed(&self) -> Ticket {
+        let mut st = self.lock();
+        let generation = st.generation;
+        let trying = match st.refused.as_mut() {
             Some(r) => {
                 r.trying = true;
                 true
             }
             None => false,
+        };
+        Ticket {
+            trying,
+            generation,
+            claimed_at: Instant::now(),
         }
     }
 
-    /// An attempt ended with `verdict`; `trying` is what [`Gate::claimed`] said.
-    pub fn ended(&self, trying: bool, verdict: &Verdict, backoff: &Backoff) -> Change {
-        let mut state = self.lock();
-        let change = match (state.as_mut(), verdict) {
+    /// An attempt ended with `verdict`.
+    pub fn ended(&self, ticket: Ticket, verdict: &Verdict, backoff: &Backoff) -> Change {
+        let mut st = self.lock();
+        let current = ticket.generation == st.generation;
+        let change = match (st.refused.as_mut(), verdict) {
             (None, Verdict::Refused(reason)) => {
-                *state = Some(Refused {
+                st.refused = Some(Refused {
                     tries: 1,
                     next_try: Instant::now() + backoff.ceiling(1),
                     trying: false,
                 });
+                st.generation += 1;
                 Change::Closed(reason.clone())
             }
-            (Some(_), Verdict::Accepted) => {
-                *state = None;
+            (None, Verdict::Accepted) => {
+                st.accepted_at = Some(Instant::now());
+                Change::None
+            }
+            (Some(_), Verdict::Accepted) if current => {
+                st.refused = None;
+                st.accepted_at = Some(Instant::now());
                 Change::Opened
             }
-            (Some(r), Verdict::Refused(_) | Verdict::Unknown) if trying => {
+            (Some(r), _) if ticket.trying => {
                 r.tries = r.tries.saturating_add(1);
                 r.next_try = Instant::now() + backoff.ceiling(r.tries);
                 r.trying = false;
@@ -146,7 +186,7 @@ impl Gate {
             // An attempt begun before the gate closed: it tells nothing new.
             _ => Change::None,
         };
-        drop(state);
+        drop(st);
         self.changed.notify_waiters();
         change
     }
@@ -164,23 +204,37 @@ mod tests {
     #[test]
     fn closes_on_refusal_tries_one_file_at_a_time_and_opens_on_acceptance() {
         let g = Gate::default();
-        assert!(!g.claimed(), "an open gate claims freely");
+        let before = g.claimed();
+        assert!(!before.trying, "an open gate claims freely");
+        let other = g.claimed();
         assert_eq!(
-            g.ended(false, &Verdict::Refused("401".into()), &B),
+            g.ended(other, &Verdict::Refused("401".into()), &B),
             Change::Closed("401".into())
         );
         assert!(g.is_closed());
-        // Other attempts in flight end refused too: still closed, no new change.
-        assert_eq!(
-            g.ended(false, &Verdict::Refused("401".into()), &B),
-            Change::None
-        );
-        assert!(g.claimed(), "the next claim is a try");
-        assert_eq!(g.ended(true, &Verdict::Unknown, &B), Change::None);
+        // An attempt claimed before the refusal, whose parts were acknowledged
+        // before it: no evidence that the credentials work now.
+        assert_eq!(g.ended(before, &Verdict::Accepted, &B), Change::None);
         assert!(g.is_closed());
-        assert!(g.claimed());
-        assert_eq!(g.ended(true, &Verdict::Accepted, &B), Change::Opened);
+        let first_try = g.claimed();
+        assert!(first_try.trying, "the next claim is a try");
+        assert_eq!(g.ended(first_try, &Verdict::Unknown, &B), Change::None);
+        assert!(g.is_closed());
+        let second_try = g.claimed();
+        assert_eq!(g.ended(second_try, &Verdict::Accepted, &B), Change::Opened);
         assert!(!g.is_closed());
+    }
+
+    #[test]
+    fn a_refusal_after_another_file_was_accepted_is_about_its_file() {
+        let g = Gate::default();
+        let locked = g.claimed();
+        assert!(!g.accepted_since(locked.claimed_at));
+        std::thread::sleep(Duration::from_millis(2));
+        let fine = g.claimed();
+        g.ended(fine, &Verdict::Accepted, &B);
+        assert!(g.accepted_since(locked.claimed_at));
+        assert!(!g.accepted_since(Instant::now()));
     }
 
     #[tokio::test(start_paused = true)]
@@ -190,14 +244,15 @@ mod tests {
         let backend = crate::backend::local::LocalBackend::new(dir.path()).expect("backend");
         let g = Gate::default();
         let cancel = CancellationToken::new();
-        g.ended(false, &Verdict::Refused("401".into()), &B);
+        g.ended(g.claimed(), &Verdict::Refused("401".into()), &B);
         let mut waits = Vec::new();
         for _ in 0..5 {
             let t0 = Instant::now();
             assert!(g.wait_turn(&backend, &cancel).await);
             waits.push(t0.elapsed().as_secs());
-            assert!(g.claimed());
-            g.ended(true, &Verdict::Refused("401".into()), &B);
+            let ticket = g.claimed();
+            assert!(ticket.trying);
+            g.ended(ticket, &Verdict::Refused("401".into()), &B);
         }
         assert_eq!(waits, vec![1, 2, 4, 8, 8]);
     }

@@ -98,6 +98,8 @@ struct Ctx {
     /// One pool for every part buffer of every worker.
     budget: Arc<Budget>,
     gate: Gate,
+    /// Serializes the writes of the gate's state to the journal.
+    notice_writer: tokio::sync::Mutex<()>,
     rng: Mutex<fastrand::Rng>,
 }
 
@@ -138,6 +140,7 @@ impl Engine {
                 limiter,
                 budget,
                 gate: Gate::default(),
+                notice_writer: tokio::sync::Mutex::new(()),
                 rng: Mutex::new(fastrand::Rng::new()),
             }),
             wake,
@@ -195,7 +198,7 @@ impl Engine {
                     busy.lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .push(row.path.clone());
-                    let trying = self.ctx.gate.claimed();
+                    let ticket = self.ctx.gate.claimed();
                     let ctx = self.ctx.clone();
                     let cancel = cancel.child_token();
                     let busy = busy.clone();
@@ -203,15 +206,16 @@ impl Engine {
                     workers.spawn(async move {
                         let (id, path) = (row.id, row.path.clone());
                         // A panic in the worker must not leave its row held.
-                        let verdict = tokio::spawn(attempt::run_file(ctx.clone(), row, cancel))
-                            .await
-                            .unwrap_or(gate::Verdict::Unknown);
+                        let verdict =
+                            tokio::spawn(attempt::run_file(ctx.clone(), row, cancel, ticket))
+                                .await
+                                .unwrap_or(gate::Verdict::Unknown);
                         release(&ctx, id).await;
                         busy.lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .retain(|p| *p != path);
                         drop(permit);
-                        let change = ctx.gate.ended(trying, &verdict, &ctx.settings.backoff);
+                        let change = ctx.gate.ended(ticket, &verdict, &ctx.settings.backoff);
                         report(&ctx, change).await;
                         // A row of the same path may have waited for this one.
                         wake.notify_one();
@@ -252,23 +256,32 @@ impl Engine {
 }
 
 /// Logs and records a change of the credentials gate: one ERROR line when uploads
-/// pause, one INFO line when they resume.
+/// pause, one INFO line when they resume. Workers report concurrently, so what is
+/// written is the gate's state at writing time, one writer at a time: the notice
+/// can never end up saying the opposite of the gate.
 async fn report(ctx: &Ctx, change: Change) {
-    let recorded = match change {
+    let reason = match change {
         Change::None => return,
         Change::Closed(reason) => {
             error!(%reason, "the service refuses the credentials; uploads are paused (nothing is failed) and resume once they are accepted");
-            ctx.journal
-                .call(move |j| j.set_notice(BACKEND_TOPIC, "auth_refused", &reason))
-                .await
+            reason
         }
         Change::Opened => {
             info!("the service accepts the credentials again; uploads resume");
-            ctx.journal
-                .call(|j| j.clear_notice(BACKEND_TOPIC).map(|_| ()))
-                .await
+            String::new()
         }
     };
+    let _one_writer = ctx.notice_writer.lock().await;
+    let closed = ctx.gate.is_closed();
+    let recorded = ctx
+        .journal
+        .call(move |j| match closed {
+            true if !reason.is_empty() => j.set_notice(BACKEND_TOPIC, "auth_refused", &reason),
+            // Closed again by another worker, which records its own reason.
+            true => Ok(()),
+            false => j.clear_notice(BACKEND_TOPIC).map(|_| ()),
+        })
+        .await;
     if let Err(e) = recorded {
         warn!(error = %e, "cannot record the backend's state for status");
     }

@@ -30,6 +30,9 @@ pub(super) enum Stop {
     /// Delivered and verified, but the post-action has to wait (a writer holds the
     /// file open).
     Postponed(String),
+    /// The service refused this file's request for lack of permission while it
+    /// accepted others: retried with backoff, failed after [`FILE_REFUSALS`].
+    RefusedForFile(BackendError),
     Journal(JournalError),
     /// Shutdown: hand the row back to the queue.
     Cancelled,
@@ -56,6 +59,10 @@ impl From<ReadError> for Stop {
         }
     }
 }
+
+/// Refusals of one file, in a row, while the service accepts others, before the
+/// file is marked failed.
+pub(super) const FILE_REFUSALS: u32 = 5;
 
 /// What a stop tells the credentials gate.
 pub(super) fn verdict(stop: &Stop, answered: bool) -> Verdict {
@@ -108,6 +115,15 @@ pub(super) async fn settle(ctx: &Ctx, row: &FileRow, stop: Stop) {
             Stop::Postponed(why) => {
                 info!(%why, "post-action postponed");
                 retry_later(ctx, id, None, why).await
+            }
+            Stop::RefusedForFile(e) => {
+                let failures = ctx.journal.call(move |j| j.file(id)).await?.map_or(0, |r| r.failures);
+                if failures + 1 >= FILE_REFUSALS {
+                    warn!(error = %e, "refused for this file while others are accepted; the file needs attention");
+                    fail(ctx, id, format!("refused for this file while the service accepts others: {e}")).await
+                } else {
+                    retry_later(ctx, id, None, format!("refused for this file while the service accepts others: {e}")).await
+                }
             }
             Stop::Backend(e) => match e {
                 BackendError::Retry { .. } => {

@@ -85,8 +85,7 @@ pub fn run(
             match std::fs::rename(path, &dest) {
                 Ok(()) => Ok(Post::Done(None)),
                 Err(e) if e.kind() == io::ErrorKind::CrossesDevices => {
-                    copy_across(path, &dest)?;
-                    Ok(Post::Done(None))
+                    copy_across(path, &dest, verified)
                 }
                 Err(e) => Err(e),
             }
@@ -96,8 +95,9 @@ pub fn run(
 
 /// Moves `path` to `dest` on another filesystem: copy to a temporary name beside
 /// `dest`, sync, rename into place, then remove the original, so that a crash leaves
-/// two copies rather than none.
-fn copy_across(path: &Path, dest: &Path) -> io::Result<()> {
+/// two copies rather than none. A copy takes time: the original is removed only if
+/// it is still the verified content and no writer opened it meanwhile.
+fn copy_across(path: &Path, dest: &Path, verified: &Identity) -> io::Result<Post> {
     let tmp = temp_beside(dest);
     let copied = std::fs::copy(path, &tmp)
         .and_then(|_| std::fs::File::open(&tmp)?.sync_all())
@@ -106,7 +106,21 @@ fn copy_across(path: &Path, dest: &Path) -> io::Result<()> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    std::fs::remove_file(path)
+    let now = Identity::of(&std::fs::symlink_metadata(path)?);
+    if let Some(why) = now.change_from(verified) {
+        return Ok(Post::Done(Some(format!(
+            "copied to {}; the local file changed during the copy ({why}), so it was left in place",
+            dest.display()
+        ))));
+    }
+    if let Some(who) = writers::holding(path)? {
+        return Ok(Post::Done(Some(format!(
+            "copied to {}; {who} opened the local file for writing during the copy, so it was left in place",
+            dest.display()
+        ))));
+    }
+    std::fs::remove_file(path)?;
+    Ok(Post::Done(None))
 }
 
 /// A temporary name beside `dest` that no other move uses: it keeps the whole file
@@ -235,15 +249,33 @@ mod tests {
 
     #[test]
     fn copy_across_moves_the_bytes_and_leaves_no_temp() {
-        let (d, _root, path, _) = setup();
+        let (d, _root, path, id) = setup();
         let dest = d.path().join("sent/a.bin");
         std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
-        copy_across(&path, &dest).expect("copy");
+        assert_eq!(
+            copy_across(&path, &dest, &id).expect("copy"),
+            Post::Done(None)
+        );
         assert!(!path.exists());
         assert_eq!(std::fs::read(&dest).expect("dest"), b"hello");
         let left: Vec<_> = std::fs::read_dir(dest.parent().expect("parent"))
             .expect("list")
             .collect();
         assert_eq!(left.len(), 1, "only the moved file");
+    }
+
+    #[test]
+    fn copy_across_keeps_an_original_that_changed_during_the_copy() {
+        let (d, _root, path, id) = setup();
+        let dest = d.path().join("sent/a.bin");
+        std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        // What a producer appending during a long copy looks like afterwards.
+        std::fs::write(&path, b"hello, and more").expect("append");
+        let post = copy_across(&path, &dest, &id).expect("copy");
+        assert!(
+            matches!(post, Post::Done(Some(ref n)) if n.contains("changed")),
+            "{post:?}"
+        );
+        assert!(path.exists(), "the original stays");
     }
 }

@@ -254,6 +254,13 @@ impl Pump<'_> {
                 ctx.journal
                     .call(move |j| j.part_failed(id, index, unsent))
                     .await?;
+                // A part streamed from the file fails when the file changes under
+                // it: that is a new content to queue, not a network error to retry.
+                if matches!(part.source, Source::File(_))
+                    && let Some(why) = self.at.local_change().await
+                {
+                    return Err(Stop::Changed(why));
+                }
                 let conflict = matches!(
                     e,
                     BackendError::Conflict {
@@ -296,8 +303,14 @@ impl Pump<'_> {
             .into_iter()
             .partition(|w| w.at <= now);
         self.waiting = later;
+        // One listing for every contested part due now.
+        let held = if due.iter().any(|w| w.check_held) {
+            self.held_parts().await?
+        } else {
+            Vec::new()
+        };
         for w in due {
-            if w.check_held && self.taken_as_held(&w.part).await? {
+            if w.check_held && self.taken_as_held(&w.part, &held).await? {
                 continue;
             }
             let (id, index) = (self.at.row.id, w.part.spec.index);
@@ -311,20 +324,28 @@ impl Pump<'_> {
         Ok(())
     }
 
-    /// After a conflict: if the service holds the part now, with our digest, it is
-    /// recorded as uploaded (`true`). Another digest is a real mismatch.
-    async fn taken_as_held(&self, part: &Part) -> Result<bool, Stop> {
+    /// What the service says it holds; empty where it cannot say.
+    async fn held_parts(&self) -> Result<Vec<Receipt>, Stop> {
         let ctx = self.at.ctx;
         if !ctx.caps.lists_held_parts {
-            return Ok(false);
+            return Ok(Vec::new());
         }
-        let Some(held) = ctx.backend.held_parts(self.session).await? else {
-            return Ok(false);
-        };
+        Ok(ctx
+            .backend
+            .held_parts(self.session)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// After a conflict: if the service holds the part now, with our digest, it is
+    /// recorded as uploaded (`true`). Another digest is a real mismatch.
+    async fn taken_as_held(&self, part: &Part, held: &[Receipt]) -> Result<bool, Stop> {
+        let ctx = self.at.ctx;
         let spec = &part.spec;
         let Some(receipt) = held
-            .into_iter()
+            .iter()
             .find(|r| r.index == spec.index && r.offset == spec.offset && r.length == spec.length)
+            .cloned()
         else {
             return Ok(false);
         };

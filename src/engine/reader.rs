@@ -122,9 +122,12 @@ struct Whole {
 }
 
 impl Whole {
-    /// From the checkpoint when it fits this plan, else from byte 0.
-    fn start(kind: DigestKind, resume: Option<&HashCheckpoint>, size: u64) -> Whole {
-        if let Some(cp) = resume.filter(|cp| cp.kind == kind && cp.offset <= size)
+    /// From the checkpoint when it fits this file, else from byte 0.
+    fn start(kind: DigestKind, resume: Option<&HashCheckpoint>, size: u64, ctime_ns: i64) -> Whole {
+        let fits = |cp: &&HashCheckpoint| {
+            cp.kind == kind && cp.offset <= size && cp.ctime_ns == Some(ctime_ns)
+        };
+        if let Some(cp) = resume.filter(fits)
             && let Some(hasher) = Hasher::resume(cp)
         {
             return Whole {
@@ -159,9 +162,10 @@ fn read_pass(
 ) -> Result<(), ReadError> {
     let file = Arc::new(File::open(&plan.path).map_err(ReadError::from_io)?);
     check(&file, &plan.identity)?;
+    let ctime = ctime_ns(&file)?;
     let mut whole = plan
         .object_digest
-        .map(|k| Whole::start(k, plan.resume.as_ref(), plan.identity.size));
+        .map(|k| Whole::start(k, plan.resume.as_ref(), plan.identity.size, ctime));
     let mut scratch = Vec::new();
     for part in &plan.parts {
         let end = part.offset + part.length;
@@ -217,7 +221,7 @@ fn read_pass(
                 checkpoint: whole
                     .as_ref()
                     .filter(|_| whole_needs)
-                    .map(|w| w.hasher.checkpoint(w.upto)),
+                    .map(|w| w.hasher.checkpoint(w.upto, Some(ctime))),
                 held: Held {
                     _slot: slot,
                     _memory: memory,
@@ -236,6 +240,12 @@ fn read_pass(
     };
     let _ = tx.blocking_send(Ok(ReadItem::Done(digests)));
     Ok(())
+}
+
+fn ctime_ns(file: &File) -> Result<i64, ReadError> {
+    use std::os::unix::fs::MetadataExt;
+    let m = file.metadata().map_err(ReadError::from_io)?;
+    Ok(m.ctime().saturating_mul(1_000_000_000) + m.ctime_nsec())
 }
 
 /// Reads a part through `scratch` into the hashers, without buffering it.
@@ -372,6 +382,39 @@ mod tests {
         let sent: Vec<u32> = second.sent.iter().map(|s| s.0).collect();
         assert_eq!(sent, vec![2, 3]);
         assert_eq!(second.sent[0].1, data[6000..9000]);
+
+        // The same bytes rewritten in place, size, mtime and inode kept (`cp -p`):
+        // only the ctime tells, and the checkpoint is not trusted.
+        let mtime = std::fs::metadata(&path)
+            .expect("meta")
+            .modified()
+            .expect("mtime");
+        let mut changed = data.clone();
+        changed[10] ^= 0xff;
+        std::fs::write(&path, &changed).expect("rewrite");
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .expect("open")
+            .set_modified(mtime)
+            .expect("keep mtime");
+        let identity = Identity::of(&std::fs::metadata(&path).expect("meta"));
+        let third = run(
+            ReadPlan {
+                identity,
+                ..plan(parts(10_000, 3000, &[0, 1]), first.sent[1].2.clone())
+            },
+            1 << 20,
+        )
+        .await;
+        assert_eq!(
+            third.done.object,
+            Some(digest_of(DigestKind::Sha1, &changed))
+        );
+        assert!(
+            third.held_digests.iter().all(|(_, d)| d.is_some()),
+            "read again"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,6 +422,7 @@ mod tests {
         let (_d, path, data, identity) = setup(10_000);
         let mut h = Hasher::new(DigestKind::Sha256);
         h.update(&data[..4500]);
+        let ctime = ctime_ns(&File::open(&path).expect("open")).ok();
         // Another plan (a new session with another part size) than the checkpoint's.
         let pass = run(
             ReadPlan {
@@ -387,7 +431,7 @@ mod tests {
                 parts: parts(10_000, 3000, &[2]),
                 part_digest: None,
                 object_digest: Some(DigestKind::Sha256),
-                resume: Some(h.checkpoint(4500)),
+                resume: Some(h.checkpoint(4500, ctime)),
             },
             1 << 20,
         )

@@ -135,6 +135,12 @@ impl Journal {
              WHERE id = ?1",
             params![id, now_ms()],
         )?;
+        // A row being claimed has no request in flight: a part still `uploading` was
+        // left by an attempt whose part task died (a panic) without recording its end.
+        tx.execute(
+            "UPDATE parts SET state = 'pending' WHERE file_id = ?1 AND state = 'uploading'",
+            params![id],
+        )?;
         match file_row(&tx, id) {
             Ok(Some(row)) => {
                 tx.commit()?;

@@ -472,7 +472,7 @@ fn the_hash_checkpoint_travels_with_part_start_and_goes_with_the_session() {
     let id = claimed_with_plan(&mut j);
     let mut h = crate::digest::Hasher::new(crate::digest::DigestKind::Sha1);
     h.update(b"abcdef");
-    let cp = h.checkpoint(6);
+    let cp = h.checkpoint(6, Some(1));
     j.part_start(id, 0, Some(&cp)).expect("start 0");
     assert_eq!(
         j.file(id).expect("row").expect("exists").hash_state,
@@ -529,4 +529,16 @@ fn notices_keep_their_start_until_their_state_changes() {
     assert!(j.clear_notice(BACKEND_TOPIC).expect("clear"));
     assert!(j.notices().expect("notices").is_empty());
     assert_eq!(j.status().expect("status").backend, BackendHealth::ok());
+}
+
+#[test]
+fn a_part_left_uploading_by_a_dead_task_is_pending_when_the_row_is_claimed_again() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let id = claimed_with_plan(&mut j);
+    j.part_start(id, 0, None).expect("start");
+    // The part task panicked: its end was never recorded; the attempt settled.
+    j.retry_later(id, 0, 1, "interrupted").expect("retry later");
+    j.claim_next(now_ms(), &[]).expect("claim").expect("row");
+    assert_eq!(j.parts(id).expect("parts")[0].state, PartState::Pending);
+    j.part_start(id, 0, None).expect("can start again");
 }

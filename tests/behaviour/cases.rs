@@ -534,7 +534,7 @@ fn slow_body_lands(kind: Kind) -> Outcome {
         throttle_bps: bps,
         ..Settings::default()
     };
-    let upload = format!("stall_timeout = \"{stall}s\"\nanswer_timeout = \"{stall}s\"");
+    let upload = format!("stall_timeout = \"{stall}s\"\nanswer_timeout = \"30s\"");
     let mut w = World::new(
         kind,
         Setup {

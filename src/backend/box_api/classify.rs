@@ -30,6 +30,14 @@ pub fn classify(op: Op, r: Refusal) -> BackendError {
             after: r.retry_after,
             cause: detail,
         },
+        // Refusals about this item alone (Box's error reference): the file needs a
+        // person, the credentials are fine. Every other 403 (permissions on the
+        // folder, a full account) pauses all uploads instead (`AuthRefused`).
+        (_, 403, "access_denied_item_locked" | "file_size_limit_exceeded") => BackendError::Fatal {
+            op,
+            status: Some(403),
+            detail,
+        },
         // Box's real 401 has an empty body; the client already tried a fresh token.
         _ => from_status(op, r.status, r.retry_after, r.body),
     }

@@ -3,6 +3,7 @@
 //! `protocols/box.md` is the source of every rule cited here.
 
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::{Deserialize, Serialize};
@@ -126,6 +127,8 @@ pub struct BoxClient {
     source: SecretSource,
     token: RwLock<Secret>,
     timeouts: Timeouts,
+    /// The uplink's rate (bytes/s) as the last long body measured it.
+    link_rate: AtomicU64,
 }
 
 impl BoxClient {
@@ -140,6 +143,7 @@ impl BoxClient {
             source,
             token: RwLock::new(token),
             timeouts,
+            link_rate: AtomicU64::new(0),
         }
     }
 
@@ -180,14 +184,18 @@ impl BoxClient {
         loop {
             let token = self.token();
             let progress = match body {
-                Some(_) => Progress::new(),
+                Some(_) => Progress::with_rate_hint(self.link_rate.load(Ordering::Relaxed)),
                 None => Progress::without_body(),
             };
             let stream =
                 body.map(|b| reqwest::Body::wrap_stream(b.clone().into_stream(progress.clone())));
             let req =
                 build(self.http.request(method.clone(), url), stream).bearer_auth(token.expose());
-            let resp = http::send(op, req, &progress, self.timeouts).await?;
+            let resp = http::send(op, req, &progress, self.timeouts).await;
+            if let Some(rate) = progress.measured_rate() {
+                self.link_rate.store(rate, Ordering::Relaxed);
+            }
+            let resp = resp?;
             if resp.status().is_success() {
                 return Ok(Answer::Ok(resp));
             }

@@ -470,6 +470,23 @@ impl BoxBackend {
     }
 }
 
+/// A 404 from a new version of a file Box just named as in the way: the file was
+/// deleted in between. Not the folder's 404 (which `in_folder` handles): try again,
+/// and the name will be free.
+fn vanished_is_retried(op: Op, answer: Answer) -> Result<Answer, BackendError> {
+    match answer {
+        Answer::Refused(r) if r.status.as_u16() == 404 => Err(BackendError::Retry {
+            op,
+            after: None,
+            cause: format!(
+                "the file in the way vanished; trying again: {}",
+                r.describe()
+            ),
+        }),
+        other => Ok(other),
+    }
+}
+
 fn sha1_of(digests: &FileDigests, op: Op) -> Result<&Digest, BackendError> {
     match &digests.object {
         Some(d) if d.kind == DigestKind::Sha1 => Ok(d),
@@ -522,8 +539,10 @@ impl Backend for BoxBackend {
                         Answer::Refused(r) if r.status.as_u16() == 409 => match r.conflict() {
                             Some(item) if item.kind == "file" => {
                                 let url = format!("{}/2.0/files/{}/content", self.upload, item.id);
-                                self.direct(&url, &json!({"name": name}), name, body, sha1)
-                                    .await?
+                                let answer = self
+                                    .direct(&url, &json!({"name": name}), name, body, sha1)
+                                    .await?;
+                                vanished_is_retried(op, answer)?
                             }
                             _ => Answer::Refused(r),
                         },
@@ -575,9 +594,11 @@ impl Backend for BoxBackend {
                                         self.upload, item.id
                                     );
                                     let body = json!({"file_size": file.size, "file_name": name});
-                                    self.client
+                                    let answer = self
+                                        .client
                                         .send(op, Method::POST, &url, None, |r, _| r.json(&body))
-                                        .await?
+                                        .await?;
+                                    vanished_is_retried(op, answer)?
                                 }
                                 _ => Answer::Refused(r),
                             },
