@@ -9,6 +9,13 @@ use rusqlite::{OptionalExtension, params};
 
 use super::*;
 
+/// The states of a row a worker holds.
+const IN_PROGRESS: [FileState; 3] = [
+    FileState::Uploading,
+    FileState::Completing,
+    FileState::Verifying,
+];
+
 impl Journal {
     // ---- the watcher's side ---------------------------------------------------------
 
@@ -368,11 +375,7 @@ impl Journal {
     pub fn retry_later(&mut self, id: FileId, at: i64, failures: u32, why: &str) -> Result<()> {
         self.transition(
             id,
-            &[
-                FileState::Uploading,
-                FileState::Completing,
-                FileState::Verifying,
-            ],
+            &IN_PROGRESS,
             FileState::Retrying,
             "next_attempt_at = ?4, failures = ?5, last_error = ?6",
             &[&at, &failures, &why],
@@ -386,11 +389,7 @@ impl Journal {
     pub fn wait_credentials(&mut self, id: FileId, at: i64, why: &str) -> Result<()> {
         self.transition(
             id,
-            &[
-                FileState::Uploading,
-                FileState::Completing,
-                FileState::Verifying,
-            ],
+            &IN_PROGRESS,
             FileState::Retrying,
             "next_attempt_at = ?4, last_error = ?5",
             &[&at, &why],
@@ -433,17 +432,7 @@ impl Journal {
 
     /// Shutdown: hand a file back to the queue; its session and parts stay.
     pub fn checkpoint(&mut self, id: FileId) -> Result<()> {
-        self.transition(
-            id,
-            &[
-                FileState::Uploading,
-                FileState::Completing,
-                FileState::Verifying,
-            ],
-            FileState::Queued,
-            "",
-            &[],
-        )
+        self.transition(id, &IN_PROGRESS, FileState::Queued, "", &[])
     }
 
     /// A worker ended without a resting state (its last journal write failed, or a

@@ -134,6 +134,31 @@ fn part_size_of(kind: Kind) -> usize {
     kind.part_size() as usize
 }
 
+/// What crossed the wire beyond the file's `size` stays within the parts that can be
+/// in flight (4 here): the server's own count where there is a server, else the
+/// daemon's (`row` is the file's status). JSON bodies of session calls add a few KiB.
+fn resent_within_parts_in_flight(
+    w: &World,
+    label: &str,
+    size: usize,
+    row: &serde_json::Value,
+) -> Outcome {
+    let in_flight = 4 * w.part_size;
+    let (what, total) = match w.stats() {
+        Some(st) => ("server bytes_received", st.bytes_received),
+        None => ("bytes_sent", row["bytes_sent"].as_u64().unwrap_or(0)),
+    };
+    let extra = total.saturating_sub(size as u64);
+    println!(
+        "figure: {}::{label}: {what} {:.3} × the file, {extra} bytes beyond it, bound {in_flight}",
+        w.kind.name(),
+        total as f64 / size as f64
+    );
+    check(extra <= in_flight + (64 << 10), || {
+        format!("{what} grew by {extra} bytes beyond the file; bound is {in_flight}")
+    })
+}
+
 /// Waits until `n` parts of `key` are acknowledged, so the upload is mid-way.
 fn wait_parts_acknowledged(w: &World, key: &str, n: u64) {
     wait_for(
@@ -220,21 +245,7 @@ fn resume_after_sigkill(kind: Kind) -> Outcome {
     w.start();
     let row = w.env.wait_state("resume.bin", "done", secs(120));
     w.assert_stored("resume.bin", &data)?;
-    let in_flight = 4 * w.part_size;
-    // What crossed the wire in all: the server's own count where there is a server,
-    // else the daemon's. JSON bodies of session calls add a few KiB.
-    let (what, total) = match w.stats() {
-        Some(st) => ("server bytes_received", st.bytes_received),
-        None => ("bytes_sent", row["bytes_sent"].as_u64().unwrap_or(0)),
-    };
-    let extra = total.saturating_sub(size as u64);
-    println!(
-        "figure: {}::resume_after_sigkill re-sent {extra} bytes ({what}), bound {in_flight}",
-        kind.name()
-    );
-    check(extra <= in_flight + (64 << 10), || {
-        format!("{what} grew by {extra} bytes beyond the file; bound is {in_flight}")
-    })
+    resent_within_parts_in_flight(&w, "resume_after_sigkill", size, &row)
 }
 
 fn server_loses_the_session(kind: Kind) -> Outcome {
@@ -451,20 +462,7 @@ fn credentials_refused_mid_upload(kind: Kind) -> Outcome {
     let st = w.env.status();
     check(st["backend"]["state"] == "ok", || format!("{st}"))?;
     check(st["counts"]["failed"] == 0, || format!("{st}"))?;
-    let in_flight = 4 * w.part_size;
-    let total = w
-        .stats()
-        .map_or(row["bytes_sent"].as_u64().unwrap_or(0), |s| {
-            s.bytes_received
-        });
-    let extra = total.saturating_sub(size as u64);
-    println!(
-        "figure: {}::credentials refused mid-upload: {extra} bytes beyond the file, bound {in_flight}",
-        kind.name()
-    );
-    check(extra <= in_flight + (64 << 10), || {
-        format!("{extra} bytes beyond the file; bound {in_flight}")
-    })
+    resent_within_parts_in_flight(&w, "credentials refused mid-upload", size, &row)
 }
 
 /// A crash while the service still reads the dead daemon's parts (after a power cut a
@@ -494,34 +492,29 @@ fn sigkill_while_the_server_still_reads(kind: Kind) -> Outcome {
     wait_parts_acknowledged(&w, "crash.bin", 3);
     w.kill9();
     w.start();
-    w.env.wait_state("crash.bin", "done", secs(120));
+    let row = w.env.wait_state("crash.bin", "done", secs(120));
     w.assert_stored("crash.bin", &data)?;
-    let received = w.stats().map(|s| s.bytes_received).unwrap_or(0);
-    let in_flight = 4 * w.part_size;
-    let extra = received.saturating_sub(size as u64);
     let log = w.env.log_text();
     let conflicts = log
         .lines()
         .filter(|l| l.contains("part will be sent again") && l.contains("409"))
         .count();
     println!(
-        "figure: {}::sigkill on a slow server: bytes_received {:.3} × the file, {extra} beyond it (bound {in_flight}), {conflicts} conflicts met",
-        kind.name(),
-        received as f64 / size as f64
+        "figure: {}::sigkill on a slow server: {conflicts} conflicts met",
+        kind.name()
     );
     check(!log.contains("verification failed"), || {
         "a conflict was taken for a mismatch".into()
     })?;
-    check(extra <= in_flight + (64 << 10), || {
-        format!("the server received {extra} bytes beyond the file; bound {in_flight}")
-    })
+    resent_within_parts_in_flight(&w, "sigkill on a slow server", size, &row)
 }
 
 /// A request whose body takes several times the stall timeout to cross a slow link
 /// lands: only a body that stops moving counts as stalled. The body is several
 /// times what the socket buffers hold, so most of it moves at the link's pace.
 fn slow_body_lands(kind: Kind) -> Outcome {
-    // For a manual run of a slower link: DROPSHIP_SLOW_LINK_BPS, _BYTES, _STALL_S.
+    // For a manual run of a slower link: DROPSHIP_SLOW_LINK_BPS, _BYTES, _STALL_S,
+    // _ANSWER_S.
     let env = |name: &str, default: u64| -> u64 {
         std::env::var(name)
             .ok()
@@ -534,7 +527,8 @@ fn slow_body_lands(kind: Kind) -> Outcome {
         throttle_bps: bps,
         ..Settings::default()
     };
-    let upload = format!("stall_timeout = \"{stall}s\"\nanswer_timeout = \"30s\"");
+    let answer = env("DROPSHIP_SLOW_LINK_ANSWER_S", 30);
+    let upload = format!("stall_timeout = \"{stall}s\"\nanswer_timeout = \"{answer}s\"");
     let mut w = World::new(
         kind,
         Setup {
