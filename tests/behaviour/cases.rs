@@ -259,12 +259,7 @@ fn server_loses_the_session(kind: Kind) -> Outcome {
         session_ttl_s: Some(1),
         ..Default::default()
     });
-    wait_for(secs(30), "the daemon to notice", || {
-        w.env
-            .log_text()
-            .contains("beginning a new session")
-            .then_some(())
-    });
+    w.env.wait_log("beginning a new session", secs(30));
     w.faults(SettingsPatch {
         session_ttl_s: Some(604_800),
         ..Default::default()
@@ -578,12 +573,7 @@ fn stalled_server_is_detected(kind: Kind) -> Outcome {
         stall_rate: Some(1.0),
         ..Default::default()
     });
-    wait_for(secs(60), "a stall to be detected", || {
-        w.env
-            .log_text()
-            .contains("upload.stall_timeout")
-            .then_some(())
-    });
+    w.env.wait_log("upload.stall_timeout", secs(60));
     w.faults(SettingsPatch {
         stall_rate: Some(0.0),
         ..Default::default()

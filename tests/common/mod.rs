@@ -107,6 +107,13 @@ impl Env {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the daemon's log contains `needle`.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        wait_for(timeout, &format!("{needle:?} in the log"), || {
+            self.log_text().contains(needle).then_some(())
+        });
+    }
+
     /// `dropship status --json`.
     pub fn status(&self) -> Value {
         let out = Command::new(BIN)
