@@ -14,14 +14,16 @@
 //! The outbox folder itself may be a link (`/var/spool/outbox → /data/outbox`): it
 //! is what the configuration names.
 
+use std::fs::Metadata;
 use std::io;
 use std::path::{Component, Path};
 
-/// Why `path` may not be touched, or `None` if it is a regular file under `root`
-/// reached through real folders only. `NotFound` if a component is gone.
-pub fn outside(root: &Path, path: &Path) -> io::Result<Option<String>> {
+/// The metadata of `path` if it is a regular file under `root` reached through real
+/// folders only, else why it may not be touched. `NotFound` if a component is gone.
+/// (The file's own `lstat` is the last step, so callers need no other.)
+pub fn inside(root: &Path, path: &Path) -> io::Result<Result<Metadata, String>> {
     let Ok(rel) = path.strip_prefix(root) else {
-        return Ok(Some(format!(
+        return Ok(Err(format!(
             "{} is not under {}",
             path.display(),
             root.display()
@@ -31,25 +33,30 @@ pub fn outside(root: &Path, path: &Path) -> io::Result<Option<String>> {
     let mut components = rel.components().peekable();
     while let Some(c) = components.next() {
         let Component::Normal(name) = c else {
-            return Ok(Some(format!("{} is not a plain path", path.display())));
+            return Ok(Err(format!("{} is not a plain path", path.display())));
         };
         at.push(name);
         let meta = std::fs::symlink_metadata(&at)?;
-        let last = components.peek().is_none();
         if meta.file_type().is_symlink() {
-            return Ok(Some(format!(
+            return Ok(Err(format!(
                 "{} is a symbolic link; dropship never follows links out of the watched folder",
                 at.display()
             )));
         }
-        if !last && !meta.is_dir() {
-            return Ok(Some(format!("{} is not a folder", at.display())));
-        }
-        if last && !meta.is_file() {
-            return Ok(Some(format!("{} is not a regular file", at.display())));
+        if components.peek().is_some() {
+            if !meta.is_dir() {
+                return Ok(Err(format!("{} is not a folder", at.display())));
+            }
+        } else if meta.is_file() {
+            return Ok(Ok(meta));
+        } else {
+            return Ok(Err(format!("{} is not a regular file", at.display())));
         }
     }
-    Ok(None)
+    Ok(Err(format!(
+        "{} is the watched folder itself",
+        path.display()
+    )))
 }
 
 #[cfg(test)]
@@ -69,21 +76,20 @@ mod tests {
         std::os::unix::fs::symlink(root.join("real/a.txt"), root.join("a-link.txt"))
             .expect("symlink");
 
-        assert_eq!(
-            outside(&root, &root.join("real/a.txt")).expect("stat"),
-            None
-        );
-        let why = outside(&root, &root.join("link/b.txt")).expect("stat");
-        assert!(why.is_some_and(|w| w.contains("symbolic link")));
-        let why = outside(&root, &root.join("a-link.txt")).expect("stat");
-        assert!(why.is_some_and(|w| w.contains("symbolic link")));
-        assert!(outside(&root, &root.join("real")).expect("stat").is_some());
+        let meta = inside(&root, &root.join("real/a.txt")).expect("stat");
+        assert_eq!(meta.map(|m| m.len()), Ok(1));
+        let why = inside(&root, &root.join("link/b.txt")).expect("stat");
+        assert!(why.is_err_and(|w| w.contains("symbolic link")));
+        let why = inside(&root, &root.join("a-link.txt")).expect("stat");
+        assert!(why.is_err_and(|w| w.contains("symbolic link")));
+        assert!(inside(&root, &root.join("real")).expect("stat").is_err());
+        assert!(inside(&root, &root).expect("stat").is_err());
         assert!(
-            outside(&root, &elsewhere.join("b.txt"))
+            inside(&root, &elsewhere.join("b.txt"))
                 .expect("stat")
-                .is_some()
+                .is_err()
         );
-        let gone = outside(&root, &root.join("real/gone.txt")).expect_err("gone");
+        let gone = inside(&root, &root.join("real/gone.txt")).expect_err("gone");
         assert_eq!(gone.kind(), io::ErrorKind::NotFound);
     }
 
@@ -95,6 +101,6 @@ mod tests {
         std::fs::write(real.join("x"), b"x").expect("write");
         let root = dir.path().join("outbox");
         std::os::unix::fs::symlink(&real, &root).expect("symlink");
-        assert_eq!(outside(&root, &root.join("x")).expect("stat"), None);
+        assert!(inside(&root, &root.join("x")).expect("stat").is_ok());
     }
 }

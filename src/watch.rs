@@ -301,7 +301,7 @@ impl Watcher {
             .map(|(p, _)| p.clone())
             .collect();
         for path in due {
-            let fresh = regular_file(&path);
+            let fresh = self.confined_file(&path);
             let Some(c) = self.candidates.get_mut(&path) else {
                 continue;
             };
@@ -329,7 +329,7 @@ impl Watcher {
         if !self.wanted(path) {
             return Ok(());
         }
-        if let Some(id) = regular_file(path) {
+        if let Some(id) = self.confined_file(path) {
             self.record(path, id).await?;
         }
         Ok(())
@@ -425,12 +425,23 @@ impl Watcher {
         }
     }
 
-    async fn record(&self, path: &Path, id: Identity) -> Result<(), WatchError> {
-        // An event or a scan may name a path through a link swapped in meanwhile.
-        if let Ok(Some(why)) = confine::outside(&self.cfg.watch.path, path) {
-            debug!(path = %path.display(), %why, "not recorded");
-            return Ok(());
+    /// The identity of `path` if it is a regular file reached from the outbox without
+    /// crossing a link: an event may name a path through a link swapped in since.
+    fn confined_file(&self, path: &Path) -> Option<Identity> {
+        match confine::inside(&self.cfg.watch.path, path) {
+            Ok(Ok(meta)) => Some(Identity::of(&meta)),
+            Ok(Err(why)) => {
+                debug!(path = %path.display(), %why, "not recorded");
+                None
+            }
+            Err(_) => None, // gone
         }
+    }
+
+    /// Records a file found finished. Callers have checked that it is a regular file
+    /// reached without crossing a link (`confined_file`, or a walk, which never
+    /// enters one).
+    async fn record(&self, path: &Path, id: Identity) -> Result<(), WatchError> {
         let f = NewFile {
             path: path.to_path_buf(),
             key: self.cfg.remote_key(path),

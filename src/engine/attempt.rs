@@ -158,21 +158,14 @@ impl Attempt<'_> {
         let root = self.ctx.settings.root.clone();
         let path = self.row.path.clone();
         let expected = identity(self.row);
-        tokio::task::spawn_blocking(move || {
-            match confine::outside(&root, &path) {
-                Ok(None) => {}
-                Ok(Some(why)) => return Err(Stop::Refused(why)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Stop::Vanished),
-                Err(e) => return Err(Stop::LocalIo(e)),
-            }
-            match std::fs::symlink_metadata(&path) {
-                Ok(meta) => match Identity::of(&meta).change_from(&expected) {
-                    Some(why) => Err(Stop::Changed(why)),
-                    None => Ok(()),
-                },
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Stop::Vanished),
-                Err(e) => Err(Stop::LocalIo(e)),
-            }
+        tokio::task::spawn_blocking(move || match confine::inside(&root, &path) {
+            Ok(Ok(meta)) => match Identity::of(&meta).change_from(&expected) {
+                Some(why) => Err(Stop::Changed(why)),
+                None => Ok(()),
+            },
+            Ok(Err(why)) => Err(Stop::Refused(why)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Stop::Vanished),
+            Err(e) => Err(Stop::LocalIo(e)),
         })
         .await
         .map_err(|e| Stop::LocalIo(std::io::Error::other(e.to_string())))?

@@ -37,8 +37,14 @@ pub fn run(
     key: &str,
     verified: &Identity,
 ) -> io::Result<Post> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
+    let meta = match confine::inside(root, path) {
+        Ok(Ok(meta)) => meta,
+        // Reached through a link (swapped in since it was claimed): not ours to touch.
+        Ok(Err(why)) => {
+            return Ok(Post::Done(
+                (*after != After::Keep).then(|| format!("delivered; left in place: {why}")),
+            ));
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Ok(Post::Done(
                 (*after == After::Keep).then(|| "the local file is gone".to_string()),
@@ -53,12 +59,6 @@ pub fn run(
     }
     if *after == After::Keep {
         return Ok(Post::Done(None));
-    }
-    match confine::outside(root, path) {
-        Ok(None) => {}
-        Ok(Some(why)) => return Ok(Post::Done(Some(format!("delivered; left in place: {why}")))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Post::Done(None)),
-        Err(e) => return Err(e),
     }
     if let Some(who) = writers::holding(path)? {
         return Ok(Post::Postponed(format!(

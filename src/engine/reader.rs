@@ -106,11 +106,12 @@ pub fn spawn(
     rx
 }
 
-fn check(file: &File, expected: &Identity) -> Result<(), ReadError> {
-    let now = Identity::of(&file.metadata().map_err(ReadError::from_io)?);
-    match now.change_from(expected) {
+/// Fails if the open file is not the content that was enqueued; else its metadata.
+fn check(file: &File, expected: &Identity) -> Result<std::fs::Metadata, ReadError> {
+    let meta = file.metadata().map_err(ReadError::from_io)?;
+    match Identity::of(&meta).change_from(expected) {
         Some(why) => Err(ReadError::Changed(why)),
-        None => Ok(()),
+        None => Ok(meta),
     }
 }
 
@@ -161,8 +162,7 @@ fn read_pass(
     rt: &tokio::runtime::Handle,
 ) -> Result<(), ReadError> {
     let file = Arc::new(File::open(&plan.path).map_err(ReadError::from_io)?);
-    check(&file, &plan.identity)?;
-    let ctime = ctime_ns(&file)?;
+    let ctime = ctime_ns(&check(&file, &plan.identity)?);
     let mut whole = plan
         .object_digest
         .map(|k| Whole::start(k, plan.resume.as_ref(), plan.identity.size, ctime));
@@ -242,10 +242,9 @@ fn read_pass(
     Ok(())
 }
 
-fn ctime_ns(file: &File) -> Result<i64, ReadError> {
+fn ctime_ns(m: &std::fs::Metadata) -> i64 {
     use std::os::unix::fs::MetadataExt;
-    let m = file.metadata().map_err(ReadError::from_io)?;
-    Ok(m.ctime().saturating_mul(1_000_000_000) + m.ctime_nsec())
+    m.ctime().saturating_mul(1_000_000_000) + m.ctime_nsec()
 }
 
 /// Reads a part through `scratch` into the hashers, without buffering it.
@@ -422,7 +421,7 @@ mod tests {
         let (_d, path, data, identity) = setup(10_000);
         let mut h = Hasher::new(DigestKind::Sha256);
         h.update(&data[..4500]);
-        let ctime = ctime_ns(&File::open(&path).expect("open")).ok();
+        let ctime = Some(ctime_ns(&std::fs::metadata(&path).expect("meta")));
         // Another plan (a new session with another part size) than the checkpoint's.
         let pass = run(
             ReadPlan {
