@@ -23,7 +23,9 @@ pub struct Budget {
 
 /// Room for one buffer; given back when dropped.
 #[derive(Debug)]
-pub struct Reserved(#[allow(dead_code)] OwnedSemaphorePermit);
+pub struct Reserved {
+    _permit: OwnedSemaphorePermit,
+}
 
 impl Budget {
     pub fn new(bytes: u64) -> Budget {
@@ -52,7 +54,7 @@ impl Budget {
             .acquire_many_owned(units as u32)
             .await
             .ok()
-            .map(Reserved)
+            .map(|_permit| Reserved { _permit })
     }
 }
 
