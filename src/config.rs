@@ -75,6 +75,41 @@ pub struct UploadConfig {
     /// How each request is timed: no body byte moving for `stall`, or no answer
     /// `answer` after the body was sent, fails it (and it is retried).
     pub timeouts: Timeouts,
+    /// How a completed upload is checked before it counts as delivered.
+    pub verify: VerifyMode,
+    /// Random ranges read back by `verify = "sample"`, besides the first and last.
+    pub verify_samples: u32,
+    /// What to do when the service already holds an object of the file's name.
+    pub on_exists: OnExists,
+}
+
+/// `upload.verify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// The strongest check the backend offers: its digest of the stored object;
+    /// without one, `sample`; without ranged reads, `size`.
+    Auto,
+    /// The stored size only.
+    Size,
+    /// Size (and digest, where the service has one), and a few ranges of the stored
+    /// object read back and compared byte for byte with the file.
+    Sample,
+    /// Size, and the whole object downloaded and hashed.
+    Full,
+}
+
+/// `upload.on_exists`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnExists {
+    /// Replace it the service's way: a new version (Box), an update with `If-Match`
+    /// (Insights Hub), a replaced file (local).
+    Overwrite,
+    /// Leave both alone: the row is `done` with a note, the local file stays.
+    Skip,
+    /// The row is `failed` with the reason; the local file stays.
+    Fail,
 }
 
 /// What happens to the local file once its upload is verified.
@@ -196,6 +231,9 @@ struct RawUpload {
     verify_attempts: Spanned<u32>,
     stall_timeout: Spanned<HumanDuration>,
     answer_timeout: Spanned<HumanDuration>,
+    verify: Spanned<VerifyMode>,
+    verify_samples: Spanned<u32>,
+    on_exists: OnExists,
 }
 
 impl Default for RawUpload {
@@ -212,6 +250,9 @@ impl Default for RawUpload {
             verify_attempts: Spanned::new(0..0, 3),
             stall_timeout: Spanned::new(0..0, HumanDuration(Timeouts::default().stall)),
             answer_timeout: Spanned::new(0..0, HumanDuration(Timeouts::default().answer)),
+            verify: Spanned::new(0..0, VerifyMode::Auto),
+            verify_samples: Spanned::new(0..0, 4),
+            on_exists: OnExists::Overwrite,
         }
     }
 }
@@ -394,6 +435,26 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             ));
         }
     }
+    if *up.verify_samples.get_ref() > 1000 {
+        return Err(err(
+            up.verify_samples.span(),
+            "upload.verify_samples",
+            "must be at most 1000 (each is a 64 KiB read of the stored object)".into(),
+        ));
+    }
+    let verify = *up.verify.get_ref();
+    if matches!(verify, VerifyMode::Sample | VerifyMode::Full)
+        && !raw.backend.get_ref().reads_back()
+    {
+        return Err(err(
+            up.verify.span(),
+            "upload.verify",
+            format!(
+                "the {} backend cannot read stored objects back; use \"auto\" or \"size\"",
+                raw.backend.get_ref().kind()
+            ),
+        ));
+    }
     let after = match (up.after.get_ref(), &up.move_to) {
         (RawAfter::Keep, _) => After::Keep,
         (RawAfter::Delete, _) => After::Delete,
@@ -464,6 +525,9 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
                 stall: up.stall_timeout.get_ref().0,
                 answer: up.answer_timeout.get_ref().0,
             },
+            verify,
+            verify_samples: *up.verify_samples.get_ref(),
+            on_exists: up.on_exists,
         },
         daemon: DaemonConfig {
             shutdown_timeout: raw.daemon.shutdown_timeout.0,

@@ -91,7 +91,10 @@ fn take_lock(cfg: &Config) -> Result<File, DaemonError> {
 pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), DaemonError> {
     let _lock = take_lock(&cfg)?;
     let journal = JournalHandle::open(&cfg.journal.path).await?;
-    let backend = cfg.backend.build(cfg.upload.timeouts)?;
+    let backend = cfg.backend.build(crate::backend::BuildOptions {
+        timeouts: cfg.upload.timeouts,
+        part_size: cfg.upload.part_size,
+    })?;
     let cfg = Arc::new(cfg);
     let wake = Arc::new(Notify::new());
     let cancel = CancellationToken::new();

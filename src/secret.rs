@@ -39,6 +39,48 @@ pub enum SecretSource {
 }
 
 impl SecretSource {
+    /// The source configured by a backend's `token_file` / `token_env` pair:
+    /// exactly one of them. `service` names who needs it, for the message.
+    pub fn choose(
+        file: &Option<PathBuf>,
+        env: &Option<String>,
+        service: &str,
+    ) -> Result<SecretSource, (&'static str, String)> {
+        match (file, env) {
+            (Some(f), None) => Ok(SecretSource::File(f.clone())),
+            (None, Some(v)) => Ok(SecretSource::Env(v.clone())),
+            (Some(_), Some(_)) => Err((
+                "backend.token_file",
+                "give token_file or token_env, not both".into(),
+            )),
+            (None, None) => Err((
+                "backend.token_file",
+                format!("{service} needs an access token: set token_file or token_env"),
+            )),
+        }
+    }
+
+    /// Problems of the machine with that pair: the file unreadable, the variable
+    /// unset or empty. `(key, why)`.
+    pub fn check(
+        file: &Option<PathBuf>,
+        env: &Option<String>,
+        service: &str,
+    ) -> Vec<(&'static str, String)> {
+        match Self::choose(file, env, service).map(|s| s.load()) {
+            Ok(Ok(_)) => Vec::new(),
+            Ok(Err(e)) => vec![(
+                if file.is_some() {
+                    "backend.token_file"
+                } else {
+                    "backend.token_env"
+                },
+                e,
+            )],
+            Err(e) => vec![e],
+        }
+    }
+
     /// Reads the secret. The error names the source, never the value.
     pub fn load(&self) -> Result<Secret, String> {
         let raw = match self {

@@ -85,7 +85,7 @@ async fn completed_but_unrecorded(torn_cleanup: bool) -> Staged {
         .map(|p| (p.clone(), std::fs::read(&p).expect("receipt")))
         .collect();
     backend
-        .complete(&session, &spec, &receipts, &digests)
+        .complete(&session, &spec, &receipts, None, &digests)
         .await
         .expect("complete at the service");
     if torn_cleanup {
@@ -151,6 +151,9 @@ async fn resume(st: &Staged) -> dropship::journal::FileRow {
         verify_attempts: 2,
         bandwidth_limit: None,
         root: st.journal_path.parent().expect("folder").join("outbox"),
+        verify: dropship::config::VerifyMode::Auto,
+        verify_samples: 4,
+        on_exists: dropship::config::OnExists::Overwrite,
     };
     let engine = Engine::new(
         settings,

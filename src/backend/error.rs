@@ -13,6 +13,8 @@ pub enum Op {
     Complete,
     Abort,
     Stat,
+    /// Reading the stored object back for verification.
+    ReadBack,
 }
 
 impl fmt::Display for Op {
@@ -25,6 +27,7 @@ impl fmt::Display for Op {
             Op::Complete => "complete",
             Op::Abort => "abort",
             Op::Stat => "stat",
+            Op::ReadBack => "read_back",
         })
     }
 }

@@ -21,12 +21,13 @@ use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::{
-    Addressing, Backend, BackendError, Capabilities, FileDigests, FileSpec, Op, PartBody,
-    PartSizeRule, PartSpec, Progress, Receipt, RemoteObject, RemoteStat, Session,
+    Addressing, Backend, BackendError, Capabilities, FileDigests, FileSpec, FinalPart, Op,
+    PartBody, PartSizeRule, PartSpec, Progress, Receipt, RemoteObject, RemoteStat, Session,
 };
 use crate::digest::{DigestKind, Hasher};
 
@@ -199,6 +200,9 @@ impl Backend for LocalBackend {
             part_digest: None,
             object_digest: Some(DigestKind::Sha256),
             single_request_below: SINGLE_REQUEST_BELOW,
+            last_part_on_complete: false,
+            ranged_reads: true,
+            request_deadline: None,
         }
     }
 
@@ -335,6 +339,7 @@ impl Backend for LocalBackend {
         session: &Session,
         file: &FileSpec,
         parts: &[Receipt],
+        _last: Option<FinalPart>,
         _digests: &FileDigests,
     ) -> Result<RemoteObject, BackendError> {
         let op = Op::Complete;
@@ -409,6 +414,30 @@ impl Backend for LocalBackend {
         let path = self.destination(Op::Stat, key)?;
         blocking(Op::Stat, move || {
             hash_file(&path).map_err(io(Op::Stat, || format!("reading {}", path.display())))
+        })
+        .await
+    }
+
+    async fn read_range(
+        &self,
+        remote: &RemoteObject,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, BackendError> {
+        let op = Op::ReadBack;
+        let path = self.destination(op, &remote.key)?;
+        blocking(op, move || {
+            let file = std::fs::File::open(&path)
+                .map_err(io(op, || format!("opening {}", path.display())))?;
+            let size = file
+                .metadata()
+                .map_err(io(op, || format!("reading {}", path.display())))?
+                .len();
+            let len = len.min(size.saturating_sub(offset));
+            let mut buf = vec![0u8; len as usize];
+            file.read_exact_at(&mut buf, offset)
+                .map_err(io(op, || format!("reading {}", path.display())))?;
+            Ok(Bytes::from(buf))
         })
         .await
     }
@@ -541,14 +570,20 @@ mod tests {
         // Not visible before complete, and complete refuses a gap.
         assert!(!root.path().join("a/b c.bin").exists());
         let gap = b
-            .complete(&s, &f, &[r0.clone(), r1.clone()], &FileDigests::default())
+            .complete(
+                &s,
+                &f,
+                &[r0.clone(), r1.clone()],
+                None,
+                &FileDigests::default(),
+            )
             .await;
         assert!(matches!(gap, Err(BackendError::Conflict { .. })), "{gap:?}");
         let r2 = b
             .put_part(&s, &p2, body(&content[8192..]))
             .await
             .expect("p2");
-        b.complete(&s, &f, &[r0, r1, r2], &FileDigests::default())
+        b.complete(&s, &f, &[r0, r1, r2], None, &FileDigests::default())
             .await
             .expect("complete");
         assert_eq!(

@@ -7,18 +7,22 @@
 //! `RemoteObject` are plain serde data so that the journal can store them and a
 //! restarted daemon can hand them back.
 
+pub mod bearer;
 mod body;
 pub mod box_api;
 mod error;
 pub mod http;
+pub mod insights_hub;
 pub mod local;
 mod progress;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 pub use body::{FileRange, Meter, PartBody, Source};
@@ -62,6 +66,15 @@ pub struct Capabilities {
     pub object_digest: Option<DigestKind>,
     /// Files smaller than this go in one request (`put_single`) without a session.
     pub single_request_below: u64,
+    /// The last part's bytes ride on `complete` (Insights Hub's `upload=complete`):
+    /// it is never sent with `put_part` and never taken as held from a listing.
+    pub last_part_on_complete: bool,
+    /// `read_range` works: verification can sample or download the stored object.
+    pub ranged_reads: bool,
+    /// Longest one request may take before the service gives up on it (a gateway
+    /// timeout); the engine warns when a part at the bandwidth limit would take
+    /// longer.
+    pub request_deadline: Option<Duration>,
 }
 
 /// The file being uploaded, as the backend sees it.
@@ -146,6 +159,13 @@ impl RemoteObject {
     }
 }
 
+/// The last part, handed to `complete` under [`Capabilities::last_part_on_complete`].
+#[derive(Debug)]
+pub struct FinalPart {
+    pub spec: PartSpec,
+    pub body: PartBody,
+}
+
 /// What the service says it stores, for verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteStat {
@@ -199,12 +219,22 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// The parts the server holds, or `Ok(None)` when the service cannot say.
     async fn held_parts(&self, session: &Session) -> Result<Option<Vec<Receipt>>, BackendError>;
 
-    /// Finishes the session; `parts` are ordered by index and cover the file.
+    /// Finishes the session.
+    /// # Behavior
+    /// - `parts` are ordered by index; with `last` they cover the file.
+    /// - `last` is `Some` exactly under [`Capabilities::last_part_on_complete`]: the
+    ///   last part's bytes, which this request carries.
+    /// - May be called again for a session it already completed, or whose completion
+    ///   the service still works on (an answer lost, a crash, a `Retry`): a service
+    ///   with an asynchronous join finds out where the join stands and polls it
+    ///   (bounded), rather than starting it over. A completed session may answer
+    ///   `SessionGone`: the engine then checks whether the object is there.
     async fn complete(
         &self,
         session: &Session,
         file: &FileSpec,
         parts: &[Receipt],
+        last: Option<FinalPart>,
         digests: &FileDigests,
     ) -> Result<RemoteObject, BackendError>;
 
@@ -218,6 +248,34 @@ pub trait Backend: Send + Sync + fmt::Debug {
         key: &str,
         known: Option<&RemoteObject>,
     ) -> Result<Option<RemoteStat>, BackendError>;
+
+    /// The digest `stat` must report for the object: by default the whole-file
+    /// digest of the read pass. A service whose object checksum is built from its
+    /// parts' (S3's checksum of checksums) computes it from the receipts.
+    fn expected_digest(&self, digests: &FileDigests, parts: &[Receipt]) -> Option<Digest> {
+        let _ = parts;
+        digests.object.clone()
+    }
+
+    /// `len` bytes of the stored object from `offset`, for verification that reads
+    /// the object back.
+    /// # Behavior
+    /// - Only called under [`Capabilities::ranged_reads`].
+    /// - Fewer bytes than asked (the object is shorter) is not an error here: the
+    ///   caller compares.
+    async fn read_range(
+        &self,
+        remote: &RemoteObject,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, BackendError> {
+        let _ = (remote, offset, len);
+        Err(BackendError::Fatal {
+            op: Op::ReadBack,
+            status: None,
+            detail: format!("{} cannot read stored objects back", self.name()),
+        })
+    }
 
     /// Re-reads the credential from its source; `true` when it differs from the one
     /// in use (which it then replaces).
@@ -252,6 +310,26 @@ pub trait Backend: Send + Sync + fmt::Debug {
 pub enum BackendConfig {
     Local(local::LocalConfig),
     Box(box_api::BoxConfig),
+    InsightsHub(insights_hub::InsightsHubConfig),
+}
+
+/// What building a backend needs besides its own section.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildOptions {
+    /// How its requests are timed.
+    pub timeouts: Timeouts,
+    /// `upload.part_size`: a backend that sends files up to one part in one request
+    /// sets its single-request threshold from it.
+    pub part_size: u64,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            timeouts: Timeouts::default(),
+            part_size: 8 << 20,
+        }
+    }
 }
 
 impl BackendConfig {
@@ -262,6 +340,7 @@ impl BackendConfig {
                 path: resolve(&c.path),
             }),
             BackendConfig::Box(c) => BackendConfig::Box(c.resolved(resolve)),
+            BackendConfig::InsightsHub(c) => BackendConfig::InsightsHub(c.resolved(resolve)),
         }
     }
 
@@ -269,7 +348,7 @@ impl BackendConfig {
     pub fn local_root(&self) -> Option<&Path> {
         match self {
             BackendConfig::Local(c) => Some(&c.path),
-            BackendConfig::Box(_) => None,
+            BackendConfig::Box(_) | BackendConfig::InsightsHub(_) => None,
         }
     }
 
@@ -278,6 +357,7 @@ impl BackendConfig {
         match self {
             BackendConfig::Local(_) => Ok(()),
             BackendConfig::Box(c) => c.validate(),
+            BackendConfig::InsightsHub(c) => c.validate(),
         }
     }
 
@@ -287,14 +367,29 @@ impl BackendConfig {
             // The destination folder is created on start.
             BackendConfig::Local(_) => Vec::new(),
             BackendConfig::Box(c) => c.check_environment(),
+            BackendConfig::InsightsHub(c) => c.check_environment(),
         }
     }
 
-    /// Builds the backend; `timeouts` time its requests (see [`Timeouts`]).
-    pub fn build(&self, timeouts: Timeouts) -> Result<Arc<dyn Backend>, BackendError> {
+    /// Builds the backend.
+    pub fn build(&self, opts: BuildOptions) -> Result<Arc<dyn Backend>, BackendError> {
         match self {
             BackendConfig::Local(c) => Ok(Arc::new(local::LocalBackend::new(&c.path)?)),
-            BackendConfig::Box(c) => Ok(Arc::new(box_api::BoxBackend::new(c, timeouts)?)),
+            BackendConfig::Box(c) => Ok(Arc::new(box_api::BoxBackend::new(c, opts.timeouts)?)),
+            BackendConfig::InsightsHub(c) => Ok(Arc::new(insights_hub::InsightsHubBackend::new(
+                c,
+                opts.timeouts,
+                opts.part_size,
+            )?)),
+        }
+    }
+
+    /// Whether the backend can read stored objects back (`upload.verify = "sample"`
+    /// and `"full"` need it); the same as its [`Capabilities::ranged_reads`].
+    pub fn reads_back(&self) -> bool {
+        match self {
+            BackendConfig::Local(_) | BackendConfig::InsightsHub(_) => true,
+            BackendConfig::Box(_) => false,
         }
     }
 
@@ -302,6 +397,7 @@ impl BackendConfig {
         match self {
             BackendConfig::Local(_) => "local",
             BackendConfig::Box(_) => "box",
+            BackendConfig::InsightsHub(_) => "insights-hub",
         }
     }
 }

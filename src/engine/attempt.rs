@@ -26,12 +26,15 @@ use super::gate::{Ticket, Verdict};
 use super::outcome::{self, Stop};
 use super::post::Post;
 use super::reader::{self, ReadItem, ReadPlan};
+use super::verify::{self, Check};
 use super::{Ctx, plan, pump};
 use crate::backend::{
-    BackendError, FileDigests, FileSpec, Meter, Op, PartBody, Receipt, RemoteObject, RemoteStat,
-    Session, Source,
+    BackendError, FileDigests, FileSpec, FinalPart, Meter, Op, PartBody, Receipt, RemoteObject,
+    RemoteStat, Session, Source,
 };
+use crate::config::OnExists;
 use crate::confine;
+use crate::digest::Digest;
 use crate::identity::Identity;
 use crate::journal::{FileId, FileRow, PartRow, PartState};
 
@@ -110,7 +113,7 @@ impl Attempt<'_> {
             identity: identity(self.row),
             parts,
             part_digest: self.ctx.caps.part_digest,
-            object_digest: self.ctx.caps.object_digest,
+            object_digest: self.ctx.check.whole_digest(&self.ctx.caps),
             resume: self.row.hash_state.clone(),
         }
     }
@@ -142,6 +145,9 @@ impl Attempt<'_> {
             }
             _ => {
                 self.check_local().await?;
+                if row.session.is_none() && !row.clash_checked && !self.name_is_free(&file).await? {
+                    return Ok(()); // skipped: the service holds the name
+                }
                 if row.session.is_none() && row.size < ctx.caps.single_request_below {
                     self.single(&file).await?
                 } else {
@@ -150,6 +156,33 @@ impl Attempt<'_> {
             }
         };
         self.verify_and_finish(&remote, &digests).await
+    }
+
+    /// `upload.on_exists` before the first request that could create the object:
+    /// `false` when the name is taken and the file was skipped (the row is `done`).
+    /// With "overwrite" nothing is asked: the backend replaces the service's way.
+    async fn name_is_free(&self, file: &FileSpec) -> Result<bool, Stop> {
+        let ctx = self.ctx;
+        let id = self.row.id;
+        let policy = ctx.settings.on_exists;
+        if policy != OnExists::Overwrite
+            && let Some(st) = ctx.backend.stat(&file.key, None).await?
+        {
+            let held = format!("the service already holds {} ({} bytes)", file.key, st.size);
+            if policy == OnExists::Fail {
+                return Err(Stop::Refused(format!(
+                    "{held}; upload.on_exists = \"fail\""
+                )));
+            }
+            let note = format!("not uploaded: {held}; upload.on_exists = \"skip\"");
+            info!("{note}");
+            ctx.journal
+                .call(move |j| j.skip_existing(id, &note))
+                .await?;
+            return Ok(false);
+        }
+        ctx.journal.call(move |j| j.clash_checked(id)).await?;
+        Ok(true)
     }
 
     /// Fails fast if the file changed while it waited in the queue, or is reached
@@ -263,13 +296,32 @@ impl Attempt<'_> {
         file: &FileSpec,
         digests: &FileDigests,
     ) -> Result<Option<RemoteObject>, Stop> {
+        let expected = self.expected_digest(digests).await?;
         match self.ctx.backend.stat(&file.key, None).await? {
-            Some(st) if stat_matches(self.ctx, file.size, digests, &st).is_ok() => {
+            Some(st) if stat_matches(self.ctx, file.size, expected.as_ref(), &st).is_ok() => {
                 info!("the service already holds this content");
                 Ok(Some(RemoteObject::at(&file.key)))
             }
             _ => Ok(None),
         }
+    }
+
+    /// The digest the service must report for the object (see
+    /// `Backend::expected_digest`), from the read pass and the parts' receipts.
+    async fn expected_digest(&self, digests: &FileDigests) -> Result<Option<Digest>, Stop> {
+        let ctx = self.ctx;
+        if !ctx.check.compares_digest(&ctx.caps) {
+            return Ok(None);
+        }
+        let id = self.row.id;
+        let receipts: Vec<Receipt> = ctx
+            .journal
+            .call(move |j| j.parts(id))
+            .await?
+            .into_iter()
+            .filter_map(|p| p.receipt)
+            .collect();
+        Ok(ctx.backend.expected_digest(digests, &receipts))
     }
 
     /// A file in parts through an upload session.
@@ -299,28 +351,66 @@ impl Attempt<'_> {
         };
         let parts = ctx.journal.call(move |j| j.parts(id)).await?;
         let all_held = parts.iter().all(|p| p.state == PartState::Uploaded);
-        let digests = match (&row.digests, all_held) {
+        let (digests, carried) = match (&row.digests, all_held) {
             // Everything was sent and hashed before a restart: no need to read again.
-            (Some(d), true) => d.clone(),
+            (Some(d), true) => (d.clone(), None),
             _ => pump::send_parts(self, &session, parts).await?,
+        };
+        // The last part's bytes ride on the completion: it starts (with the hash
+        // checkpoint past it) while the file is still `uploading`.
+        let carried = match carried {
+            Some(c) => {
+                let (index, cp) = (c.spec.index, c.checkpoint.clone());
+                ctx.journal
+                    .call(move |j| j.part_start(id, index, cp.as_ref()))
+                    .await?;
+                Some(c)
+            }
+            None => None,
         };
         let d = digests.clone();
         ctx.journal.call(move |j| j.to_completing(id, &d)).await?;
+        let carried_index = carried.as_ref().map(|c| c.spec.index);
         let receipts: Vec<Receipt> = ctx
             .journal
             .call(move |j| j.parts(id))
             .await?
             .into_iter()
+            .filter(|p| Some(p.index) != carried_index)
             .map(|p| {
                 p.receipt
                     .ok_or_else(|| Stop::Mismatch(format!("part {} has no receipt", p.index)))
             })
             .collect::<Result<_, _>>()?;
-        let remote = match ctx
+        let meter = Meter::new(ctx.limiter.clone());
+        let (last, last_receipt) = match &carried {
+            Some(c) => (
+                Some(FinalPart {
+                    spec: c.spec.clone(),
+                    body: PartBody::from_source(c.source.clone(), meter.clone()),
+                }),
+                Some(Receipt {
+                    index: c.spec.index,
+                    offset: c.spec.offset,
+                    length: c.spec.length,
+                    digest: c.spec.digest.clone(),
+                    extra: serde_json::Value::Null,
+                }),
+            ),
+            None => (None, None),
+        };
+        let completed = ctx
             .backend
-            .complete(&session, file, &receipts, &digests)
-            .await
-        {
+            .complete(&session, file, &receipts, last, &digests)
+            .await;
+        if let (Err(_), Some(c)) = (&completed, &carried) {
+            let (index, unsent) = (c.spec.index, c.spec.length.saturating_sub(meter.sent()));
+            ctx.journal
+                .call(move |j| j.part_failed(id, index, unsent))
+                .await?;
+        }
+        drop(carried);
+        let remote = match completed {
             Ok(r) => r,
             // A completion whose answer was lost closes the session: if the object is
             // there with the right content, the completion did happen.
@@ -334,7 +424,7 @@ impl Attempt<'_> {
         };
         let (r, d) = (remote.clone(), digests.clone());
         ctx.journal
-            .call(move |j| j.to_verifying(id, &r, &d, None))
+            .call(move |j| j.to_verifying(id, &r, &d, last_receipt.as_ref()))
             .await?;
         Ok((remote, digests))
     }
@@ -360,6 +450,10 @@ impl Attempt<'_> {
                 }
             };
         let cut = plan::cut(file.size, part_size);
+        // Kept with the session: a backend that lists held parts by number alone
+        // (Insights Hub) maps them back to byte ranges with it.
+        let mut session = session;
+        session.part_size.get_or_insert(part_size);
         let s = session.clone();
         let recorded = ctx
             .journal
@@ -385,12 +479,20 @@ impl Attempt<'_> {
         };
         let id = self.row.id;
         let parts = ctx.journal.call(move |j| j.parts(id)).await?;
+        // A last part that rides on the completion is sent with it, whatever a
+        // listing says.
+        let carried = ctx
+            .caps
+            .last_part_on_complete
+            .then(|| parts.last().map(|p| p.index))
+            .flatten();
         let mut gained = 0;
         let mut lost = 0;
         for p in parts {
             let h = held
                 .iter()
                 .find(|r| r.index == p.index && r.offset == p.offset && r.length == p.length)
+                .filter(|_| Some(p.index) != carried)
                 .cloned();
             match (p.state, h) {
                 (PartState::Pending, Some(r)) => {
@@ -429,8 +531,16 @@ impl Attempt<'_> {
                 remote.key
             )));
         };
-        stat_matches(ctx, row.size, digests, &stat).map_err(Stop::Mismatch)?;
-        debug!("verified");
+        let expected = self.expected_digest(digests).await?;
+        stat_matches(ctx, row.size, expected.as_ref(), &stat).map_err(Stop::Mismatch)?;
+        let read_back = match ctx.check {
+            Check::Sample(n) => {
+                verify::sample(ctx, remote, row.path.clone(), identity(row), n).await?
+            }
+            Check::Full => verify::full(ctx, remote, row.size, digests.object.as_ref()).await?,
+            Check::Size | Check::Digest => 0,
+        };
+        debug!(check = ?ctx.check, read_back, "verified");
         // The upload is verified; the post-action must not be cut in half by shutdown,
         // and it is quick: it runs to its end on a blocking thread.
         let after = ctx.settings.after.clone();
@@ -460,11 +570,12 @@ impl Attempt<'_> {
     }
 }
 
-/// Compares what the service stores with what was read from disk.
+/// Compares what the service stores with what was read from disk: the size, and
+/// the service's digest where verification uses it.
 fn stat_matches(
     ctx: &Ctx,
     size: u64,
-    digests: &FileDigests,
+    expected: Option<&Digest>,
     st: &RemoteStat,
 ) -> Result<(), String> {
     if st.size != size {
@@ -473,10 +584,10 @@ fn stat_matches(
             st.size
         ));
     }
-    if ctx.caps.object_digest.is_none() {
-        return Ok(()); // a size-only service: nothing more to compare
+    if !ctx.check.compares_digest(&ctx.caps) {
+        return Ok(()); // size only, or content compared by reading back
     }
-    match (&st.digest, &digests.object) {
+    match (&st.digest, expected) {
         (Some(theirs), Some(ours)) if theirs.matches(ours) => Ok(()),
         (Some(theirs), Some(ours)) => Err(format!(
             "the service stores {theirs}, the file read as {ours}"

@@ -12,7 +12,8 @@
 //!
 //! Rooms: `attempt` (one file's way), `pump` (its parts in flight), `outcome` (what a
 //! stop does to the row), `reader` (the read pass), `budget` (memory), `post` and
-//! `writers` (the post-action), `plan` (part sizes), `backoff`.
+//! `writers` (the post-action), `verify` (the check of a completed upload), `plan`
+//! (part sizes), `backoff`.
 
 mod attempt;
 mod backoff;
@@ -23,6 +24,7 @@ mod plan;
 mod post;
 mod pump;
 mod reader;
+mod verify;
 mod writers;
 
 use std::path::PathBuf;
@@ -39,7 +41,7 @@ pub use budget::Budget;
 
 use self::gate::{Change, Gate};
 use crate::backend::{Backend, Capabilities};
-use crate::config::{After, Config};
+use crate::config::{After, Config, OnExists, VerifyMode};
 use crate::journal::{BACKEND_TOPIC, JournalError, JournalHandle, now_ms};
 use crate::throttle::RateLimiter;
 
@@ -59,6 +61,9 @@ pub struct EngineSettings {
     /// The watched folder: files are sent and post-actioned only if reached from it
     /// without crossing a symbolic link.
     pub root: PathBuf,
+    pub verify: VerifyMode,
+    pub verify_samples: u32,
+    pub on_exists: OnExists,
 }
 
 impl EngineSettings {
@@ -76,6 +81,9 @@ impl EngineSettings {
             verify_attempts: u.verify_attempts,
             bandwidth_limit: u.bandwidth_limit,
             root: cfg.watch.path.clone(),
+            verify: u.verify,
+            verify_samples: u.verify_samples,
+            on_exists: u.on_exists,
         }
     }
 
@@ -92,6 +100,8 @@ struct Ctx {
     journal: JournalHandle,
     backend: Arc<dyn Backend>,
     caps: Capabilities,
+    /// What verification checks, resolved once from `upload.verify` and `caps`.
+    check: verify::Check,
     settings: EngineSettings,
     /// One budget for all uploads (`bandwidth_limit`).
     limiter: Option<Arc<RateLimiter>>,
@@ -127,6 +137,10 @@ impl Engine {
         wake: Arc<Notify>,
     ) -> Engine {
         let caps = backend.capabilities();
+        let check = verify::Check::resolve(settings.verify, settings.verify_samples, &caps);
+        if let Some(why) = plan::deadline_warning(&caps, &settings) {
+            warn!("{why}");
+        }
         let limiter = settings
             .bandwidth_limit
             .map(|bps| Arc::new(RateLimiter::new(bps)));
@@ -136,6 +150,7 @@ impl Engine {
                 journal,
                 backend,
                 caps,
+                check,
                 settings,
                 limiter,
                 budget,

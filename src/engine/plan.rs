@@ -2,6 +2,8 @@
 
 use crate::backend::{Capabilities, PartSizeRule, Session};
 
+use super::EngineSettings;
+
 /// The part size to use for a file of `size` bytes.
 pub fn part_size(
     caps: &Capabilities,
@@ -33,6 +35,35 @@ pub fn part_size(
     }
 }
 
+/// A warning when a part sent at the bandwidth limit would outlast the longest
+/// request the service allows (Insights Hub's gateway gives up after 60 s): every
+/// such part would fail, be retried and fail again. The limit is shared, so a part
+/// gets its share when every worker has every part in flight.
+pub fn deadline_warning(caps: &Capabilities, s: &EngineSettings) -> Option<String> {
+    let deadline = caps.request_deadline?;
+    let bps = s.bandwidth_limit?;
+    let in_flight = if caps.parallel_parts {
+        s.parts_in_flight
+    } else {
+        1
+    };
+    let sharing = (s.workers * in_flight).max(1) as u64;
+    let part = match caps.part_size {
+        PartSizeRule::Chosen { min, max } => s.part_size.clamp(min, max),
+        PartSizeRule::SetByServer => return None,
+    };
+    let secs = part as f64 * sharing as f64 / bps as f64;
+    (secs > deadline.as_secs_f64()).then(|| {
+        format!(
+            "a part of {part} bytes takes {secs:.0} s at an equal share of upload.bandwidth_limit \
+             ({bps} B/s over {sharing} parts in flight), longer than the {} s the service \
+             allows one request: lower upload.part_size, upload.parts_in_flight or \
+             upload.workers, or raise upload.bandwidth_limit",
+            deadline.as_secs()
+        )
+    })
+}
+
 /// `(offset, length)` of each part; an empty file has none.
 pub fn cut(size: u64, part_size: u64) -> Vec<(u64, u64)> {
     let ps = part_size.max(1);
@@ -59,6 +90,9 @@ mod tests {
             part_digest: None,
             object_digest: None,
             single_request_below: 0,
+            last_part_on_complete: false,
+            ranged_reads: false,
+            request_deadline: None,
         }
     }
 

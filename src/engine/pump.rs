@@ -10,6 +10,11 @@
 //!   takes the held part (same digest), stops with a real mismatch (another digest),
 //!   or sends the part again. A conflict never throws the session away.
 //!
+//! Under [`Capabilities::last_part_on_complete`](crate::backend::Capabilities) the
+//! last part is not sent here: the read pass hands it over like any other, and it
+//! is kept, with its buffer and its hash checkpoint, for the completion request to
+//! carry once every other part is acknowledged.
+//!
 //! Only after [`PART_TRIES`] failures of one part in a row does the attempt give up,
 //! and the file as a whole backs off (session, parts and hash kept). Errors that are
 //! not about one part (session gone, credentials refused, a refusal) stop
@@ -30,7 +35,7 @@ use super::reader::{self, Held, ReadItem};
 use crate::backend::{
     BackendError, FileDigests, Meter, Op, PartBody, PartSpec, Receipt, Session, Source,
 };
-use crate::digest::Digest;
+use crate::digest::{Digest, HashCheckpoint};
 use crate::journal::PartRow;
 
 /// Failures in a row of one part within one attempt before the attempt gives up.
@@ -43,6 +48,16 @@ struct Part {
     /// Its slot and memory, given back when the part is acknowledged or dropped.
     _held: Held,
     failures: u32,
+}
+
+/// The last part, read and kept for the completion request to carry.
+pub(super) struct Carried {
+    pub spec: PartSpec,
+    pub source: Source,
+    /// Where the whole-file hash stands after it, saved when it is sent.
+    pub checkpoint: Option<HashCheckpoint>,
+    /// Its slot and memory, until the completion ends.
+    pub _held: Held,
 }
 
 /// A part whose request ended.
@@ -67,17 +82,21 @@ struct Pump<'a> {
     /// `(offset, length, digest of the stored part)` by index.
     plan: HashMap<u32, (u64, u64, Option<Digest>)>,
     last_index: u32,
+    /// The last part rides on `complete` (kept in `carried`).
+    carry_last: bool,
+    carried: Option<Carried>,
     tasks: JoinSet<Ended>,
     waiting: Vec<Waiting>,
 }
 
 /// The read pass and the parts in flight, until every part is acknowledged.
-/// Returns the whole-file digests of the pass.
+/// Returns the whole-file digests of the pass, and the last part when the
+/// completion request is to carry it.
 pub(super) async fn send_parts(
     at: &Attempt<'_>,
     session: &Session,
     parts: Vec<PartRow>,
-) -> Result<FileDigests, Stop> {
+) -> Result<(FileDigests, Option<Carried>), Stop> {
     let ctx = at.ctx;
     let in_flight = if ctx.caps.parallel_parts {
         ctx.settings.parts_in_flight
@@ -99,6 +118,8 @@ pub(super) async fn send_parts(
         session,
         plan,
         last_index,
+        carry_last: ctx.caps.last_part_on_complete,
+        carried: None,
         tasks: JoinSet::new(),
         waiting: Vec::new(),
     };
@@ -138,6 +159,13 @@ pub(super) async fn send_parts(
                     continue;
                 };
                 let outcome = match item {
+                    Ok(ReadItem::Send { index, source, digest, checkpoint, held })
+                        if pump.carry_last && index == pump.last_index =>
+                    {
+                        let Part { spec, source, _held, .. } = pump.part(index, source, digest, held);
+                        pump.carried = Some(Carried { spec, source, checkpoint, _held });
+                        Ok(())
+                    }
                     Ok(ReadItem::Send { index, source, digest, checkpoint, held }) => {
                         let id = at.row.id;
                         match ctx.journal.call(move |j| j.part_start(id, index, checkpoint.as_ref())).await {
@@ -170,7 +198,9 @@ pub(super) async fn send_parts(
     if let Some(s) = stop {
         return Err(s);
     }
-    digests.ok_or_else(|| Stop::LocalIo(std::io::Error::other("the read pass ended early")))
+    let digests =
+        digests.ok_or_else(|| Stop::LocalIo(std::io::Error::other("the read pass ended early")))?;
+    Ok((digests, pump.carried))
 }
 
 impl Pump<'_> {

@@ -320,23 +320,26 @@ impl Journal {
     }
 
     /// `uploading | completing → verifying`, with the object the service returned.
-    /// A single-request upload passes the receipt of its one part, recorded in the
-    /// same transaction (a crash between the two would strand the row).
+    /// A part whose bytes rode on the finishing request (a single-request upload's
+    /// one part, a last part carried by `complete`) passes its receipt, recorded in
+    /// the same transaction (a crash between the two would strand the row).
     pub fn to_verifying(
         &mut self,
         id: FileId,
         remote: &RemoteObject,
         digests: &FileDigests,
-        single: Option<&Receipt>,
+        carried: Option<&Receipt>,
     ) -> Result<()> {
         let remote = to_json(remote)?;
         let digests = to_json(digests)?;
-        let receipt = single.map(to_json).transpose()?;
+        let receipt = carried
+            .map(|r| to_json(r).map(|j| (r.index, j)))
+            .transpose()?;
         let tx = self.conn.transaction()?;
-        if let Some(receipt) = receipt {
+        if let Some((index, receipt)) = receipt {
             tx.execute(
-                "UPDATE parts SET state = 'uploaded', receipt = ?2 WHERE file_id = ?1 AND idx = 0",
-                params![id, receipt],
+                "UPDATE parts SET state = 'uploaded', receipt = ?3 WHERE file_id = ?1 AND idx = ?2",
+                params![id, index, receipt],
             )?;
         }
         let n = tx.execute(
@@ -356,6 +359,28 @@ impl Journal {
     /// (a verification cut short by a failure or a restart).
     pub fn resume_verifying(&mut self, id: FileId) -> Result<()> {
         self.transition(id, &[FileState::Uploading], FileState::Verifying, "", &[])
+    }
+
+    /// The name clash check of `upload.on_exists` found the name free (or the
+    /// policy lets the upload go on): later attempts do not check again.
+    pub fn clash_checked(&mut self, id: FileId) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET clash_checked = 1, updated_at = ?2 WHERE id = ?1",
+            params![id, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// `uploading → done` without an upload: the service already holds the name and
+    /// `upload.on_exists = "skip"`. `note` says so in `status`.
+    pub fn skip_existing(&mut self, id: FileId, note: &str) -> Result<()> {
+        self.transition(
+            id,
+            &[FileState::Uploading],
+            FileState::Done,
+            "last_error = ?4, failures = 0, clash_checked = 1",
+            &[&note],
+        )
     }
 
     /// `verifying → done`. `note` is kept in `last_error` (e.g. why the post-action

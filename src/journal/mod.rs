@@ -48,6 +48,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_resume_state_and_notices",
         include_str!("../../migrations/0002_resume_state_and_notices.sql"),
     ),
+    (
+        "0003_name_clash_check",
+        include_str!("../../migrations/0003_name_clash_check.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
@@ -160,6 +164,8 @@ pub struct FileRow {
     pub remote: Option<RemoteObject>,
     /// Where the whole-file hash of the read pass stands (see `HashCheckpoint`).
     pub hash_state: Option<HashCheckpoint>,
+    /// The name clash check of `upload.on_exists` was done (see `clash_checked`).
+    pub clash_checked: bool,
 }
 
 /// One part's row.
@@ -453,7 +459,7 @@ const ACTIVE_SQL: &str = "'queued','uploading','completing','verifying','retryin
 
 const FILE_COLUMNS: &str = "id, path, key, size, mtime_ns, inode, state, session, part_size,
     attempts, failures, verify_failures, next_attempt_at, last_error, bytes_sent, digests, remote,
-    hash_state";
+    hash_state, clash_checked";
 
 fn read_file_row(r: &Row<'_>) -> Result<FileRow> {
     let id: FileId = r.get(0)?;
@@ -490,6 +496,7 @@ fn read_file_row(r: &Row<'_>) -> Result<FileRow> {
         // A checkpoint that does not parse only costs a re-read: drop it, never fail
         // the row for it.
         hash_state: json(17)?.and_then(|t| serde_json::from_str(&t).ok()),
+        clash_checked: r.get(18)?,
     })
 }
 

@@ -10,7 +10,8 @@ use std::str::FromStr;
 ///
 /// ```text
 /// queued ─► uploading ─► completing ─► verifying ─► done
-///              │  ▲           │             │
+///              │  ▲ └─────────── (name exists, skipped) ───────┘
+///              │  │           │             │
 ///              ▼  │           ▼             ▼
 ///           retrying ◄────────┴─────────────┘      failed ◄─ (any active)
 ///                                                  superseded ◄─ (any active)
@@ -83,6 +84,7 @@ impl FileState {
                 | (Uploading, Verifying)            // a single-request upload finished
                 | (Completing, Verifying)           // the service accepted completion
                 | (Verifying, Done)                 // sizes and digests agree
+                | (Uploading, Done)                 // skipped: the name exists (upload.on_exists)
                 | (Uploading | Completing | Verifying, Retrying) // temporary failure, or verify mismatch
                 | (Uploading | Completing | Verifying, Queued)   // shutdown checkpoint, crash recovery
                 | (Queued | Uploading | Completing | Verifying | Retrying, Failed)
@@ -183,6 +185,7 @@ mod tests {
             (Uploading, Verifying),
             (Completing, Verifying),
             (Verifying, Done),
+            (Uploading, Done),
             (Failed, Queued),
             (Failed, Superseded),
         ];

@@ -28,13 +28,13 @@ use tracing::info;
 
 use self::classify::classify;
 use self::client::{
-    Answer, BoxClient, BoxFile, Endpoints, Entries, Item, PartAnswer, PartList, UploadPart,
-    UploadSession,
+    Answer, BearerClient, BoxFile, Endpoints, Entries, Item, PartAnswer, PartList, UploadPart,
+    UploadSession, conflict,
 };
 use super::http::{check_base_url, same_origin};
 use super::{
-    Addressing, Backend, BackendError, Capabilities, FileDigests, FileSpec, Op, PartBody,
-    PartSizeRule, PartSpec, Receipt, RemoteObject, RemoteStat, Session, Timeouts,
+    Addressing, Backend, BackendError, Capabilities, FileDigests, FileSpec, FinalPart, Op,
+    PartBody, PartSizeRule, PartSpec, Receipt, RemoteObject, RemoteStat, Session, Timeouts,
 };
 use crate::digest::{Digest, DigestKind};
 use crate::secret::SecretSource;
@@ -93,18 +93,7 @@ impl BoxConfig {
     }
 
     pub fn secret_source(&self) -> Result<SecretSource, (&'static str, String)> {
-        match (&self.token_file, &self.token_env) {
-            (Some(f), None) => Ok(SecretSource::File(f.clone())),
-            (None, Some(v)) => Ok(SecretSource::Env(v.clone())),
-            (Some(_), Some(_)) => Err((
-                "backend.token_file",
-                "give token_file or token_env, not both".into(),
-            )),
-            (None, None) => Err((
-                "backend.token_file",
-                "Box needs an access token: set token_file or token_env".into(),
-            )),
-        }
+        SecretSource::choose(&self.token_file, &self.token_env, "Box")
     }
 
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
@@ -122,24 +111,13 @@ impl BoxConfig {
     }
 
     pub fn check_environment(&self) -> Vec<(&'static str, String)> {
-        match self.secret_source().map(|s| s.load()) {
-            Ok(Ok(_)) => Vec::new(),
-            Ok(Err(e)) => vec![(
-                if self.token_file.is_some() {
-                    "backend.token_file"
-                } else {
-                    "backend.token_env"
-                },
-                e,
-            )],
-            Err(e) => vec![e],
-        }
+        SecretSource::check(&self.token_file, &self.token_env, "Box")
     }
 }
 
 #[derive(Debug)]
 pub struct BoxBackend {
-    client: BoxClient,
+    client: BearerClient,
     api: String,
     upload: String,
     root_folder: String,
@@ -168,7 +146,13 @@ impl BoxBackend {
             .map_err(|(k, e)| fatal(format!("{k}: {e}")))?;
         let token = source.load().map_err(fatal)?;
         Ok(BoxBackend {
-            client: BoxClient::new(super::http::client(timeouts)?, source, token, timeouts),
+            client: BearerClient::new(
+                "Box",
+                super::http::client(timeouts)?,
+                source,
+                token,
+                timeouts,
+            ),
             api: check_base_url(&cfg.api_url, cfg.allow_insecure_http).map_err(fatal)?,
             upload: check_base_url(&cfg.upload_url, cfg.allow_insecure_http).map_err(fatal)?,
             root_folder: cfg.folder_id.clone(),
@@ -288,7 +272,7 @@ impl BoxBackend {
             .await?
         {
             Answer::Ok(resp) => Ok(Some(self.client.json::<Item>(op, resp).await?.id)),
-            Answer::Refused(r) if r.status.as_u16() == 409 => match r.conflict() {
+            Answer::Refused(r) if r.status.as_u16() == 409 => match conflict(&r) {
                 Some(item) if item.kind == "folder" => Ok(Some(item.id)),
                 Some(item) => Err(BackendError::Fatal {
                     op,
@@ -315,7 +299,7 @@ impl BoxBackend {
             .await?
         {
             Answer::Ok(_) => Ok(None),
-            Answer::Refused(r) if r.status.as_u16() == 409 => match r.conflict() {
+            Answer::Refused(r) if r.status.as_u16() == 409 => match conflict(&r) {
                 Some(item) => Ok(Some(item)),
                 None => Err(classify(op, r)),
             },
@@ -516,6 +500,11 @@ impl Backend for BoxBackend {
             part_digest: Some(DigestKind::Sha1),
             object_digest: Some(DigestKind::Sha1),
             single_request_below: SESSION_MIN,
+            last_part_on_complete: false,
+            // The download does not take `Range` here yet; the SHA-1 Box reports is
+            // the stronger check anyway.
+            ranged_reads: false,
+            request_deadline: None,
         }
     }
 
@@ -536,7 +525,7 @@ impl Backend for BoxBackend {
                     let attrs = json!({"name": name, "parent": {"id": parent}});
                     Ok(match self.direct(url, &attrs, name, body, sha1).await? {
                         // The name exists: upload a new version of that file.
-                        Answer::Refused(r) if r.status.as_u16() == 409 => match r.conflict() {
+                        Answer::Refused(r) if r.status.as_u16() == 409 => match conflict(&r) {
                             Some(item) if item.kind == "file" => {
                                 let url = format!("{}/2.0/files/{}/content", self.upload, item.id);
                                 let answer = self
@@ -587,7 +576,7 @@ impl Backend for BoxBackend {
                         {
                             // The name exists: a session for a new version (box.md §Session
                             // lifecycle 1).
-                            Answer::Refused(r) if r.status.as_u16() == 409 => match r.conflict() {
+                            Answer::Refused(r) if r.status.as_u16() == 409 => match conflict(&r) {
                                 Some(item) if item.kind == "file" => {
                                     let url = format!(
                                         "{}/2.0/files/{}/upload_sessions",
@@ -736,6 +725,7 @@ impl Backend for BoxBackend {
         session: &Session,
         file: &FileSpec,
         parts: &[Receipt],
+        _last: Option<FinalPart>,
         digests: &FileDigests,
     ) -> Result<RemoteObject, BackendError> {
         let op = Op::Complete;
