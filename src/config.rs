@@ -765,6 +765,74 @@ path = "/tmp/remote"
     }
 
     #[test]
+    fn verification_and_name_clash_settings() {
+        let c = parse_str(MINIMAL).expect("minimal config");
+        assert_eq!(c.upload.verify, VerifyMode::Auto);
+        assert_eq!(c.upload.verify_samples, 4);
+        assert_eq!(c.upload.on_exists, OnExists::Overwrite);
+        let text = format!(
+            "{MINIMAL}[upload]\nverify = \"full\"\nverify_samples = 9\non_exists = \"skip\"\n"
+        );
+        let c = parse_str(&text).expect("config");
+        assert_eq!(c.upload.verify, VerifyMode::Full);
+        assert_eq!(c.upload.verify_samples, 9);
+        assert_eq!(c.upload.on_exists, OnExists::Skip);
+        let (line, key, msg) = invalid_parts(
+            parse_str(&format!("{MINIMAL}[upload]\non_exists = \"clobber\"\n")).unwrap_err(),
+        );
+        assert_eq!((line, key.as_str()), (8, "upload.on_exists"));
+        assert!(msg.contains("clobber"), "{msg}");
+    }
+
+    #[test]
+    fn reading_back_needs_a_backend_that_can() {
+        let boxed = r#"
+[watch]
+path = "/tmp/outbox"
+[upload]
+verify = "sample"
+[backend]
+type = "box"
+token_env = "BOX_TOKEN"
+"#;
+        let (line, key, msg) = invalid_parts(parse_str(boxed).unwrap_err());
+        assert_eq!((line, key.as_str()), (5, "upload.verify"));
+        assert!(msg.contains("box backend cannot read"), "{msg}");
+        assert!(parse_str(&boxed.replace("\"sample\"", "\"size\"")).is_ok());
+    }
+
+    #[test]
+    fn insights_hub_settings_are_checked() {
+        let ih = r#"
+[watch]
+path = "/tmp/outbox"
+[backend]
+type = "insights-hub"
+gateway_url = "https://gateway.eu1.mindsphere.io"
+entity_id = "00189ab4c65243bb9d77f17332dd570a"
+token_env = "IH_TOKEN"
+directory = "/uploads/"
+"#;
+        let c = parse_str(ih).expect("config");
+        assert_eq!(c.backend.kind(), "insights-hub");
+        let (_, key, _) = invalid_parts(
+            parse_str(&ih.replace(
+                "00189ab4c65243bb9d77f17332dd570a",
+                "00189AB4C65243BB9D77F17332DD570A",
+            ))
+            .unwrap_err(),
+        );
+        assert_eq!(key, "backend.entity_id");
+        let (_, key, _) =
+            invalid_parts(parse_str(&ih.replace("/uploads/", "up/../x")).unwrap_err());
+        assert_eq!(key, "backend.directory");
+        let (_, key, msg) =
+            invalid_parts(parse_str(&ih.replace("https://gateway", "http://gateway")).unwrap_err());
+        assert_eq!(key, "backend.gateway_url");
+        assert!(msg.contains("plain http"), "{msg}");
+    }
+
+    #[test]
     fn unknown_key_names_key_and_line() {
         let text = MINIMAL.replace("path = \"/tmp/outbox\"", "paht = \"/tmp/outbox\"");
         let (line, key, msg) = invalid_parts(parse_str(&text).unwrap_err());

@@ -7,8 +7,9 @@
 //! - [`journal`] is the SQLite record of every file and every part: the only code
 //!   that speaks SQL, and the reason a crash at any moment loses nothing.
 //! - [`engine`] claims files, reads each byte once ([`digest`]), sends the parts the
-//!   server lacks through a [`backend`], completes, verifies the stored object's size
-//!   and digest, then runs the post-action.
+//!   server lacks through a [`backend`], completes, verifies the stored object
+//!   ([`verify`]: size, the service's digest, or ranges read back), then runs the
+//!   post-action.
 //! - [`backend`] is the seam to a storage service: one trait, capabilities as data.
 //! - [`daemon`] wires these together and shuts them down on SIGTERM.
 //! - [`config`] turns the TOML file into a validated [`config::Config`].
@@ -25,4 +26,5 @@ pub mod secret;
 pub mod status;
 pub mod throttle;
 pub mod units;
+pub mod verify;
 pub mod watch;

@@ -26,7 +26,6 @@ use super::gate::{Ticket, Verdict};
 use super::outcome::{self, Stop};
 use super::post::Post;
 use super::reader::{self, ReadItem, ReadPlan};
-use super::verify::{self, Check};
 use super::{Ctx, plan, pump};
 use crate::backend::{
     BackendError, FileDigests, FileSpec, FinalPart, Meter, Op, PartBody, Receipt, RemoteObject,
@@ -37,6 +36,7 @@ use crate::confine;
 use crate::digest::Digest;
 use crate::identity::Identity;
 use crate::journal::{FileId, FileRow, PartRow, PartState};
+use crate::verify::{self, Check};
 
 /// One attempt's context.
 pub(super) struct Attempt<'a> {
@@ -535,9 +535,16 @@ impl Attempt<'_> {
         stat_matches(ctx, row.size, expected.as_ref(), &stat).map_err(Stop::Mismatch)?;
         let read_back = match ctx.check {
             Check::Sample(n) => {
-                verify::sample(ctx, remote, row.path.clone(), identity(row), n).await?
+                let ranges = {
+                    let mut rng = ctx.rng.lock().unwrap_or_else(|p| p.into_inner());
+                    verify::sample_ranges(row.size, n, &mut rng)
+                };
+                let backend = &*ctx.backend;
+                verify::sample(backend, remote, &row.path, identity(row), &ranges).await?
             }
-            Check::Full => verify::full(ctx, remote, row.size, digests.object.as_ref()).await?,
+            Check::Full => {
+                verify::full(&*ctx.backend, remote, row.size, digests.object.as_ref()).await?
+            }
             Check::Size | Check::Digest => 0,
         };
         debug!(check = ?ctx.check, read_back, "verified");

@@ -12,8 +12,7 @@
 //!
 //! Rooms: `attempt` (one file's way), `pump` (its parts in flight), `outcome` (what a
 //! stop does to the row), `reader` (the read pass), `budget` (memory), `post` and
-//! `writers` (the post-action), `verify` (the check of a completed upload), `plan`
-//! (part sizes), `backoff`.
+//! `writers` (the post-action), `plan` (part sizes), `backoff`.
 
 mod attempt;
 mod backoff;
@@ -24,7 +23,6 @@ mod plan;
 mod post;
 mod pump;
 mod reader;
-mod verify;
 mod writers;
 
 use std::path::PathBuf;
@@ -101,7 +99,7 @@ struct Ctx {
     backend: Arc<dyn Backend>,
     caps: Capabilities,
     /// What verification checks, resolved once from `upload.verify` and `caps`.
-    check: verify::Check,
+    check: crate::verify::Check,
     settings: EngineSettings,
     /// One budget for all uploads (`bandwidth_limit`).
     limiter: Option<Arc<RateLimiter>>,
@@ -137,7 +135,7 @@ impl Engine {
         wake: Arc<Notify>,
     ) -> Engine {
         let caps = backend.capabilities();
-        let check = verify::Check::resolve(settings.verify, settings.verify_samples, &caps);
+        let check = crate::verify::Check::resolve(settings.verify, settings.verify_samples, &caps);
         if let Some(why) = plan::deadline_warning(&caps, &settings) {
             warn!("{why}");
         }

@@ -50,6 +50,19 @@ impl From<JournalError> for Stop {
     }
 }
 
+impl From<crate::verify::VerifyError> for Stop {
+    fn from(e: crate::verify::VerifyError) -> Stop {
+        use crate::verify::VerifyError as V;
+        match e {
+            V::Mismatch(why) => Stop::Mismatch(why),
+            V::Changed(why) => Stop::Changed(why),
+            V::Vanished => Stop::Vanished,
+            V::LocalIo(e) => Stop::LocalIo(e),
+            V::Backend(e) => Stop::Backend(e),
+        }
+    }
+}
+
 impl From<ReadError> for Stop {
     fn from(e: ReadError) -> Stop {
         match e {

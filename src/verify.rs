@@ -19,16 +19,31 @@
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::Path;
 
 use tracing::debug;
 
-use super::Ctx;
-use super::outcome::Stop;
-use crate::backend::{Capabilities, RemoteObject};
+use crate::backend::{Backend, BackendError, Capabilities, RemoteObject};
 use crate::config::VerifyMode;
 use crate::digest::{Digest, DigestKind, Hasher};
 use crate::identity::Identity;
+
+/// Why a read-back verification did not pass.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The stored object is not the file's content.
+    #[error("{0}")]
+    Mismatch(String),
+    /// The local file is not the one uploaded any more: nothing to compare with.
+    #[error("the local file changed: {0}")]
+    Changed(String),
+    #[error("the local file is gone")]
+    Vanished,
+    #[error("reading the local file: {0}")]
+    LocalIo(#[from] std::io::Error),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
 
 /// Length of one sampled range.
 pub const SAMPLE: u64 = 64 << 10;
@@ -97,37 +112,33 @@ pub fn sample_ranges(size: u64, n: u32, rng: &mut fastrand::Rng) -> Vec<(u64, u6
     out
 }
 
-/// Reads sampled ranges of the stored object and compares them with the file.
-/// Returns the bytes read back.
+/// Reads `ranges` of the stored object and compares them byte for byte with the
+/// file at `path`, which must still have `identity`. Returns the bytes read back.
 pub async fn sample(
-    ctx: &Ctx,
+    backend: &dyn Backend,
     remote: &RemoteObject,
-    path: PathBuf,
+    path: &Path,
     identity: Identity,
-    n: u32,
-) -> Result<u64, Stop> {
-    let ranges = {
-        let mut rng = ctx.rng.lock().unwrap_or_else(|p| p.into_inner());
-        sample_ranges(identity.size, n, &mut rng)
-    };
+    ranges: &[(u64, u64)],
+) -> Result<u64, VerifyError> {
     let ours = {
-        let ranges = ranges.clone();
+        let (path, ranges) = (path.to_path_buf(), ranges.to_vec());
         tokio::task::spawn_blocking(move || read_local(&path, &identity, &ranges))
             .await
-            .map_err(|e| Stop::LocalIo(std::io::Error::other(e.to_string())))??
+            .map_err(|e| std::io::Error::other(e.to_string()))??
     };
     let mut read = 0;
     for ((offset, len), ours) in ranges.iter().zip(ours) {
-        let theirs = ctx.backend.read_range(remote, *offset, *len).await?;
+        let theirs = backend.read_range(remote, *offset, *len).await?;
         read += theirs.len() as u64;
         if theirs.len() as u64 != *len {
-            return Err(Stop::Mismatch(format!(
+            return Err(VerifyError::Mismatch(format!(
                 "the service returned {} bytes of the stored object at offset {offset}, not {len}",
                 theirs.len()
             )));
         }
         if let Some(at) = first_difference(&theirs, &ours) {
-            return Err(Stop::Mismatch(format!(
+            return Err(VerifyError::Mismatch(format!(
                 "byte {} of the stored object differs from the file (sampled verification)",
                 offset + at as u64
             )));
@@ -139,25 +150,23 @@ pub async fn sample(
 
 /// The file's bytes of `ranges`, if it is still the file that was uploaded.
 fn read_local(
-    path: &PathBuf,
+    path: &Path,
     identity: &Identity,
     ranges: &[(u64, u64)],
-) -> Result<Vec<Vec<u8>>, Stop> {
+) -> Result<Vec<Vec<u8>>, VerifyError> {
     let file = match File::open(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Stop::Vanished),
-        Err(e) => return Err(Stop::LocalIo(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(VerifyError::Vanished),
+        Err(e) => return Err(e.into()),
     };
-    let meta = file.metadata().map_err(Stop::LocalIo)?;
-    if let Some(why) = Identity::of(&meta).change_from(identity) {
-        return Err(Stop::Changed(why));
+    if let Some(why) = Identity::of(&file.metadata()?).change_from(identity) {
+        return Err(VerifyError::Changed(why));
     }
     ranges
         .iter()
         .map(|&(offset, len)| {
             let mut buf = vec![0u8; len as usize];
-            file.read_exact_at(&mut buf, offset)
-                .map_err(Stop::LocalIo)?;
+            file.read_exact_at(&mut buf, offset)?;
             Ok(buf)
         })
         .collect()
@@ -170,47 +179,39 @@ fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
 /// Downloads the whole object and compares its digest with the read pass's.
 /// Returns the bytes read back.
 pub async fn full(
-    ctx: &Ctx,
+    backend: &dyn Backend,
     remote: &RemoteObject,
     size: u64,
     ours: Option<&Digest>,
-) -> Result<u64, Stop> {
+) -> Result<u64, VerifyError> {
     let Some(ours) = ours else {
-        return Err(Stop::Mismatch(
+        return Err(VerifyError::Mismatch(
             "no local digest was computed for the full verification".into(),
         ));
     };
-    let mut hasher = Some(Hasher::new(ours.kind));
+    let mut hasher = Hasher::new(ours.kind);
     let mut offset = 0;
     while offset < size {
         let len = FULL_CHUNK.min(size - offset);
-        let chunk = ctx.backend.read_range(remote, offset, len).await?;
+        let chunk = backend.read_range(remote, offset, len).await?;
         if chunk.len() as u64 != len {
-            return Err(Stop::Mismatch(format!(
+            return Err(VerifyError::Mismatch(format!(
                 "the service returned {} bytes of the stored object at offset {offset}, not {len}",
                 chunk.len()
             )));
         }
         // Hashing 8 MiB takes milliseconds (MD5 more): off the async threads.
-        let mut h = hasher.take().ok_or_else(|| {
-            Stop::LocalIo(std::io::Error::other(
-                "the full verification lost its hasher",
-            ))
-        })?;
-        h = tokio::task::spawn_blocking(move || {
-            h.update(&chunk);
-            h
+        hasher = tokio::task::spawn_blocking(move || {
+            hasher.update(&chunk);
+            hasher
         })
         .await
-        .map_err(|e| Stop::LocalIo(std::io::Error::other(e.to_string())))?;
-        hasher = Some(h);
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
         offset += len;
     }
-    let theirs = hasher
-        .map(Hasher::finish)
-        .ok_or_else(|| Stop::LocalIo(std::io::Error::other("no hasher")))?;
+    let theirs = hasher.finish();
     if !theirs.matches(ours) {
-        return Err(Stop::Mismatch(format!(
+        return Err(VerifyError::Mismatch(format!(
             "the stored object reads back as {theirs}, the file read as {ours}"
         )));
     }
