@@ -1,5 +1,5 @@
 //! Delivery benchmarks: the release `dropship` binary against real files, on the
-//! local backend and through the Box emulator on loopback. Prints figures; asserts
+//! local backend and through the Box and Insights Hub emulators on loopback. Prints figures; asserts
 //! only that the bytes arrived intact.
 //!
 //!     cargo bench --bench delivery
@@ -90,5 +90,36 @@ fn main() {
             assert_eq!(tb.object_bytes("box", key).expect("stored"), data);
         });
         report("box emulator (8 MiB parts), 4 in flight", size, secs, rss);
+    }
+    {
+        let size = 100 * MIB;
+        let entity = "00189ab4c65243bb9d77f17332dd570a";
+        let env = Env::new(
+            "300ms",
+            "part_size = \"8MiB\"\nparts_in_flight = 4",
+            &format!(
+                "type = \"insights-hub\"\ngateway_url = \"{}\"\nentity_id = \"{entity}\"\ntoken_file = \"token\"",
+                tb.emulator_url("insights-hub")
+            ),
+            "",
+        );
+        std::fs::write(
+            env.dir.path().join("token"),
+            dropship_testbed::DEFAULT_SECRET,
+        )
+        .expect("token");
+        let key = "bench/ih.bin";
+        let (secs, rss) = deliver(&env, key, size, |data| {
+            let stored = tb
+                .object_bytes("insights-hub", &format!("{entity}/{key}"))
+                .expect("stored");
+            assert!(stored == data, "the stored object differs");
+        });
+        report(
+            "insights-hub emulator (8 MiB parts, sampled)",
+            size,
+            secs,
+            rss,
+        );
     }
 }

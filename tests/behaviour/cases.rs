@@ -257,11 +257,13 @@ fn server_loses_the_session(kind: Kind) -> Outcome {
     // Every open session expires now; the next part call finds it gone.
     w.faults(SettingsPatch {
         session_ttl_s: Some(1),
+        ih_part_ttl_s: Some(1),
         ..Default::default()
     });
     w.env.wait_log("beginning a new session", secs(30));
     w.faults(SettingsPatch {
         session_ttl_s: Some(604_800),
+        ih_part_ttl_s: Some(172_800),
         ..Default::default()
     });
     w.env.wait_state("ttl.bin", "done", secs(120));

@@ -15,15 +15,22 @@ use crate::common::{Daemon, Env, with_defaults};
 pub enum Kind {
     Local,
     Box,
+    InsightsHub,
 }
 
+/// The asset the Insights Hub emulator knows by default.
+pub const IH_ENTITY: &str = "00189ab4c65243bb9d77f17332dd570a";
+/// The remote folder the suite's Insights Hub daemon writes into.
+const IH_DIRECTORY: &str = "uploads";
+
 impl Kind {
-    pub const ALL: [Kind; 2] = [Kind::Local, Kind::Box];
+    pub const ALL: [Kind; 3] = [Kind::Local, Kind::Box, Kind::InsightsHub];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Local => "local",
             Kind::Box => "box",
+            Kind::InsightsHub => "insights-hub",
         }
     }
 
@@ -54,11 +61,22 @@ impl Kind {
                     token.display()
                 )
             }
+            Kind::InsightsHub => {
+                let token = dir.path().join("token");
+                std::fs::write(&token, "x").expect("token");
+                format!(
+                    "type = \"insights-hub\"\ngateway_url = \"http://127.0.0.1:9/insights-hub\"\nentity_id = \"{IH_ENTITY}\"\ntoken_file = \"{}\"",
+                    token.display()
+                )
+            }
         };
         let backend: dropship::backend::BackendConfig =
             toml::from_str(&cfg).expect("backend config");
         backend
-            .build(Default::default())
+            .build(dropship::backend::BuildOptions {
+                part_size: CHOSEN_PART,
+                ..Default::default()
+            })
             .expect("backend")
             .capabilities()
     }
@@ -68,7 +86,7 @@ impl Kind {
     pub fn part_size(self) -> u64 {
         match self.capabilities().part_size {
             PartSizeRule::SetByServer => Settings::default().box_part_size,
-            PartSizeRule::Chosen { .. } => CHOSEN_PART,
+            PartSizeRule::Chosen { min, max } => CHOSEN_PART.clamp(min, max),
         }
     }
 
@@ -196,6 +214,28 @@ impl World {
                     service_store: None,
                 }
             }
+            Kind::InsightsHub => {
+                let store = tempfile::tempdir().expect("store").keep();
+                let tb = runtime()
+                    .block_on(Testbed::start(
+                        Options::loopback(store).with_settings(setup.settings),
+                    ))
+                    .expect("start testbed");
+                let backend = format!(
+                    "type = \"insights-hub\"\ngateway_url = \"{}/insights-hub\"\nentity_id = \"{IH_ENTITY}\"\ntoken_file = \"ih-token\"\ndirectory = \"{IH_DIRECTORY}\"",
+                    tb.url()
+                );
+                let env = Env::new(setup.settle, &upload, &backend, "");
+                std::fs::write(env.dir.path().join("ih-token"), setup.token).expect("token");
+                World {
+                    kind,
+                    env,
+                    testbed: Some(tb),
+                    daemon: None,
+                    part_size: kind.part_size(),
+                    service_store: None,
+                }
+            }
         }
     }
 
@@ -230,8 +270,16 @@ impl World {
     /// The stored content at `key`, as the service holds it.
     pub fn stored(&self, key: &str) -> Option<Vec<u8>> {
         match &self.testbed {
-            Some(tb) => tb.object_bytes(self.kind.name(), key).ok(),
+            Some(tb) => tb.object_bytes(self.kind.name(), &self.service_path(key)).ok(),
             None => std::fs::read(self.env.remote().join(key)).ok(),
+        }
+    }
+
+    /// Where the emulator keeps the object of `key` (`GET /_testbed/objects`).
+    pub fn service_path(&self, key: &str) -> String {
+        match self.kind {
+            Kind::InsightsHub => format!("{IH_ENTITY}/{IH_DIRECTORY}/{key}"),
+            Kind::Local | Kind::Box => key.to_string(),
         }
     }
 

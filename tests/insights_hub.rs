@@ -1,0 +1,249 @@
+//! Insights Hub behaviour the generic suite cannot stage: the last part riding on
+//! `upload=complete` (and a crash just before it), verification that reads the
+//! stored object back, name clashes with a file somebody else wrote, and the
+//! gateway's one-minute limit. The real binary against the testbed's emulator, on
+//! loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use dropship_testbed::{DEFAULT_SECRET, Options, Settings, Testbed};
+
+use common::{Env, random_bytes, wait_for};
+
+const ENTITY: &str = "00189ab4c65243bb9d77f17332dd570a";
+const MIB: usize = 1 << 20;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn start(rt: &tokio::runtime::Runtime, store: &std::path::Path, settings: Settings) -> Testbed {
+    rt.block_on(Testbed::start(
+        Options::loopback(store).with_settings(settings),
+    ))
+    .expect("testbed")
+}
+
+/// A daemon's environment against `tb`, writing into `uploads/` of the asset.
+fn env(tb: &Testbed, upload: &str) -> Env {
+    let backend = format!(
+        "type = \"insights-hub\"\ngateway_url = \"{}\"\nentity_id = \"{ENTITY}\"\ntoken_file = \"ih-token\"\ndirectory = \"uploads\"",
+        tb.emulator_url("insights-hub")
+    );
+    let env = Env::new("300ms", upload, &backend, "");
+    std::fs::write(env.dir.path().join("ih-token"), DEFAULT_SECRET).expect("token");
+    env
+}
+
+fn stored(tb: &Testbed, key: &str) -> Option<Vec<u8>> {
+    tb.object_bytes("insights-hub", &format!("{ENTITY}/uploads/{key}"))
+        .ok()
+}
+
+/// The search result of `key` as the service reports it (size, etag).
+fn search(rt: &tokio::runtime::Runtime, tb: &Testbed, key: &str) -> serde_json::Value {
+    let (dir, name) = key.rsplit_once('/').map_or(("", key), |(d, n)| (d, n));
+    let path = if dir.is_empty() {
+        "uploads/".to_string()
+    } else {
+        format!("uploads/{dir}/")
+    };
+    let url = format!(
+        "{}/api/iotfile/v3/files/{ENTITY}",
+        tb.emulator_url("insights-hub")
+    );
+    let found: serde_json::Value = rt
+        .block_on(async {
+            reqwest::Client::new()
+                .get(&url)
+                .query(&[("filter", format!("name eq {name} and path eq {path}"))])
+                .bearer_auth(DEFAULT_SECRET)
+                .send()
+                .await?
+                .json()
+                .await
+        })
+        .expect("search");
+    found[0].clone()
+}
+
+/// Somebody else's upload of `key`, straight through the service's API.
+fn put_foreign(rt: &tokio::runtime::Runtime, tb: &Testbed, key: &str, data: &[u8]) {
+    let url = format!(
+        "{}/api/iotfile/v3/files/{ENTITY}/uploads/{key}",
+        tb.emulator_url("insights-hub")
+    );
+    let status = rt
+        .block_on(async {
+            reqwest::Client::new()
+                .put(&url)
+                .bearer_auth(DEFAULT_SECRET)
+                .body(data.to_vec())
+                .send()
+                .await
+        })
+        .expect("put")
+        .status();
+    assert_eq!(status.as_u16(), 201, "the foreign upload was refused");
+}
+
+/// A crash while the completion request carries the last part: the next start
+/// reads only that last part from disk and sends only it, then verifies by
+/// reading sampled ranges back.
+#[test]
+fn a_crash_before_completion_rereads_and_resends_only_the_last_part() {
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = start(
+        &rt,
+        store.path(),
+        Settings {
+            throttle_bps: 4 << 20,
+            ..Settings::default()
+        },
+    );
+    let env = env(&tb, "part_size = \"5MiB\"\nparts_in_flight = 2");
+    let daemon = env.spawn_ready();
+    let last = 3 * MIB;
+    let size = 2 * 5 * MIB + last;
+    let data = random_bytes(size, 71);
+    env.drop_file("big.bin", &data);
+    // Every numbered part is acknowledged; the completion is on the (slow) wire.
+    wait_for(Duration::from_secs(60), "the completion in flight", || {
+        env.rows("big.bin")
+            .pop()
+            .filter(|r| r["state"] == "completing")
+    });
+    daemon.kill9();
+    let received_before = tb.stats().bytes_received;
+    tb.update_settings(dropship_testbed::SettingsPatch {
+        throttle_bps: Some(0),
+        ..Default::default()
+    });
+    let daemon = env.spawn_ready();
+    let read_before = daemon.rchar();
+    env.wait_state("big.bin", "done", Duration::from_secs(60));
+    let read = daemon.rchar() - read_before;
+    let resent = tb.stats().bytes_received - received_before;
+    assert_eq!(stored(&tb, "big.bin").as_deref(), Some(&data[..]));
+    println!(
+        "figure: crash before completion: the restarted daemon read {read} bytes and sent {resent}; last part {last}, file {size}"
+    );
+    // The sampled verification reads 6 × 64 KiB of the file too; SQLite and
+    // /proc reads are small.
+    assert!(
+        read < (last + MIB) as u64,
+        "read {read} bytes; only the last part ({last}) should have been read"
+    );
+    assert!(
+        resent <= (last + 64 * 1024) as u64,
+        "sent {resent} bytes again; only the last part ({last}) should have been"
+    );
+    let log = env.log_text();
+    assert!(
+        !log.contains("beginning a new session"),
+        "the upload was started over"
+    );
+}
+
+/// A byte flipped by the store in a sampled range fails verification (and the
+/// file, after `verify_attempts`); `full` catches one anywhere; `size` does not,
+/// which shows the flip really is there.
+#[test]
+fn read_back_verification_catches_what_size_cannot() {
+    let rt = runtime();
+    // (verify mode, offset of the flipped byte, expected final state)
+    let size = 12 * MIB;
+    let cases = [
+        ("sample", 100i64, "failed"),
+        ("sample", (size - 10) as i64, "failed"),
+        ("full", (size / 2 + 12_345) as i64, "failed"),
+        ("size", (size / 2 + 12_345) as i64, "done"),
+    ];
+    for (mode, offset, want) in cases {
+        let store = tempfile::tempdir().expect("store");
+        let tb = start(
+            &rt,
+            store.path(),
+            Settings {
+                corrupt_rate: 1.0,
+                corrupt_offset: offset,
+                ..Settings::default()
+            },
+        );
+        let env = env(
+            &tb,
+            &format!("part_size = \"5MiB\"\nverify = \"{mode}\"\nverify_attempts = 1"),
+        );
+        let _daemon = env.spawn_ready();
+        let data = random_bytes(size, 72);
+        env.drop_file("flip.bin", &data);
+        let row = env.wait_state("flip.bin", want, Duration::from_secs(60));
+        let stored = stored(&tb, "flip.bin").expect("stored");
+        assert_ne!(stored, data, "{mode}: the store did not flip a byte");
+        if want == "failed" {
+            let why = row["last_error"].as_str().unwrap_or_default();
+            assert!(why.contains("verification failed"), "{mode}: {row}");
+            if mode == "sample" {
+                assert!(why.contains(&format!("byte {offset} ")), "{mode}: {row}");
+            }
+        }
+    }
+}
+
+/// `upload.on_exists` against a file somebody else put there: skip leaves both
+/// alone, fail fails the file, overwrite updates it with `If-Match` (etag 0 → 1).
+#[test]
+fn a_name_somebody_else_wrote_is_skipped_failed_or_updated() {
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = start(&rt, store.path(), Settings::default());
+    let theirs = b"somebody else's report".to_vec();
+    for (policy, want) in [("skip", "done"), ("fail", "failed"), ("overwrite", "done")] {
+        let key = format!("{policy}.csv");
+        put_foreign(&rt, &tb, &key, &theirs);
+        let env = env(&tb, &format!("on_exists = \"{policy}\"\nafter = \"delete\""));
+        let _daemon = env.spawn_ready();
+        let ours = format!("our {policy} report").into_bytes();
+        let path = env.drop_file(&key, &ours);
+        let row = env.wait_state(&key, want, Duration::from_secs(30));
+        let held = stored(&tb, &key).expect("stored");
+        let etag = &search(&rt, &tb, &key)["etag"];
+        match policy {
+            "overwrite" => {
+                assert_eq!(held, ours, "{policy}");
+                assert_eq!(etag, 1, "an update increments the etag");
+                assert!(!path.exists(), "a verified file is deleted");
+            }
+            _ => {
+                assert_eq!(held, theirs, "{policy}: their file was touched");
+                assert_eq!(etag, 0, "{policy}: their file was updated");
+                assert!(path.exists(), "{policy}: an undelivered file was deleted");
+                let why = row["last_error"].as_str().unwrap_or_default();
+                assert!(why.contains("already holds"), "{policy}: {row}");
+            }
+        }
+    }
+}
+
+/// A part that cannot cross the link within the gateway's minute at the configured
+/// bandwidth limit is warned about at start.
+#[test]
+fn a_part_slower_than_the_gateway_timeout_is_warned_about() {
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = start(&rt, store.path(), Settings::default());
+    let env = env(
+        &tb,
+        "part_size = \"8MiB\"\nbandwidth_limit = \"256KiB/s\"\nworkers = 1\nparts_in_flight = 2",
+    );
+    let _daemon = env.spawn_ready();
+    // 8 MiB at half of 256 KiB/s: 64 s.
+    env.wait_log("longer than the 60 s", Duration::from_secs(10));
+}
