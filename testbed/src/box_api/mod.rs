@@ -89,8 +89,12 @@ impl BoxApi {
     /// Applies `corrupt_rate` to content about to be stored. Returns whether it was
     /// corrupted; the caller counts it with [`BoxApi::count_corrupted`] once stored.
     pub(crate) async fn maybe_corrupt(&self, staged: Staged) -> Result<(Staged, bool), BoxError> {
-        if crate::faults::roll(self.shared.settings().corrupt_rate) {
-            let bad = staged.corrupt().await.map_err(BoxError::internal)?;
+        let settings = self.shared.settings();
+        if crate::faults::roll(settings.corrupt_rate) {
+            let bad = staged
+                .corrupt(settings.corrupt_at())
+                .await
+                .map_err(BoxError::internal)?;
             Ok((bad, true))
         } else {
             Ok((staged, false))

@@ -45,6 +45,10 @@ pub struct Settings {
     /// Probability (0..=1) that a committed or directly uploaded object is stored with
     /// one byte flipped; metadata then describes the corrupted bytes.
     pub corrupt_rate: f64,
+    /// Where `corrupt_rate` flips its byte: negative = a random position; otherwise the
+    /// byte at `corrupt_offset % size`, so a test can put the damage inside or outside
+    /// the ranges a client samples.
+    pub corrupt_offset: i64,
     /// Part size Box dictates in new sessions.
     pub box_part_size: u64,
     /// Smallest `file_size` Box accepts for a session (protocols/box.md §Small files).
@@ -67,6 +71,7 @@ impl Default for Settings {
             throttle_bps: 0,
             session_ttl_s: 7 * 24 * 3600, // protocols/box.md §Session lifecycle: 7 days
             corrupt_rate: 0.0,
+            corrupt_offset: -1,
             box_part_size: 8 * 1024 * 1024, // protocols/box.md §Session lifecycle: 8 MiB
             box_min_session_size: 20_000_000, // protocols/box.md §Small files
             box_commit_202: 0,
@@ -113,6 +118,10 @@ pub struct SettingsPatch {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub corrupt_rate: Option<f64>,
+    /// Byte the corruption flips: offset % size; negative = random (default -1).
+    #[arg(long, allow_negative_numbers = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corrupt_offset: Option<i64>,
     /// Part size Box dictates in new sessions (default 8388608).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -214,10 +223,16 @@ impl Settings {
         set(&mut self.throttle_bps, p.throttle_bps);
         set(&mut self.session_ttl_s, p.session_ttl_s);
         set(&mut self.corrupt_rate, p.corrupt_rate);
+        set(&mut self.corrupt_offset, p.corrupt_offset);
         set(&mut self.box_part_size, p.box_part_size);
         set(&mut self.box_min_session_size, p.box_min_session_size);
         set(&mut self.box_commit_202, p.box_commit_202);
         set(&mut self.box_part_processing_ms, p.box_part_processing_ms);
+    }
+
+    /// Where `corrupt_rate` flips its byte, if placed (`corrupt_offset` ≥ 0).
+    pub(crate) fn corrupt_at(&self) -> Option<u64> {
+        u64::try_from(self.corrupt_offset).ok()
     }
 }
 
@@ -259,6 +274,14 @@ mod tests {
         assert_eq!(s.reset_rate, 1.0);
         assert_eq!(s.stall_rate, 0.0);
         assert_eq!(s.box_part_size, 1);
+    }
+
+    #[test]
+    fn corrupt_offset_is_placed_only_when_not_negative() {
+        let mut s = Settings::default();
+        assert_eq!(s.corrupt_at(), None);
+        s.corrupt_offset = 7;
+        assert_eq!(s.corrupt_at(), Some(7));
     }
 
     #[test]

@@ -107,9 +107,10 @@ impl Staged {
         .map_err(io::Error::other)?
     }
 
-    /// Flips every bit of one random byte, then re-hashes so the digests describe
-    /// what is really stored (the `corrupt_rate` fault). An empty file is unchanged.
-    pub(crate) async fn corrupt(self) -> io::Result<Staged> {
+    /// Flips every bit of one byte, then re-hashes so the digests describe what is
+    /// really stored (the `corrupt_rate` fault). The byte is the one at `at % len`, or a
+    /// random one when `at` is `None` (`corrupt_offset`). An empty file is unchanged.
+    pub(crate) async fn corrupt(self, at: Option<u64>) -> io::Result<Staged> {
         if self.len == 0 {
             return Ok(self);
         }
@@ -118,7 +119,7 @@ impl Staged {
                 .read(true)
                 .write(true)
                 .open(&self.path)?;
-            let at = fastrand::u64(..self.len);
+            let at = at.map_or_else(|| fastrand::u64(..self.len), |at| at % self.len);
             let mut byte = [0u8; 1];
             f.seek(SeekFrom::Start(at))?;
             f.read_exact(&mut byte)?;
@@ -187,13 +188,30 @@ mod tests {
         s.write(&[7u8; 1000]).await?;
         let clean = s.finish().await?;
         let before = clean.sha1;
-        let bad = clean.corrupt().await?;
+        let bad = clean.corrupt(None).await?;
         assert_ne!(bad.sha1, before);
         let dest = dir.path().join("bad");
         bad.persist(&dest)?;
         let bytes = std::fs::read(&dest)?;
         assert_eq!(bytes.len(), 1000);
         assert_eq!(bytes.iter().filter(|&&b| b != 7).count(), 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn corrupt_at_an_offset_flips_that_byte_modulo_the_size() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        for (at, flipped) in [(3u64, 3usize), (10, 0), (25, 5)] {
+            let mut s = Staging::new_in(dir.path())?;
+            s.write(&[7u8; 10]).await?;
+            let bad = s.finish().await?.corrupt(Some(at)).await?;
+            let dest = dir.path().join(format!("bad{at}"));
+            bad.persist(&dest)?;
+            let bytes = std::fs::read(&dest)?;
+            let mut want = vec![7u8; 10];
+            want[flipped] = !7;
+            assert_eq!(bytes, want, "offset {at}");
+        }
         Ok(())
     }
 }

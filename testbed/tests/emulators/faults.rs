@@ -473,3 +473,22 @@ async fn a_stalled_connection_is_closed_when_the_client_closes() -> TestResult {
     assert!(reply.is_empty(), "{:?}", String::from_utf8_lossy(&reply));
     Ok(())
 }
+
+#[tokio::test]
+async fn corrupt_offset_places_the_flipped_byte() -> TestResult {
+    let mut patch = small();
+    patch.corrupt_rate = Some(1.0);
+    patch.corrupt_offset = Some(1234);
+    let bed = start(patch).await;
+    let data = content(3000);
+    bed.chunked_upload("at.bin", &data).await;
+    let (status, _, _) = answer(bed.direct_new("0", "wrap.bin", &data[..1000]).await).await;
+    assert_eq!(status, 201);
+    for (name, len, at) in [("at.bin", 3000usize, 1234usize), ("wrap.bin", 1000, 234)] {
+        let stored = bed.tb.object_bytes("box", name)?;
+        let mut want = data[..len].to_vec();
+        want[at] = !want[at];
+        assert_eq!(stored, want, "{name}: byte {at} flipped, nothing else");
+    }
+    Ok(())
+}
