@@ -13,6 +13,7 @@ use crate::emulator::Emulator;
 use crate::faults::layer::{FaultLayer, inject};
 use crate::faults::throttle::Throttle;
 use crate::faults::{Settings, SettingsError, SettingsPatch};
+use crate::insights_hub::InsightsHub;
 use crate::stats::{Counters, Stats};
 use crate::store::Store;
 
@@ -103,7 +104,10 @@ pub(crate) fn parse_secret(raw: &str) -> Result<&str, &'static str> {
 
 /// Every emulator this server runs, each mounted at `/<name>`.
 pub(crate) fn emulators(shared: &Arc<Shared>) -> Vec<Arc<dyn Emulator>> {
-    vec![Arc::new(BoxApi::new(shared.clone()))]
+    vec![
+        Arc::new(BoxApi::new(shared.clone())),
+        Arc::new(InsightsHub::new(shared.clone())),
+    ]
 }
 
 /// The whole server's routes.

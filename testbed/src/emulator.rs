@@ -1,6 +1,6 @@
 //! What the server needs from each vendor emulator.
 //!
-//! An emulator is one module directory (`box_api/`, later `insights_hub/`, ...) that
+//! An emulator is one module directory (`box_api/`, `insights_hub/`, ...) that
 //! implements [`Emulator`]. `app.rs` mounts its routes under `/<name>` behind the
 //! shared fault layer; the emulator keeps its own state and stores objects through
 //! the shared [`Store`](crate::store::Store).

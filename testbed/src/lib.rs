@@ -15,6 +15,14 @@
 //! - `store`: objects and session parts on disk, hashed while streaming
 //!   ([`ObjectInfo`]).
 //! - `box_api`: the Box upload-session emulator (protocols/box.md), mounted at `/box`.
+//! - `insights_hub`: the Insights Hub IoT File Service v3 emulator
+//!   (protocols/insights-hub.md), mounted at `/insights-hub`: single and multi-part
+//!   upload with integer etags and `If-Match`, `fileslist`, search, ranged download,
+//!   the gateway's 502 timeout and the expiry of unfinished parts. Its unconfirmed rules
+//!   are switchable (`ih_*` knobs in [`Settings`]).
+//!
+//! Every emulator accepts one credential, the testbed's secret (Box and Insights Hub:
+//! `Authorization: Bearer <secret>`); changing it at run time models a token expiry.
 
 mod admin;
 mod app;
@@ -23,6 +31,7 @@ mod clock;
 mod emulator;
 mod faults;
 mod hex;
+mod insights_hub;
 mod server;
 mod stats;
 mod store;
@@ -53,7 +62,8 @@ pub struct Options {
     pub listen: SocketAddr,
     /// Directory for objects, session parts and staging files; created if missing.
     pub store: PathBuf,
-    /// The credential every emulator accepts at start (Box: the bearer token);
+    /// The credential every emulator accepts at start (Box, Insights Hub: the bearer
+    /// token);
     /// [`Testbed::set_secret`] changes it at run time.
     pub secret: String,
     /// Fault knobs and server-dictated limits at start.
@@ -140,7 +150,8 @@ impl Testbed {
     }
 
     /// Base URL of one emulator, e.g. `http://127.0.0.1:PORT/box` for "box": Box's
-    /// API and upload base (the client appends `/2.0/...`).
+    /// API and upload base (the client appends `/2.0/...`); for "insights-hub" the
+    /// gateway URL (the client appends `/api/iotfile/v3/...`).
     pub fn emulator_url(&self, emulator: &str) -> String {
         format!("{}/{emulator}", self.shared.base_url)
     }
@@ -192,7 +203,8 @@ impl Testbed {
     }
 
     /// The stored bytes of the object at `path` (see [`ObjectInfo::path`]) of
-    /// `emulator` ("box"); `NotFound` if there is none.
+    /// `emulator` ("box", "insights-hub": `<entityId>/<filepath>`); `NotFound` if
+    /// there is none.
     pub fn object_bytes(&self, emulator: &str, path: &str) -> io::Result<Vec<u8>> {
         let blob = self
             .shared

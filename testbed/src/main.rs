@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use dropship_testbed::{DEFAULT_SECRET, Options, Settings, SettingsPatch, Testbed};
 
-/// Loopback emulators of dropship's vendor upload APIs (Box at /box), with fault
-/// injection. Control endpoints: /_testbed/{stats,faults,secret,objects}.
+/// Loopback emulators of dropship's vendor upload APIs (Box at /box, Insights Hub at
+/// /insights-hub), with fault injection. Control endpoints:
+/// /_testbed/{stats,faults,secret,objects}.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Cli {
@@ -20,7 +21,7 @@ struct Cli {
     /// Store directory; default: a new temp dir, kept after exit.
     #[arg(long)]
     store: Option<PathBuf>,
-    /// Credential the emulators accept (Box: bearer token).
+    /// Credential the emulators accept (Box, Insights Hub: bearer token).
     #[arg(long, default_value = DEFAULT_SECRET)]
     secret: String,
     #[command(flatten)]

@@ -7,7 +7,8 @@
 //!
 //! The generic faults (refusal, rate limit, reset, stall, latency, throttle) are applied by
 //! [`layer`] in front of every emulator; the vendor-shaped ones (corrupt store, expiry,
-//! Box's 202-on-commit and part size) are read by the emulators themselves.
+//! Box's 202-on-commit and part size, Insights Hub's gateway timeout and the switches for
+//! its unconfirmed rules) are read by the emulators themselves.
 
 pub(crate) mod body;
 pub(crate) mod layer;
@@ -58,7 +59,29 @@ pub struct Settings {
     /// A Box part counts as "processing" this long after it is stored; a commit while
     /// any part is processing gets 202 (protocols/box.md rule 11, 13).
     pub box_part_processing_ms: u64,
+    /// Insights Hub asset ids (`entityId`) that exist, comma-separated; any other
+    /// well-formed id gets 404 (protocols/insights-hub.md rule 2).
+    pub ih_assets: String,
+    /// An Insights Hub request still being handled (body included) after this long is
+    /// answered 502 and nothing of it is kept (rule 5; the real gateway: one minute).
+    pub ih_gateway_timeout_ms: u64,
+    /// An Insights Hub multi-part upload whose last start or part is this old is purged
+    /// with its parts (rule 13; the service: 2 days). Applies to open uploads too.
+    pub ih_part_ttl_s: u64,
+    /// Overwriting an existing Insights Hub file without `If-Match` is refused with 409
+    /// (rule 4; assumed). `false`: a missing `If-Match` overwrites unconditionally.
+    pub ih_require_if_match: bool,
+    /// Smallest Insights Hub part but the final one (rule 8: "5 MB", taken as 5 MiB).
+    pub ih_min_part_size: u64,
+    /// `false` (default): a part below `ih_min_part_size` is refused when it is uploaded.
+    /// `true`: it is stored, and `upload=complete` refuses the upload (S3 style).
+    pub ih_part_size_checked_at_complete: bool,
 }
+
+/// The asset of the example in the vendor's multi-part page (and dropship's example
+/// configuration), then the one of the `fileslist` example in the v3.2.4 OpenAPI spec.
+pub const DEFAULT_IH_ASSETS: &str =
+    "00189ab4c65243bb9d77f17332dd570a,fdf4cc6a51e0411389020dcf8a9936c5";
 
 impl Default for Settings {
     fn default() -> Self {
@@ -76,6 +99,12 @@ impl Default for Settings {
             box_min_session_size: 20_000_000, // protocols/box.md §Small files
             box_commit_202: 0,
             box_part_processing_ms: 0,
+            ih_assets: DEFAULT_IH_ASSETS.to_string(),
+            ih_gateway_timeout_ms: 60_000, // protocols/insights-hub.md §Single upload
+            ih_part_ttl_s: 2 * 24 * 3600,  // protocols/insights-hub.md §Multi-part: 2 days
+            ih_require_if_match: true,
+            ih_min_part_size: 5 * 1024 * 1024, // protocols/insights-hub.md §Multi-part
+            ih_part_size_checked_at_complete: false,
         }
     }
 }
@@ -138,6 +167,31 @@ pub struct SettingsPatch {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub box_part_processing_ms: Option<u64>,
+    /// Insights Hub asset ids that exist, comma-separated (default: two example ids).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ih_assets: Option<String>,
+    /// An Insights Hub request still running after this many ms gets 502 (default 60000).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ih_gateway_timeout_ms: Option<u64>,
+    /// Insights Hub multi-part uploads untouched this many seconds are purged
+    /// (default 172800).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ih_part_ttl_s: Option<u64>,
+    /// Insights Hub: overwriting without If-Match gets 409 (default true).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ih_require_if_match: Option<bool>,
+    /// Insights Hub: smallest part but the final one (default 5242880).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ih_min_part_size: Option<u64>,
+    /// Insights Hub: check the part size at completion instead of at upload (default false).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ih_part_size_checked_at_complete: Option<bool>,
 }
 
 /// A knob value out of its range.
@@ -179,6 +233,7 @@ impl Settings {
             };
         }
         self.box_part_size = self.box_part_size.max(1);
+        self.ih_gateway_timeout_ms = self.ih_gateway_timeout_ms.max(1);
     }
 
     /// Checks every knob's range.
@@ -206,7 +261,29 @@ impl Settings {
                 got: "0".into(),
             });
         }
+        if self.ih_gateway_timeout_ms == 0 {
+            return Err(SettingsError {
+                field: "ih_gateway_timeout_ms",
+                want: "at least 1",
+                got: "0".into(),
+            });
+        }
+        if !valid_asset_list(&self.ih_assets) {
+            return Err(SettingsError {
+                field: "ih_assets",
+                want: "a comma-separated list of 32-character lower-case hex ids",
+                got: self.ih_assets.clone(),
+            });
+        }
         Ok(())
+    }
+
+    /// The configured Insights Hub asset ids, blanks around commas ignored.
+    pub fn ih_asset_ids(&self) -> impl Iterator<Item = &str> {
+        self.ih_assets
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
     }
 
     fn overwrite(&mut self, p: &SettingsPatch) {
@@ -228,12 +305,37 @@ impl Settings {
         set(&mut self.box_min_session_size, p.box_min_session_size);
         set(&mut self.box_commit_202, p.box_commit_202);
         set(&mut self.box_part_processing_ms, p.box_part_processing_ms);
+        if let Some(assets) = &p.ih_assets {
+            self.ih_assets.clone_from(assets);
+        }
+        set(&mut self.ih_gateway_timeout_ms, p.ih_gateway_timeout_ms);
+        set(&mut self.ih_part_ttl_s, p.ih_part_ttl_s);
+        set(&mut self.ih_require_if_match, p.ih_require_if_match);
+        set(&mut self.ih_min_part_size, p.ih_min_part_size);
+        set(
+            &mut self.ih_part_size_checked_at_complete,
+            p.ih_part_size_checked_at_complete,
+        );
     }
 
     /// Where `corrupt_rate` flips its byte, if placed (`corrupt_offset` ≥ 0).
     pub(crate) fn corrupt_at(&self) -> Option<u64> {
         u64::try_from(self.corrupt_offset).ok()
     }
+}
+
+/// An Insights Hub `entityId`: exactly 32 lower-case hex characters
+/// (protocols/insights-hub.md §Hosts and auth).
+pub(crate) fn is_asset_id(id: &str) -> bool {
+    id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// Every entry well-formed; an empty list is allowed (every asset then gets 404).
+fn valid_asset_list(list: &str) -> bool {
+    list.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .all(is_asset_id)
 }
 
 /// True with probability `rate`; never true for 0, always for 1.
@@ -274,6 +376,31 @@ mod tests {
         assert_eq!(s.reset_rate, 1.0);
         assert_eq!(s.stall_rate, 0.0);
         assert_eq!(s.box_part_size, 1);
+    }
+
+    #[test]
+    fn asset_lists_must_hold_asset_ids() {
+        let mut s = Settings::default();
+        assert_eq!(
+            s.ih_asset_ids().next(),
+            Some("00189ab4c65243bb9d77f17332dd570a")
+        );
+        for bad in ["00189AB4C65243BB9D77F17332DD570A", "abc", "0018,x"] {
+            let patch = SettingsPatch {
+                ih_assets: Some(bad.into()),
+                ..Default::default()
+            };
+            assert_eq!(s.apply(&patch).map_err(|e| e.field), Err("ih_assets"));
+        }
+        let patch = SettingsPatch {
+            ih_assets: Some(" 0123456789abcdef0123456789abcdef , ".into()),
+            ..Default::default()
+        };
+        assert!(s.apply(&patch).is_ok());
+        assert_eq!(
+            s.ih_asset_ids().collect::<Vec<_>>(),
+            ["0123456789abcdef0123456789abcdef"]
+        );
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub struct ObjectInfo {
     /// The emulator's path prefix, e.g. "box".
     pub emulator: String,
     /// Full path in the vendor's name space; for Box: folder names from the root
-    /// joined with `/`, then the file name.
+    /// joined with `/`, then the file name; for Insights Hub: `<entityId>/<filepath>`.
     pub path: String,
     /// Bytes really stored.
     pub size: u64,
@@ -40,7 +40,8 @@ pub struct ObjectInfo {
     pub sha1: String,
     /// Lower-case hex SHA-256 of the stored bytes.
     pub sha256: String,
-    /// The vendor's id of the object (Box: the file id).
+    /// The vendor's id of the object (Box: the file id; Insights Hub, which has none:
+    /// the path again).
     pub id: String,
 }
 

@@ -70,6 +70,11 @@ impl Staging {
 }
 
 impl Staged {
+    /// Where the bytes are now; valid as long as `self` lives (for [`Staged::concat`]).
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Moves the bytes to `dest` (same file system: a rename), replacing any file there.
     pub(crate) fn persist(self, dest: &Path) -> io::Result<()> {
         self.path.persist(dest).map_err(|e| e.error)

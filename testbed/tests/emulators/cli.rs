@@ -24,6 +24,14 @@ async fn binary_prints_its_address_first_and_takes_fault_flags() -> TestResult {
             "0.5",
             "--secret",
             "s3",
+            "--corrupt-offset",
+            "-5",
+            "--ih-require-if-match",
+            "false",
+            "--ih-min-part-size",
+            "1024",
+            "--ih-assets",
+            "0123456789abcdef0123456789abcdef",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -46,6 +54,10 @@ async fn binary_prints_its_address_first_and_takes_fault_flags() -> TestResult {
         assert_eq!(settings["box_part_size"], 1000);
         assert_eq!(settings["box_commit_202"], 2);
         assert_eq!(settings["stall_rate"], 0.5);
+        assert_eq!(settings["corrupt_offset"], -5);
+        assert_eq!(settings["ih_require_if_match"], false);
+        assert_eq!(settings["ih_min_part_size"], 1024);
+        assert_eq!(settings["ih_assets"], "0123456789abcdef0123456789abcdef");
         Ok::<(), Box<dyn std::error::Error>>(())
     }
     .await;

@@ -1,8 +1,8 @@
 //! Integration tests of the testbed over real HTTP on 127.0.0.1, one in-process
 //! server per test. One test binary (modules below) to keep link time down.
 //!
-//! Sizes are kept tiny by lowering `box_min_session_size` and `box_part_size` wherever
-//! the rule under test is not about them.
+//! Sizes are kept tiny by lowering `box_min_session_size` and `box_part_size` (Box) and
+//! `ih_min_part_size` (Insights Hub) wherever the rule under test is not about them.
 
 mod admin;
 mod box_commit;
@@ -14,5 +14,10 @@ mod box_sessions;
 mod cli;
 mod faults;
 mod happy_path;
+mod insights_hub_client;
+mod insights_hub_gateway;
+mod insights_hub_multipart;
+mod insights_hub_search;
+mod insights_hub_single;
 mod secret;
 mod support;
