@@ -37,12 +37,12 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let store = tempfile::tempdir().expect("store");
     let tb = rt
-        .block_on(Testbed::start(Options::loopback(store.path()).with_settings(
-            Settings {
+        .block_on(Testbed::start(
+            Options::loopback(store.path()).with_settings(Settings {
                 corrupt_rate: 1.0,
                 ..Settings::default()
-            },
-        )))
+            }),
+        ))
         .expect("testbed");
     let work = tempfile::tempdir().expect("work");
     std::fs::write(work.path().join("token"), DEFAULT_SECRET).expect("token");

@@ -163,6 +163,7 @@ pub(super) async fn send_parts(
                         if pump.carry_last && index == pump.last_index =>
                     {
                         let Part { spec, source, _held, .. } = pump.part(index, source, digest, held);
+                        debug_assert!(spec.last, "the carried part is the last");
                         pump.carried = Some(Carried { spec, source, checkpoint, _held });
                         Ok(())
                     }

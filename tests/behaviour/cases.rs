@@ -99,6 +99,11 @@ pub const ALL: &[Case] = &[
         Need::Nothing,
         same_name_again,
     ),
+    case(
+        "a_taken_name_is_skipped_or_failed_as_configured",
+        Need::Nothing,
+        taken_name,
+    ),
 ];
 
 const fn case(name: &'static str, needs: Need, run: fn(Kind) -> Outcome) -> Case {
@@ -257,7 +262,7 @@ fn server_loses_the_session(kind: Kind) -> Outcome {
     // Every open session expires now; the next part call finds it gone.
     w.faults(SettingsPatch {
         session_ttl_s: Some(1),
-        ih_part_ttl_s: Some(1),
+        ih_part_ttl_s: Some(0),
         ..Default::default()
     });
     w.env.wait_log("beginning a new session", secs(30));
@@ -331,15 +336,28 @@ fn errors_and_resets_are_survived(kind: Kind) -> Outcome {
     check(st["counts"]["failed"] == 0, || format!("{st}"))
 }
 
+/// A store that flips a byte of everything it keeps: every file ends `failed` after
+/// its verification attempts, none `done`.
+///
+/// A service without a checksum of the stored object is checked by reading it back:
+/// sampled ranges (`auto`) catch a flipped byte only where they fall, so this case
+/// asks such a backend for the full read-back, which catches every one.
 fn corrupt_store_is_never_done(kind: Kind) -> Outcome {
     let settings = Settings {
         corrupt_rate: 1.0,
         ..Settings::default()
     };
+    let caps = kind.capabilities();
+    let upload = if caps.object_digest.is_none() && caps.ranged_reads {
+        "verify = \"full\""
+    } else {
+        ""
+    };
     let mut w = World::new(
         kind,
         Setup {
             settings,
+            upload,
             ..Setup::default()
         },
     );
@@ -425,11 +443,7 @@ fn refused_credentials_pause(kind: Kind) -> Outcome {
         format!("{errors} ERROR lines about the credentials")
     })?;
     // An agent puts a valid token in place: the daemon notices by itself.
-    std::fs::write(
-        w.env.dir.path().join("box-token"),
-        dropship_testbed::DEFAULT_SECRET,
-    )
-    .map_err(|e| e.to_string())?;
+    std::fs::write(w.token_file(), dropship_testbed::DEFAULT_SECRET).map_err(|e| e.to_string())?;
     let st = w.env.wait_done(4, secs(60));
     check(st["backend"]["state"] == "ok", || format!("{st}"))?;
     w.assert_stored("big.bin", &big)?;
@@ -760,4 +774,44 @@ fn same_name_again(kind: Kind) -> Outcome {
         (rows.len() == 2 && rows[1]["state"] == "done").then_some(())
     });
     w.assert_stored("again/report.csv", b"version two, longer")
+}
+
+/// `upload.on_exists`: a new content under a name the service already holds is
+/// skipped (`done` with a note) or failed (the reason in `status`), as configured;
+/// either way the stored object and the local file stay as they are.
+fn taken_name(kind: Kind) -> Outcome {
+    for (policy, want) in [("skip", "done"), ("fail", "failed")] {
+        let upload = format!("on_exists = \"{policy}\"\nafter = \"delete\"");
+        let mut w = World::new(
+            kind,
+            Setup {
+                upload: &upload,
+                ..Setup::default()
+            },
+        );
+        w.start();
+        // The first content finds the name free; delivered, it is deleted locally.
+        let first = w.env.drop_file("taken.txt", b"first content");
+        w.env.wait_state("taken.txt", "done", secs(30));
+        wait_for(secs(10), "the delivered file deleted", || {
+            (!first.exists()).then_some(())
+        });
+        let path = w.env.drop_file("taken.txt", b"second content");
+        let row = wait_for(secs(30), &format!("the second content {want}"), || {
+            let rows = w.env.rows("taken.txt");
+            (rows.len() == 2)
+                .then(|| rows[1].clone())
+                .filter(|r| r["state"] == want)
+        });
+        let why = row["last_error"].as_str().unwrap_or_default();
+        check(
+            why.contains("already holds") && why.contains(policy),
+            || format!("{policy}: {row}"),
+        )?;
+        w.assert_stored("taken.txt", b"first content")?;
+        check(path.exists(), || {
+            format!("{policy}: the file that was not delivered was deleted")
+        })?;
+    }
+    Ok(())
 }

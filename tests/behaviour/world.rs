@@ -260,6 +260,15 @@ impl World {
         self.daemon.as_ref().expect("the daemon was started")
     }
 
+    /// The file the daemon reads its token from (where the backend has one).
+    pub fn token_file(&self) -> std::path::PathBuf {
+        let name = match self.kind {
+            Kind::InsightsHub => "ih-token",
+            Kind::Local | Kind::Box => "box-token",
+        };
+        self.env.dir.path().join(name)
+    }
+
     /// The credential the service accepts from now on (the daemon's stays).
     pub fn set_service_secret(&self, secret: &str) {
         if let Some(tb) = &self.testbed {
@@ -270,7 +279,9 @@ impl World {
     /// The stored content at `key`, as the service holds it.
     pub fn stored(&self, key: &str) -> Option<Vec<u8>> {
         match &self.testbed {
-            Some(tb) => tb.object_bytes(self.kind.name(), &self.service_path(key)).ok(),
+            Some(tb) => tb
+                .object_bytes(self.kind.name(), &self.service_path(key))
+                .ok(),
             None => std::fs::read(self.env.remote().join(key)).ok(),
         }
     }

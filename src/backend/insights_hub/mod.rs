@@ -332,6 +332,18 @@ impl Backend for InsightsHubBackend {
         body: PartBody,
     ) -> Result<Receipt, BackendError> {
         let op = Op::PutPart;
+        // The last part rides on `upload=complete`; sent as `part=N` it would make
+        // the completion's body a part too many.
+        if part.last {
+            return Err(BackendError::Fatal {
+                op,
+                status: None,
+                detail: format!(
+                    "part {} is the last one: it goes with the completion",
+                    part.index
+                ),
+            });
+        }
         let key = key_of(session, &self.directory);
         let number = part.number(1).to_string();
         let etag = Self::extra(session).etag;
@@ -404,6 +416,16 @@ impl Backend for InsightsHubBackend {
         _digests: &FileDigests,
     ) -> Result<RemoteObject, BackendError> {
         let op = Op::Complete;
+        if let Some(l) = last.as_ref().filter(|l| !l.spec.last) {
+            return Err(BackendError::Fatal {
+                op,
+                status: None,
+                detail: format!(
+                    "part {} is not the last one; the completion carries the last",
+                    l.spec.index
+                ),
+            });
+        }
         let etag = Self::extra(session).etag;
         let body = last.map(|l| l.body);
         match self
