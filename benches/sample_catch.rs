@@ -62,7 +62,7 @@ fn main() {
         "{}/api/iotfile/v3/files/{ENTITY}/sample.bin",
         tb.emulator_url("insights-hub")
     );
-    let http = reqwest::Client::new();
+    let http = dropship::backend::http::client(Default::default()).expect("client");
 
     let mut rng = fastrand::Rng::with_seed(42);
     let (mut caught, mut total, mut read_back) = (0u64, 0u64, 0u64);
@@ -78,7 +78,10 @@ fn main() {
         if upload > 0 {
             put = put.header("if-match", (upload - 1).to_string());
         }
-        let status = rt.block_on(put.send()).expect("upload").status();
+        let status = rt
+            .block_on(async { put.send().await })
+            .expect("upload")
+            .status();
         assert!(status.is_success(), "upload {upload}: HTTP {status}");
         let stored = tb
             .object_bytes("insights-hub", &format!("{ENTITY}/sample.bin"))

@@ -1,14 +1,17 @@
 //! Completions whose answer was lost (a crash or a timeout after the service acted,
 //! before the journal heard of it). The engine must find the delivered object by
-//! `stat` instead of sending the file again. Real journal file, real local backend,
-//! the engine in-process; the lost answer is staged by doing the service's side of
-//! the work through the backend directly.
+//! `stat` instead of sending the file again. Real journal file, the real local
+//! backend and the real Insights Hub backend against the testbed, the engine
+//! in-process; the lost answer is staged by doing the service's side of the work
+//! through the backend directly.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use dropship::backend::{Backend, BackendConfig, FileDigests, FileSpec, Meter, PartBody, PartSpec};
+use dropship::backend::{
+    Backend, BackendConfig, FileDigests, FileSpec, FinalPart, Meter, PartBody, PartSpec,
+};
 use dropship::digest::{DigestKind, digest_of};
 use dropship::engine::{Backoff, Engine, EngineSettings};
 use dropship::identity::Identity;
@@ -211,4 +214,129 @@ async fn a_completion_whose_answer_was_lost_is_found_not_resent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_whose_cleanup_was_cut_short_is_found_not_resent() {
     check_found_not_resent(true).await;
+}
+
+/// Insights Hub: the last part rides on the completion, and the service has no
+/// checksum: the lost answer is recognised by the file's ETag having moved past the
+/// one the upload began over (here: the file appeared), then verified by reading
+/// sampled ranges back. Nothing is sent again and the file is written once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insights_hub_completion_whose_answer_was_lost_is_recognised() {
+    const IH_PART: u64 = 5 << 20;
+    const ENTITY: &str = "00189ab4c65243bb9d77f17332dd570a";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tb = dropship_testbed::Testbed::start(dropship_testbed::Options::loopback(
+        dir.path().join("store"),
+    ))
+    .await
+    .expect("testbed");
+    let outbox = dir.path().join("outbox");
+    std::fs::create_dir_all(&outbox).expect("outbox");
+    let data: Vec<u8> = (0..IH_PART as usize + 100_000)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    let path = outbox.join("x.bin");
+    std::fs::write(&path, &data).expect("file");
+    let identity = Identity::of(&std::fs::metadata(&path).expect("meta"));
+    std::fs::write(dir.path().join("token"), dropship_testbed::DEFAULT_SECRET).expect("token");
+    let cfg: BackendConfig = toml::from_str(&format!(
+        "type = \"insights-hub\"\ngateway_url = \"{}\"\nentity_id = \"{ENTITY}\"\ntoken_file = \"{}\"",
+        tb.emulator_url("insights-hub"),
+        dir.path().join("token").display()
+    ))
+    .expect("backend config");
+    let backend = cfg.build(Default::default()).expect("backend");
+    let spec = FileSpec {
+        key: "x.bin".into(),
+        size: data.len() as u64,
+        mtime: 0,
+    };
+    let plan = vec![(0, IH_PART), (IH_PART, data.len() as u64 - IH_PART)];
+    let mut session = backend.begin(&spec).await.expect("begin");
+    session.part_size = Some(IH_PART); // as the engine records it
+    let parts: Vec<PartSpec> = plan
+        .iter()
+        .enumerate()
+        .map(|(i, &(offset, length))| PartSpec {
+            index: i as u32,
+            offset,
+            length,
+            total: data.len() as u64,
+            digest: None,
+            last: i + 1 == plan.len(),
+        })
+        .collect();
+    let body = |p: &PartSpec| {
+        PartBody::new(
+            Bytes::copy_from_slice(&data[p.offset as usize..(p.offset + p.length) as usize]),
+            Meter::new(None),
+        )
+    };
+    let first = backend
+        .put_part(&session, &parts[0], body(&parts[0]))
+        .await
+        .expect("part 1");
+    let digests = FileDigests::default();
+    backend
+        .complete(
+            &session,
+            &spec,
+            std::slice::from_ref(&first),
+            Some(FinalPart {
+                spec: parts[1].clone(),
+                body: body(&parts[1]),
+            }),
+            &digests,
+        )
+        .await
+        .expect("complete at the service");
+
+    // The journal's view: part 1 acknowledged, the last part on its way with the
+    // completion, no answer.
+    let journal_path = dir.path().join("journal.db");
+    let mut j = Journal::open(&journal_path).expect("journal");
+    let Enqueued::Added(id) = j
+        .enqueue(&NewFile {
+            path: path.clone(),
+            key: Some("x.bin".into()),
+            size: identity.size,
+            mtime_ns: identity.mtime_ns,
+            inode: identity.inode,
+        })
+        .expect("enqueue")
+    else {
+        panic!("added")
+    };
+    j.claim_next(now_ms(), &[]).expect("claim").expect("row");
+    j.clash_checked(id).expect("checked");
+    j.start_session(id, Some(&session), IH_PART, &plan)
+        .expect("session");
+    j.part_start(id, 0, None).expect("start");
+    j.part_uploaded(id, 0, &first).expect("ack");
+    j.part_start(id, 1, None).expect("start the carried part");
+    j.to_completing(id, &digests).expect("completing");
+    drop(j);
+
+    let received = tb.stats().bytes_received;
+    let st = Staged {
+        _dir: dir,
+        journal_path,
+        backend,
+        data,
+        id,
+    };
+    let row = resume(&st).await;
+    assert_eq!(row.state, FileState::Done, "{row:?}");
+    assert_eq!(
+        tb.stats().bytes_received,
+        received,
+        "bytes were sent again for a completed upload"
+    );
+    assert_eq!(
+        tb.object_bytes("insights-hub", &format!("{ENTITY}/x.bin"))
+            .expect("stored"),
+        st.data
+    );
+    let objects = tb.objects();
+    assert_eq!(objects.len(), 1, "{objects:?}");
 }

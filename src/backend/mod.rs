@@ -249,6 +249,23 @@ pub trait Backend: Send + Sync + fmt::Debug {
         known: Option<&RemoteObject>,
     ) -> Result<Option<RemoteStat>, BackendError>;
 
+    /// The object this session's completion made, if the service holds it: the
+    /// answer to a completion was lost, or the session is gone and the engine asks
+    /// whether it was completed before.
+    /// # Behavior
+    /// - A service that can tell its own completion from an older object at the key
+    ///   (Insights Hub: an ETag newer than the one the upload began over) answers.
+    /// - The default, `None`, leaves it to the engine, which accepts an object whose
+    ///   digest is the file's and otherwise sends the file again.
+    async fn completed(
+        &self,
+        session: &Session,
+        file: &FileSpec,
+    ) -> Result<Option<RemoteObject>, BackendError> {
+        let _ = (session, file);
+        Ok(None)
+    }
+
     /// The digest `stat` must report for the object: by default the whole-file
     /// digest of the read pass. A service whose object checksum is built from its
     /// parts' (S3's checksum of checksums) computes it from the receipts.

@@ -251,7 +251,7 @@ impl Attempt<'_> {
         // A retry after a request whose answer was lost: the service may hold the file
         // already, and sending it again would make a duplicate (a new version).
         if row.attempts > 1
-            && let Some(remote) = self.already_delivered(file, &digests).await?
+            && let Some(remote) = self.already_delivered(file, &digests, None).await?
         {
             let (r, d) = (remote.clone(), digests.clone());
             ctx.journal
@@ -290,15 +290,31 @@ impl Attempt<'_> {
     }
 
     /// The stored object at the file's key, if it already is the file's content (the
-    /// answer to an earlier completion or single request was lost).
+    /// answer to an earlier completion or single request was lost). `session` is the
+    /// upload whose completion may have happened.
+    ///
+    /// The service's word that it completed the session wins; otherwise only a digest
+    /// proves it. Size alone proves nothing (an older object of the same size may
+    /// be there): without a digest the file is sent again, which is harmless.
     async fn already_delivered(
         &self,
         file: &FileSpec,
         digests: &FileDigests,
+        session: Option<&Session>,
     ) -> Result<Option<RemoteObject>, Stop> {
-        let expected = self.expected_digest(digests).await?;
-        match self.ctx.backend.stat(&file.key, None).await? {
-            Some(st) if stat_matches(self.ctx, file.size, expected.as_ref(), &st).is_ok() => {
+        let ctx = self.ctx;
+        if let Some(s) = session
+            && let Some(remote) = ctx.backend.completed(s, file).await?
+        {
+            info!("the service completed this upload before");
+            return Ok(Some(remote));
+        }
+        if ctx.caps.object_digest.is_none() {
+            return Ok(None);
+        }
+        let expected = self.expected_digest(digests, true).await?;
+        match ctx.backend.stat(&file.key, None).await? {
+            Some(st) if stat_matches(file.size, expected.as_ref(), &st, true).is_ok() => {
                 info!("the service already holds this content");
                 Ok(Some(RemoteObject::at(&file.key)))
             }
@@ -307,10 +323,15 @@ impl Attempt<'_> {
     }
 
     /// The digest the service must report for the object (see
-    /// `Backend::expected_digest`), from the read pass and the parts' receipts.
-    async fn expected_digest(&self, digests: &FileDigests) -> Result<Option<Digest>, Stop> {
+    /// `Backend::expected_digest`), from the read pass and the parts' receipts;
+    /// `None` where it is not compared (`wanted` false, or no digest to compare).
+    async fn expected_digest(
+        &self,
+        digests: &FileDigests,
+        wanted: bool,
+    ) -> Result<Option<Digest>, Stop> {
         let ctx = self.ctx;
-        if !ctx.check.compares_digest(&ctx.caps) {
+        if !wanted || ctx.caps.object_digest.is_none() {
             return Ok(None);
         }
         let id = self.row.id;
@@ -334,7 +355,7 @@ impl Attempt<'_> {
                     // Every part was sent and completion was asked for before: a lost
                     // answer to a completion that happened closes the session too.
                     (Err(Stop::Backend(gone @ BackendError::SessionGone { .. })), Some(d)) => {
-                        let Some(remote) = self.already_delivered(file, d).await? else {
+                        let Some(remote) = self.already_delivered(file, d, Some(s)).await? else {
                             return Err(gone.into());
                         };
                         let (r, digests) = (remote.clone(), d.clone());
@@ -415,7 +436,10 @@ impl Attempt<'_> {
             // A completion whose answer was lost closes the session: if the object is
             // there with the right content, the completion did happen.
             Err(gone @ BackendError::SessionGone { .. }) => {
-                match self.already_delivered(file, &digests).await? {
+                match self
+                    .already_delivered(file, &digests, Some(&session))
+                    .await?
+                {
                     Some(remote) => remote,
                     None => return Err(gone.into()),
                 }
@@ -531,8 +555,9 @@ impl Attempt<'_> {
                 remote.key
             )));
         };
-        let expected = self.expected_digest(digests).await?;
-        stat_matches(ctx, row.size, expected.as_ref(), &stat).map_err(Stop::Mismatch)?;
+        let use_digest = ctx.check.compares_digest(&ctx.caps);
+        let expected = self.expected_digest(digests, use_digest).await?;
+        stat_matches(row.size, expected.as_ref(), &stat, use_digest).map_err(Stop::Mismatch)?;
         let read_back = match ctx.check {
             Check::Sample(n) => {
                 let ranges = {
@@ -578,12 +603,12 @@ impl Attempt<'_> {
 }
 
 /// Compares what the service stores with what was read from disk: the size, and
-/// the service's digest where verification uses it.
+/// with `digest` the service's digest of the object.
 fn stat_matches(
-    ctx: &Ctx,
     size: u64,
     expected: Option<&Digest>,
     st: &RemoteStat,
+    digest: bool,
 ) -> Result<(), String> {
     if st.size != size {
         return Err(format!(
@@ -591,7 +616,7 @@ fn stat_matches(
             st.size
         ));
     }
-    if !ctx.check.compares_digest(&ctx.caps) {
+    if !digest {
         return Ok(()); // size only, or content compared by reading back
     }
     match (&st.digest, expected) {

@@ -363,6 +363,20 @@ async fn abort_orphans(ctx: Arc<Ctx>, cancel: CancellationToken) {
         }
     };
     for (id, session) in orphans {
+        // The same remote upload as a live row's (a session id that is a path):
+        // it is that row's now, not an orphan to abort.
+        let sid = session.id.clone();
+        match ctx.journal.call(move |j| j.session_in_use(&sid)).await {
+            Ok(false) => {}
+            Ok(true) => {
+                let _ = ctx.journal.call(move |j| j.forget_session(id)).await;
+                continue;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot check an orphaned session");
+                continue;
+            }
+        }
         let aborted = tokio::select! {
             _ = cancel.cancelled() => return,
             r = ctx.backend.abort(&session) => r,

@@ -307,6 +307,19 @@ impl Journal {
             .collect()
     }
 
+    /// Whether an active row holds a session with this id. Where the session id is
+    /// the remote path (Insights Hub), an old row's orphaned session and a newer
+    /// row's live upload of the same file are one and the same.
+    pub fn session_in_use(&self, session_id: &str) -> Result<bool> {
+        let sql = format!(
+            "SELECT EXISTS (SELECT 1 FROM files
+             WHERE state IN ({ACTIVE_SQL}) AND json_extract(session, '$.id') = ?1)"
+        );
+        Ok(self
+            .conn
+            .query_row(&sql, params![session_id], |r| r.get(0))?)
+    }
+
     /// `uploading → completing`, with the whole-file digests of the read pass.
     pub fn to_completing(&mut self, id: FileId, digests: &FileDigests) -> Result<()> {
         let json = to_json(digests)?;

@@ -15,14 +15,15 @@ pub fn classify(op: Op, r: Refusal) -> BackendError {
         (Op::PutPart | Op::Complete | Op::HeldParts, 404) => {
             BackendError::SessionGone { op, detail }
         }
-        // A stale `If-Match`: somebody updated the file since this upload began.
-        // The session starts over, with the ETag current then.
-        (Op::PutPart | Op::Complete, 409) => BackendError::SessionGone {
+        // A stale `If-Match` (409; 412 is the other answer the protocol leaves
+        // open): somebody updated the file since this upload began. The session
+        // starts over, with the ETag current then.
+        (Op::PutPart | Op::Complete, 409 | 412) => BackendError::SessionGone {
             op,
             detail: format!("the file was updated by somebody else meanwhile: {detail}"),
         },
         // The same before any byte: look the ETag up again and retry.
-        (Op::PutSingle | Op::Begin, 409) => BackendError::Retry {
+        (Op::PutSingle | Op::Begin, 409 | 412) => BackendError::Retry {
             op,
             after: r.retry_after,
             cause: format!("the file was updated by somebody else meanwhile: {detail}"),

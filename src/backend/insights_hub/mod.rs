@@ -235,12 +235,14 @@ impl InsightsHubBackend {
 }
 
 /// A filter value: bare where the service's examples use it so, quoted when it
-/// holds a space (which would end it).
+/// holds whitespace (which would end it) or a quote.
 fn quoted(v: &str) -> String {
-    if v.contains(' ') {
-        format!("'{}'", v.replace('\'', "''"))
-    } else {
+    if !v.contains(|c: char| c.is_whitespace() || c == '\'' || c == '"') {
         v.to_string()
+    } else if v.contains('\'') {
+        format!("\"{v}\"")
+    } else {
+        format!("'{v}'")
     }
 }
 
@@ -459,6 +461,22 @@ impl Backend for InsightsHubBackend {
         }
     }
 
+    /// The file's ETag moved past the one the upload began over (or the file
+    /// appeared, for a new one): a completion happened since `begin`. Whose, the
+    /// read-back verification that follows settles.
+    async fn completed(
+        &self,
+        session: &Session,
+        file: &FileSpec,
+    ) -> Result<Option<RemoteObject>, BackendError> {
+        let prior = Self::extra(session).etag;
+        Ok(self
+            .find(Op::Complete, &file.key)
+            .await?
+            .filter(|f| prior.is_none_or(|p| f.etag > p))
+            .map(|f| Self::remote(&file.key, Some(f.etag))))
+    }
+
     async fn stat(
         &self,
         key: &str,
@@ -490,20 +508,26 @@ impl Backend for InsightsHubBackend {
             .await?
         {
             Answer::Ok(resp) => {
-                let whole = resp.status().as_u16() == 200;
-                // One more byte than asked shows a service that sent more.
-                let limit = usize::try_from(if whole { offset + len + 1 } else { len + 1 })
-                    .unwrap_or(usize::MAX);
-                let bytes = Bytes::from(self.client.body(op, resp, limit).await?);
-                if whole {
-                    // A service that ignores `Range` sends the whole object.
-                    let start = (offset as usize).min(bytes.len());
-                    let end = (start + len as usize).min(bytes.len());
-                    return Ok(bytes.slice(start..end));
+                // A service (or a proxy) that ignores `Range` answers 200 with the
+                // whole object: reading a range out of it would download the object
+                // once per range.
+                if resp.status().as_u16() == 200 && offset > 0 {
+                    return Err(BackendError::Fatal {
+                        op,
+                        status: Some(200),
+                        detail: "the service answered a ranged read with the whole object; \
+                                 reading it back is not possible: set upload.verify = \"size\""
+                            .into(),
+                    });
                 }
+                // One more byte than asked shows a service that sent more.
+                let limit = usize::try_from(len.saturating_add(1)).unwrap_or(usize::MAX);
+                let mut bytes = Bytes::from(self.client.body(op, resp, limit).await?);
+                bytes.truncate(len as usize);
                 Ok(bytes)
             }
-            // The object is shorter than the range: the caller sees too few bytes.
+            // No object (replaced meanwhile): the caller sees too few bytes.
+            Answer::Refused(r) if r.status.as_u16() == 404 => Ok(Bytes::new()),
             Answer::Refused(r) if r.status.as_u16() == 416 => Ok(Bytes::new()),
             Answer::Refused(r) => Err(classify(op, r)),
         }
