@@ -109,6 +109,7 @@ fn a_file_is_found_by_name_in_one_request_per_folder() {
             let data = Bytes::from(format!("file {i}"));
             let digests = FileDigests {
                 object: Some(digest_of(DigestKind::Sha1, &data)),
+                part: None,
             };
             let spec = FileSpec {
                 key: format!("many/f{i:04}.txt"),

@@ -76,6 +76,7 @@ async fn completed_but_unrecorded(torn_cleanup: bool) -> Staged {
     }
     let digests = FileDigests {
         object: Some(digest_of(DigestKind::Sha256, &data)),
+        part: None,
     };
     let staging = dir
         .path()

@@ -41,11 +41,30 @@ pub enum Answer {
     Refused(Refusal),
 }
 
+/// Which header carries the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenHeader {
+    /// `Authorization: Bearer <token>`.
+    Bearer,
+    /// A header of its own, e.g. Exosite's `X-Exosite-CIK: <token>`.
+    Named(&'static str),
+}
+
+/// How a service takes the token, and what its refusal tells the operator.
+#[derive(Debug, Clone, Copy)]
+pub struct Service {
+    /// For messages: "Box", "Insights Hub".
+    pub name: &'static str,
+    pub header: TokenHeader,
+    /// What to do about a refused token, followed by where it is read from: "put a
+    /// valid token in".
+    pub renewal: &'static str,
+}
+
 /// Holds the token and sends requests with it.
 #[derive(Debug)]
 pub struct BearerClient {
-    /// The service's name, for messages ("Box", "Insights Hub").
-    service: &'static str,
+    service: Service,
     pub http: reqwest::Client,
     source: SecretSource,
     token: RwLock<Secret>,
@@ -56,7 +75,7 @@ pub struct BearerClient {
 
 impl BearerClient {
     pub fn new(
-        service: &'static str,
+        service: Service,
         http: reqwest::Client,
         source: SecretSource,
         token: Secret,
@@ -115,8 +134,25 @@ impl BearerClient {
             };
             let stream =
                 body.map(|b| reqwest::Body::wrap_stream(b.clone().into_stream(progress.clone())));
-            let req =
-                build(self.http.request(method.clone(), url), stream).bearer_auth(token.expose());
+            let req = build(self.http.request(method.clone(), url), stream);
+            let req = match self.service.header {
+                TokenHeader::Bearer => req.bearer_auth(token.expose()),
+                TokenHeader::Named(name) => {
+                    let Ok(mut value) = reqwest::header::HeaderValue::from_str(token.expose())
+                    else {
+                        return Err(BackendError::AuthRefused {
+                            op,
+                            detail: format!(
+                                "the token in {} holds characters an HTTP header cannot carry",
+                                self.source.describe()
+                            ),
+                        });
+                    };
+                    // Kept out of debug output, as `bearer_auth` does.
+                    value.set_sensitive(true);
+                    req.header(name, value)
+                }
+            };
             let resp = http::send(op, req, &progress, self.timeouts).await;
             if let Some(rate) = progress.measured_rate() {
                 self.link_rate.store(rate, Ordering::Relaxed);
@@ -134,8 +170,9 @@ impl BearerClient {
                 return Err(BackendError::AuthRefused {
                     op,
                     detail: format!(
-                        "{} refused the access token (HTTP 401); put a valid token in {}",
-                        self.service,
+                        "{} refused the access token (HTTP 401); {} {}",
+                        self.service.name,
+                        self.service.renewal,
                         self.source.describe()
                     ),
                 });

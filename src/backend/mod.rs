@@ -11,6 +11,7 @@ pub mod bearer;
 mod body;
 pub mod box_api;
 mod error;
+pub mod exosite;
 pub mod http;
 pub mod insights_hub;
 pub mod local;
@@ -178,6 +179,10 @@ pub struct RemoteStat {
 pub struct FileDigests {
     /// Of [`Capabilities::object_digest`]'s kind, when the backend has one.
     pub object: Option<Digest>,
+    /// A single-request upload's one part, of [`Capabilities::part_digest`]'s kind:
+    /// for a service that checks each request's body (Exosite's `MD5` header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<Digest>,
 }
 
 /// One service's wire protocol.
@@ -328,6 +333,7 @@ pub enum BackendConfig {
     Local(local::LocalConfig),
     Box(box_api::BoxConfig),
     InsightsHub(insights_hub::InsightsHubConfig),
+    Exosite(exosite::ExositeConfig),
 }
 
 /// What building a backend needs besides its own section.
@@ -358,6 +364,7 @@ impl BackendConfig {
             }),
             BackendConfig::Box(c) => BackendConfig::Box(c.resolved(resolve)),
             BackendConfig::InsightsHub(c) => BackendConfig::InsightsHub(c.resolved(resolve)),
+            BackendConfig::Exosite(c) => BackendConfig::Exosite(c.resolved(resolve)),
         }
     }
 
@@ -365,7 +372,9 @@ impl BackendConfig {
     pub fn local_root(&self) -> Option<&Path> {
         match self {
             BackendConfig::Local(c) => Some(&c.path),
-            BackendConfig::Box(_) | BackendConfig::InsightsHub(_) => None,
+            BackendConfig::Box(_) | BackendConfig::InsightsHub(_) | BackendConfig::Exosite(_) => {
+                None
+            }
         }
     }
 
@@ -375,6 +384,7 @@ impl BackendConfig {
             BackendConfig::Local(_) => Ok(()),
             BackendConfig::Box(c) => c.validate(),
             BackendConfig::InsightsHub(c) => c.validate(),
+            BackendConfig::Exosite(c) => c.validate(),
         }
     }
 
@@ -385,6 +395,7 @@ impl BackendConfig {
             BackendConfig::Local(_) => Vec::new(),
             BackendConfig::Box(c) => c.check_environment(),
             BackendConfig::InsightsHub(c) => c.check_environment(),
+            BackendConfig::Exosite(c) => c.check_environment(),
         }
     }
 
@@ -398,6 +409,9 @@ impl BackendConfig {
                 opts.timeouts,
                 opts.part_size,
             )?)),
+            BackendConfig::Exosite(c) => {
+                Ok(Arc::new(exosite::ExositeBackend::new(c, opts.timeouts)?))
+            }
         }
     }
 
@@ -405,7 +419,9 @@ impl BackendConfig {
     /// and `"full"` need it); the same as its [`Capabilities::ranged_reads`].
     pub fn reads_back(&self) -> bool {
         match self {
-            BackendConfig::Local(_) | BackendConfig::InsightsHub(_) => true,
+            BackendConfig::Local(_) | BackendConfig::InsightsHub(_) | BackendConfig::Exosite(_) => {
+                true
+            }
             BackendConfig::Box(_) => false,
         }
     }
@@ -415,6 +431,7 @@ impl BackendConfig {
             BackendConfig::Local(_) => "local",
             BackendConfig::Box(_) => "box",
             BackendConfig::InsightsHub(_) => "insights-hub",
+            BackendConfig::Exosite(_) => "exosite",
         }
     }
 }

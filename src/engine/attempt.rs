@@ -226,18 +226,28 @@ impl Attempt<'_> {
         );
         let mut body = None;
         let mut digests = None;
+        let mut part_digest = None;
         while let Some(item) = rx.recv().await {
             match item? {
-                ReadItem::Send { source, held, .. } => body = Some((source, held)),
+                ReadItem::Send {
+                    source,
+                    held,
+                    digest,
+                    ..
+                } => {
+                    body = Some((source, held));
+                    part_digest = digest;
+                }
                 ReadItem::Held { .. } => {}
                 ReadItem::Done(d) => digests = Some(d),
             }
         }
-        let (Some((source, _held)), Some(digests)) = (body, digests) else {
+        let (Some((source, _held)), Some(mut digests)) = (body, digests) else {
             return Err(Stop::LocalIo(std::io::Error::other(
                 "the read pass ended early",
             )));
         };
+        digests.part = part_digest;
         if self.cancel.is_cancelled() {
             return Err(Stop::Cancelled);
         }

@@ -237,6 +237,7 @@ fn read_pass(
     check(&file, &plan.identity)?;
     let digests = FileDigests {
         object: whole.map(|w| w.hasher.finish()),
+        part: None,
     };
     let _ = tx.blocking_send(Ok(ReadItem::Done(digests)));
     Ok(())

@@ -31,6 +31,7 @@ use self::client::{
     Answer, BearerClient, BoxFile, Endpoints, Entries, Item, PartAnswer, PartList, UploadPart,
     UploadSession, conflict,
 };
+use super::bearer::{Service, TokenHeader};
 use super::http::{check_base_url, same_origin};
 use super::{
     Addressing, Backend, BackendError, Capabilities, FileDigests, FileSpec, FinalPart, Op,
@@ -38,6 +39,13 @@ use super::{
 };
 use crate::digest::{Digest, DigestKind};
 use crate::secret::SecretSource;
+
+/// How Box takes the token (box.md §Hosts and auth).
+const SERVICE: Service = Service {
+    name: "Box",
+    header: TokenHeader::Bearer,
+    renewal: "put a valid token in",
+};
 
 /// Box refuses sessions below this size (box.md §Small files: "at least 20 MB",
 /// 20,000,000 in public client code).
@@ -147,7 +155,7 @@ impl BoxBackend {
         let token = source.load().map_err(fatal)?;
         Ok(BoxBackend {
             client: BearerClient::new(
-                "Box",
+                SERVICE,
                 super::http::client(timeouts)?,
                 source,
                 token,

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 pub use self::config::InsightsHubConfig;
 
 use self::classify::classify;
-use super::bearer::{Answer, BearerClient};
+use super::bearer::{Answer, BearerClient, Service, TokenHeader};
 use super::http::check_base_url;
 use super::{
     Addressing, Backend, BackendError, Capabilities, FileDigests, FileSpec, FinalPart, Op,
@@ -48,6 +48,12 @@ const GATEWAY_TIMEOUT: Duration = Duration::from_secs(60);
 /// A part may be as big as a 1000-part file of this size needs; 5 GiB parts keep
 /// a 5 TB file possible (the service states no maximum).
 const MAX_PART: u64 = 5 << 30;
+/// insights-hub.md §Hosts and auth: `Authorization: Bearer <JWT>`.
+const SERVICE: Service = Service {
+    name: "Insights Hub",
+    header: TokenHeader::Bearer,
+    renewal: "put a valid token in",
+};
 /// The path of the API under the gateway.
 const API: &str = "api/iotfile/v3";
 
@@ -115,7 +121,7 @@ impl InsightsHubBackend {
             .map_err(|e| fatal(format!("backend.gateway_url: {e}")))?;
         Ok(InsightsHubBackend {
             client: BearerClient::new(
-                "Insights Hub",
+                SERVICE,
                 super::http::client(timeouts)?,
                 source,
                 token,

@@ -1,0 +1,76 @@
+//! `[backend] type = "exosite"`: the product's host, the device token, and the MIME
+//! type stored with each content.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::backend::http::check_base_url;
+use crate::secret::SecretSource;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExositeConfig {
+    /// The product's host, `https://<product_id>.m2.exosite.io`.
+    pub url: String,
+    /// File holding the device token, sent as `X-Exosite-CIK`.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding the device token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// `"auto"`: the MIME type from the file name; anything else is used for every
+    /// file.
+    #[serde(default = "default_content_type")]
+    pub content_type: String,
+    /// The older device API's `vendor` and `model` (`/provision/download`): where
+    /// both are set, content info and ranged download go there; else to
+    /// `/onep:v1/content/<id>`.
+    #[serde(default)]
+    pub vendor: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Allow plain http to a non-loopback host (a lab proxy). Off: tokens stay in TLS.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+}
+
+fn default_content_type() -> String {
+    "auto".into()
+}
+
+impl ExositeConfig {
+    pub fn resolved(mut self, resolve: &dyn Fn(&Path) -> PathBuf) -> ExositeConfig {
+        self.token_file = self.token_file.map(|p| resolve(&p));
+        self
+    }
+
+    pub fn secret_source(&self) -> Result<SecretSource, (&'static str, String)> {
+        SecretSource::choose(&self.token_file, &self.token_env, "Exosite")
+    }
+
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        check_base_url(&self.url, self.allow_insecure_http).map_err(|e| ("backend.url", e))?;
+        let t = &self.content_type;
+        if t != "auto" && (t.is_empty() || !t.contains('/') || t.contains(char::is_whitespace)) {
+            return Err((
+                "backend.content_type",
+                format!("{t:?} is not a MIME type (like \"text/csv\") or \"auto\""),
+            ));
+        }
+        match (&self.vendor, &self.model) {
+            (Some(_), None) => {
+                return Err(("backend.model", "vendor is set, model is not".into()));
+            }
+            (None, Some(_)) => {
+                return Err(("backend.vendor", "model is set, vendor is not".into()));
+            }
+            _ => {}
+        }
+        self.secret_source().map(|_| ())
+    }
+
+    pub fn check_environment(&self) -> Vec<(&'static str, String)> {
+        SecretSource::check(&self.token_file, &self.token_env, "Exosite")
+    }
+}

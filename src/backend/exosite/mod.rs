@@ -1,0 +1,436 @@
+//! Exosite device content upload (protocols/exosite.md): one request up to 100 MB,
+//! ranges of exactly 5 MiB in order above it.
+//!
+//! The service's ways, and how they map onto the seam:
+//! - Upload in parts: `POST /onep:v1/content/` with `{id, length, type}` opens it;
+//!   each range is a `PATCH /onep:v1/content/<id>` with `Content-Range` and the
+//!   base64 MD5 of its bytes in a header named `MD5`; the upload is complete when
+//!   its last byte is accepted. Ranges go one at a time, in order: the service's
+//!   only documented mode. Every range but the last is exactly 5 MiB, which both
+//!   readings of the size rule ("exactly" and "at least") accept.
+//! - The content id is chosen by the device: the file's key, with `/` (which an id
+//!   may not hold) and `%` escaped, so that no two keys share an id.
+//! - Nothing documents which ranges the service holds, so resume trusts the
+//!   journal's last acknowledged offset; a refusal of that range means the server
+//!   is elsewhere (a lost answer, an expired upload), and the upload starts again
+//!   from byte 0 (`SessionGone`), counted in `bytes_sent`.
+//! - No checksum of stored content is exposed: `stat` reads the size from the
+//!   content info, and verification reads ranges back (ranged download).
+//! - A device cannot renew its own token: a refusal waits for an operator to
+//!   provision a new one (the credentials gate), saying so.
+
+mod config;
+mod mime;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use reqwest::header::{CONTENT_RANGE, RANGE};
+use reqwest::{Method, Url};
+
+pub use self::config::ExositeConfig;
+
+use super::bearer::{Answer, BearerClient, Refusal, Service, TokenHeader};
+use super::http::{check_base_url, from_status};
+use super::{
+    Addressing, Backend, BackendError, Capabilities, FileDigests, FileSpec, FinalPart, Op,
+    PartBody, PartSizeRule, PartSpec, Receipt, RemoteObject, RemoteStat, Session, Timeouts,
+};
+use crate::digest::DigestKind;
+
+/// exosite.md §Size rules: parts are 5 × 1024 × 1024 bytes.
+pub const PART: u64 = 5 << 20;
+/// exosite.md §Size rules: files up to 100 MB go in one request. "100 MB" may be
+/// 100,000,000 or 104,857,600 bytes; the smaller reading is safe against both.
+const SINGLE_MAX: u64 = 100_000_000;
+/// The content info is one short CSV line.
+const MAX_INFO_BODY: usize = 16 << 10;
+
+/// exosite.md §Host and auth: the legacy header the vendor's example uses.
+const SERVICE: Service = Service {
+    name: "Exosite",
+    header: TokenHeader::Named("X-Exosite-CIK"),
+    renewal: "a device cannot renew its own token: an operator must provision a new one in",
+};
+
+#[derive(Debug)]
+pub struct ExositeBackend {
+    client: BearerClient,
+    base: Url,
+    /// `None`: the MIME type from each file's name.
+    content_type: Option<String>,
+    /// `(vendor, model)` of the older device API, where content info and download
+    /// are read.
+    provision: Option<(String, String)>,
+}
+
+impl ExositeBackend {
+    pub fn new(cfg: &ExositeConfig, timeouts: Timeouts) -> Result<ExositeBackend, BackendError> {
+        let fatal = |detail: String| BackendError::Fatal {
+            op: Op::Begin,
+            status: None,
+            detail,
+        };
+        cfg.validate()
+            .map_err(|(k, e)| fatal(format!("{k}: {e}")))?;
+        let source = cfg
+            .secret_source()
+            .map_err(|(k, e)| fatal(format!("{k}: {e}")))?;
+        let token = source.load().map_err(fatal)?;
+        let base = check_base_url(&cfg.url, cfg.allow_insecure_http).map_err(fatal)?;
+        Ok(ExositeBackend {
+            client: BearerClient::new(
+                SERVICE,
+                super::http::client(timeouts)?,
+                source,
+                token,
+                timeouts,
+            ),
+            base: Url::parse(&base).map_err(|e| fatal(format!("backend.url: {e}")))?,
+            content_type: (cfg.content_type != "auto").then(|| cfg.content_type.clone()),
+            provision: cfg.vendor.clone().zip(cfg.model.clone()),
+        })
+    }
+
+    fn mime(&self, key: &str) -> String {
+        self.content_type
+            .clone()
+            .unwrap_or_else(|| mime::for_name(key).to_string())
+    }
+
+    /// `{base}/onep:v1/content/` followed by `id` (if any), the id one segment.
+    fn content_url(&self, id: Option<&str>) -> Result<Url, BackendError> {
+        let mut url = self.base.clone();
+        {
+            let mut segs = url.path_segments_mut().map_err(|()| BackendError::Fatal {
+                op: Op::Begin,
+                status: None,
+                detail: format!("{} cannot take a path", self.base),
+            })?;
+            segs.pop_if_empty()
+                .extend(["onep:v1", "content", id.unwrap_or("")]);
+        }
+        Ok(url)
+    }
+
+    /// Where content info (`info`) or the content itself is read.
+    fn read_url(&self, id: &str, info: bool) -> Result<Url, BackendError> {
+        match &self.provision {
+            Some((vendor, model)) => {
+                let mut url = self.base.clone();
+                url.set_path("/provision/download");
+                {
+                    let mut q = url.query_pairs_mut();
+                    q.append_pair("vendor", vendor)
+                        .append_pair("model", model)
+                        .append_pair("id", id);
+                    if info {
+                        q.append_pair("info", "true");
+                    }
+                }
+                Ok(url)
+            }
+            None => {
+                let mut url = self.content_url(Some(id))?;
+                if info {
+                    url.query_pairs_mut().append_pair("info", "true");
+                }
+                Ok(url)
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        op: Op,
+        method: Method,
+        url: &Url,
+        body: Option<&PartBody>,
+        headers: &[(&'static str, String)],
+    ) -> Result<Answer, BackendError> {
+        self.client
+            .send(op, method, url.as_str(), body, |r, stream| {
+                let mut r = r;
+                for (k, v) in headers {
+                    r = r.header(*k, v);
+                }
+                match (stream, body) {
+                    (Some(s), Some(b)) => r.header("content-length", b.len()).body(s),
+                    _ => r,
+                }
+            })
+            .await
+    }
+}
+
+/// The content id of a key. An id may not hold `/` (exosite.md rule 4): `%` and `/`
+/// are escaped as `%25` and `%2F`, so the mapping is reversible and no two keys
+/// share an id.
+pub fn content_id(key: &str) -> String {
+    key.replace('%', "%25").replace('/', "%2F")
+}
+
+/// The size in a content info line, `<type>,<size>,<updated>,<meta>`. The type
+/// holds no comma (a MIME type), so the second field is the size.
+fn size_of_info(line: &str) -> Option<u64> {
+    line.lines().next()?.split(',').nth(1)?.trim().parse().ok()
+}
+
+/// Exosite's refusals → the engine's next action (exosite.md §Errors).
+fn classify(op: Op, r: Refusal) -> BackendError {
+    let status = r.status.as_u16();
+    let detail = r.describe();
+    match (op, status) {
+        // The range's bytes did not match their MD5 on arrival: damaged in transit,
+        // nothing stored; sending it again is the cure.
+        (Op::PutPart | Op::PutSingle, 400) if r.body.contains("MD5") => BackendError::Retry {
+            op,
+            after: r.retry_after,
+            cause: detail,
+        },
+        // Any other refusal of a range: the server is not where the journal is (an
+        // answer lost, the upload expired or reset). Start again from byte 0.
+        (Op::PutPart, 400 | 404 | 409 | 416) => BackendError::SessionGone { op, detail },
+        // The single-request limit is lower than this client assumes.
+        (Op::PutSingle, 413) => BackendError::Fatal {
+            op,
+            status: Some(413),
+            detail: format!("the service refused the file as too big for one request: {detail}"),
+        },
+        // An upload of this id in progress that the service will not reset: it
+        // expires by itself; come back later.
+        (Op::Begin, 409) => BackendError::Retry {
+            op,
+            after: r.retry_after,
+            cause: detail,
+        },
+        _ => from_status(op, r.status, r.retry_after, r.body),
+    }
+}
+
+#[async_trait]
+impl Backend for ExositeBackend {
+    fn name(&self) -> &'static str {
+        "exosite"
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            addressing: Addressing::ByteOffset,
+            part_size: PartSizeRule::Chosen {
+                min: PART,
+                max: PART,
+            },
+            max_parts: None,
+            // exosite.md §Upload in parts: strictly in order, one at a time.
+            parallel_parts: false,
+            lists_held_parts: false,
+            part_digest: Some(DigestKind::Md5),
+            object_digest: None,
+            single_request_below: SINGLE_MAX + 1,
+            last_part_on_complete: false,
+            ranged_reads: true,
+            request_deadline: None,
+        }
+    }
+
+    async fn put_single(
+        &self,
+        file: &FileSpec,
+        body: PartBody,
+        digests: &FileDigests,
+    ) -> Result<RemoteObject, BackendError> {
+        let op = Op::PutSingle;
+        let id = content_id(&file.key);
+        let url = self.content_url(Some(&id))?;
+        let mut headers = vec![("content-type", self.mime(&file.key))];
+        if let Some(md5) = digests.part.as_ref().filter(|d| d.kind == DigestKind::Md5) {
+            headers.push(("md5", md5.base64()));
+        }
+        match self
+            .send(op, Method::POST, &url, Some(&body), &headers)
+            .await?
+        {
+            Answer::Ok(_) => Ok(remote(&file.key, &id)),
+            Answer::Refused(r) => Err(classify(op, r)),
+        }
+    }
+
+    async fn begin(&self, file: &FileSpec) -> Result<Session, BackendError> {
+        let op = Op::Begin;
+        let id = content_id(&file.key);
+        let url = self.content_url(None)?;
+        let json = serde_json::json!({
+            "id": id,
+            "length": file.size,
+            "type": self.mime(&file.key),
+        });
+        let answer = self
+            .client
+            .send(op, Method::POST, url.as_str(), None, |r, _| r.json(&json))
+            .await?;
+        match answer {
+            Answer::Ok(_) => Ok(Session {
+                id,
+                part_size: None,
+                extra: serde_json::Value::Null,
+            }),
+            Answer::Refused(r) => Err(classify(op, r)),
+        }
+    }
+
+    async fn put_part(
+        &self,
+        session: &Session,
+        part: &PartSpec,
+        body: PartBody,
+    ) -> Result<Receipt, BackendError> {
+        let op = Op::PutPart;
+        let Some(md5) = part.digest.as_ref().filter(|d| d.kind == DigestKind::Md5) else {
+            return Err(BackendError::Fatal {
+                op,
+                status: None,
+                detail: "no MD5 of the range was computed".into(),
+            });
+        };
+        let url = self.content_url(Some(&session.id))?;
+        let last = part.offset + part.length.max(1) - 1;
+        let headers = [
+            ("content-type", "application/octet-stream".to_string()),
+            (
+                CONTENT_RANGE.as_str(),
+                format!("bytes {}-{last}/{}", part.offset, part.total),
+            ),
+            ("md5", md5.base64()),
+        ];
+        match self
+            .send(op, Method::PATCH, &url, Some(&body), &headers)
+            .await?
+        {
+            Answer::Ok(_) => Ok(Receipt {
+                index: part.index,
+                offset: part.offset,
+                length: part.length,
+                digest: None,
+                extra: serde_json::Value::Null,
+            }),
+            Answer::Refused(r) => Err(classify(op, r)),
+        }
+    }
+
+    async fn held_parts(&self, _session: &Session) -> Result<Option<Vec<Receipt>>, BackendError> {
+        Ok(None)
+    }
+
+    /// The upload completes with its last byte: nothing to call.
+    async fn complete(
+        &self,
+        session: &Session,
+        file: &FileSpec,
+        _parts: &[Receipt],
+        _last: Option<FinalPart>,
+        _digests: &FileDigests,
+    ) -> Result<RemoteObject, BackendError> {
+        Ok(remote(&file.key, &session.id))
+    }
+
+    /// No abort is documented; initiating the id again resets the upload, and an
+    /// incomplete one expires by itself.
+    async fn abort(&self, _session: &Session) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    async fn stat(
+        &self,
+        key: &str,
+        _known: Option<&RemoteObject>,
+    ) -> Result<Option<RemoteStat>, BackendError> {
+        let op = Op::Stat;
+        let url = self.read_url(&content_id(key), true)?;
+        match self.send(op, Method::GET, &url, None, &[]).await? {
+            Answer::Ok(resp) => {
+                let body = self.client.body(op, resp, MAX_INFO_BODY).await?;
+                let text = String::from_utf8_lossy(&body);
+                let size = size_of_info(&text).ok_or_else(|| BackendError::Retry {
+                    op,
+                    after: None,
+                    cause: format!("content info without a size: {:?}", text.trim()),
+                })?;
+                Ok(Some(RemoteStat { size, digest: None }))
+            }
+            Answer::Refused(r) if r.status.as_u16() == 404 => Ok(None),
+            Answer::Refused(r) => Err(classify(op, r)),
+        }
+    }
+
+    async fn read_range(
+        &self,
+        remote: &RemoteObject,
+        offset: u64,
+        len: u64,
+    ) -> Result<Bytes, BackendError> {
+        let op = Op::ReadBack;
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let id = remote.id.clone().unwrap_or_else(|| content_id(&remote.key));
+        let url = self.read_url(&id, false)?;
+        let range = format!("bytes={offset}-{}", offset + len - 1);
+        match self
+            .send(op, Method::GET, &url, None, &[(RANGE.as_str(), range)])
+            .await?
+        {
+            Answer::Ok(resp) => {
+                // A 200 is the whole object: reading a range out of it would
+                // download the object once per range.
+                if resp.status().as_u16() == 200 && offset > 0 {
+                    return Err(BackendError::Fatal {
+                        op,
+                        status: Some(200),
+                        detail: "the service answered a ranged read with the whole content; \
+                                 reading it back is not possible: set upload.verify = \"size\""
+                            .into(),
+                    });
+                }
+                let limit = usize::try_from(len.saturating_add(1)).unwrap_or(usize::MAX);
+                let mut bytes = Bytes::from(self.client.body(op, resp, limit).await?);
+                bytes.truncate(len as usize);
+                Ok(bytes)
+            }
+            // Gone or shorter than the range: the caller sees too few bytes.
+            Answer::Refused(r) if matches!(r.status.as_u16(), 404 | 416) => Ok(Bytes::new()),
+            Answer::Refused(r) => Err(classify(op, r)),
+        }
+    }
+
+    fn reload_credentials(&self) -> bool {
+        self.client.reload_current()
+    }
+}
+
+fn remote(key: &str, id: &str) -> RemoteObject {
+    RemoteObject {
+        key: key.to_string(),
+        id: Some(id.to_string()),
+        extra: serde_json::Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_ids_hold_no_slash_and_never_collide() {
+        assert_eq!(content_id("a/b.bin"), "a%2Fb.bin");
+        assert_eq!(content_id("a%2Fb.bin"), "a%252Fb.bin");
+        assert_ne!(content_id("a/b"), content_id("a%2Fb"));
+        assert!(!content_id("x/y/z").contains('/'));
+    }
+
+    #[test]
+    fn info_lines_give_the_size() {
+        assert_eq!(size_of_info("text/csv,1234,1700000000,\n"), Some(1234));
+        assert_eq!(size_of_info("application/octet-stream,0,1,meta"), Some(0));
+        assert_eq!(size_of_info("garbage"), None);
+    }
+}
