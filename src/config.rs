@@ -833,6 +833,33 @@ directory = "/uploads/"
     }
 
     #[test]
+    fn exosite_settings_are_checked() {
+        let ex = r#"
+[watch]
+path = "/tmp/outbox"
+[backend]
+type = "exosite"
+url = "https://p1234.m2.exosite.io"
+token_env = "EXOSITE_TOKEN"
+content_type = "auto"
+"#;
+        let c = parse_str(ex).expect("config");
+        assert_eq!(c.backend.kind(), "exosite");
+        assert!(parse_str(&ex.replace("\"auto\"", "\"text/csv\"")).is_ok());
+        let (_, key, _) =
+            invalid_parts(parse_str(&ex.replace("\"auto\"", "\"csv\"")).unwrap_err());
+        assert_eq!(key, "backend.content_type");
+        let (_, key, _) =
+            invalid_parts(parse_str(&format!("{ex}vendor = \"v\"\n")).unwrap_err());
+        assert_eq!(key, "backend.model");
+        assert!(parse_str(&format!("{ex}vendor = \"v\"\nmodel = \"m\"\n")).is_ok());
+        let (_, key, _) = invalid_parts(
+            parse_str(&ex.replace("token_env = \"EXOSITE_TOKEN\"\n", "")).unwrap_err(),
+        );
+        assert_eq!(key, "backend.token_file");
+    }
+
+    #[test]
     fn unknown_key_names_key_and_line() {
         let text = MINIMAL.replace("path = \"/tmp/outbox\"", "paht = \"/tmp/outbox\"");
         let (line, key, msg) = invalid_parts(parse_str(&text).unwrap_err());
