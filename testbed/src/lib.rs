@@ -14,6 +14,7 @@
 //! - `stats`: request, byte and fault counters ([`Stats`]).
 //! - `store`: objects and session parts on disk, hashed while streaming
 //!   ([`ObjectInfo`]).
+//! - `byte_range`: the `Range` header of downloads, shared by the emulators.
 //! - `box_api`: the Box upload-session emulator (protocols/box.md), mounted at `/box`.
 //! - `insights_hub`: the Insights Hub IoT File Service v3 emulator
 //!   (protocols/insights-hub.md), mounted at `/insights-hub`: single and multi-part
@@ -27,6 +28,7 @@
 mod admin;
 mod app;
 mod box_api;
+mod byte_range;
 mod clock;
 mod emulator;
 mod faults;

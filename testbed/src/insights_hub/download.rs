@@ -11,7 +11,6 @@
 //! DELETE → 204, or 404 if there is no such file; an upload in progress for the path
 //! is left alone.
 
-use std::io::SeekFrom;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -19,53 +18,13 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::catalog::StoredFile;
 use super::error::IhError;
 use super::target::Target;
 use super::timestamp::format_ms;
 use super::{InsightsHub, NAME};
-
-/// The bytes a `Range` header asks for, judged against the file size.
-#[derive(Debug, PartialEq, Eq)]
-enum Wanted {
-    Whole,
-    /// First and last byte, inclusive, both inside the file.
-    Span(u64, u64),
-    Unsatisfiable,
-}
-
-fn wanted(range: Option<&str>, size: u64) -> Wanted {
-    let Some(range) = range else {
-        return Wanted::Whole;
-    };
-    let Some(spec) = range
-        .trim()
-        .strip_prefix("bytes=")
-        .filter(|s| !s.contains(','))
-    else {
-        return Wanted::Unsatisfiable;
-    };
-    let Some((a, b)) = spec.trim().split_once('-') else {
-        return Wanted::Unsatisfiable;
-    };
-    let num = |s: &str| {
-        (!s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()))
-            .then(|| s.parse::<u64>().ok())
-            .flatten()
-    };
-    match (num(a), num(b), a.is_empty()) {
-        // bytes=-n: the last n bytes.
-        (None, Some(n), true) if n > 0 && size > 0 => Wanted::Span(size - n.min(size), size - 1),
-        // bytes=a- and bytes=a-b.
-        (Some(first), None, false) if b.is_empty() && first < size => Wanted::Span(first, size - 1),
-        (Some(first), Some(last), false) if first <= last && first < size => {
-            Wanted::Span(first, last.min(size - 1))
-        }
-        _ => Wanted::Unsatisfiable,
-    }
-}
+use crate::byte_range::{Wanted, slice_body, wanted};
 
 /// The file's metadata and an open handle on its bytes, taken together under the lock
 /// so they describe the same version.
@@ -110,14 +69,9 @@ pub(crate) async fn get(
             return Ok(resp);
         }
     };
-    let mut f = tokio::fs::File::from_std(handle);
-    f.seek(SeekFrom::Start(first))
+    let body = slice_body(handle, first, len)
         .await
         .map_err(IhError::internal)?;
-    let body = Body::from_stream(tokio_util::io::ReaderStream::with_capacity(
-        f.take(len),
-        256 * 1024,
-    ));
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
@@ -159,37 +113,4 @@ pub(crate) async fn delete(
     api.shared.store.remove(NAME, &target.store_path());
     tracing::info!(file = %target.store_path(), "insights-hub file deleted");
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges() {
-        let w = |r: &str, size| wanted(Some(r), size);
-        assert_eq!(wanted(None, 10), Wanted::Whole);
-        assert_eq!(w("bytes=0-3", 10), Wanted::Span(0, 3));
-        assert_eq!(w("bytes=2-100", 10), Wanted::Span(2, 9));
-        assert_eq!(w("bytes=9-9", 10), Wanted::Span(9, 9));
-        assert_eq!(w("bytes=4-", 10), Wanted::Span(4, 9));
-        assert_eq!(w("bytes=-3", 10), Wanted::Span(7, 9));
-        assert_eq!(w("bytes=-30", 10), Wanted::Span(0, 9));
-        for bad in [
-            "bytes=10-",
-            "bytes=10-12",
-            "bytes=-0",
-            "bytes=3-2",
-            "bytes=0-1,4-5",
-            "items=0-1",
-            "bytes=",
-            "bytes=-",
-            "bytes=a-b",
-            "bytes=+1-2",
-        ] {
-            assert_eq!(w(bad, 10), Wanted::Unsatisfiable, "{bad}");
-        }
-        assert_eq!(w("bytes=0-", 0), Wanted::Unsatisfiable);
-        assert_eq!(w("bytes=-1", 0), Wanted::Unsatisfiable);
-    }
 }
