@@ -10,6 +10,7 @@ use axum::middleware::from_fn_with_state;
 
 use crate::box_api::BoxApi;
 use crate::emulator::Emulator;
+use crate::exosite::Exosite;
 use crate::faults::layer::{FaultLayer, inject};
 use crate::faults::throttle::Throttle;
 use crate::faults::{Settings, SettingsError, SettingsPatch};
@@ -107,6 +108,7 @@ pub(crate) fn emulators(shared: &Arc<Shared>) -> Vec<Arc<dyn Emulator>> {
     vec![
         Arc::new(BoxApi::new(shared.clone())),
         Arc::new(InsightsHub::new(shared.clone())),
+        Arc::new(Exosite::new(shared.clone())),
     ]
 }
 

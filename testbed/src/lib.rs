@@ -14,16 +14,24 @@
 //! - `stats`: request, byte and fault counters ([`Stats`]).
 //! - `store`: objects and session parts on disk, hashed while streaming
 //!   ([`ObjectInfo`]).
-//! - `byte_range`: the `Range` header of downloads, shared by the emulators.
 //! - `box_api`: the Box upload-session emulator (protocols/box.md), mounted at `/box`.
 //! - `insights_hub`: the Insights Hub IoT File Service v3 emulator
 //!   (protocols/insights-hub.md), mounted at `/insights-hub`: single and multi-part
 //!   upload with integer etags and `If-Match`, `fileslist`, search, ranged download,
 //!   the gateway's 502 timeout and the expiry of unfinished parts. Its unconfirmed rules
 //!   are switchable (`ih_*` knobs in [`Settings`]).
+//! - `exosite`: the Exosite device content-upload emulator (protocols/exosite.md),
+//!   mounted at `/exosite`: the seed's upload in parts (`POST /onep:v1/content/`, then
+//!   in-order `PATCH` ranges with `Content-Range` and a base64 `MD5` header), the single
+//!   upload, and list, info and ranged download in both the `/onep:v1/content` and the
+//!   older `/provision/download` shapes; 502/504 bursts. Most of its rules are assumed,
+//!   and each assumed rule is switchable (`exosite_*` knobs in [`Settings`]).
+//! - `byte_range`: the `Range` header of downloads, shared by the emulators.
 //!
 //! Every emulator accepts one credential, the testbed's secret (Box and Insights Hub:
-//! `Authorization: Bearer <secret>`); changing it at run time models a token expiry.
+//! `Authorization: Bearer <secret>`; Exosite: the device token, as `X-Exosite-CIK`,
+//! `Authorization: token` or `Basic`); changing it at run time models a token expiry
+//! or, for Exosite, a revoked device.
 
 mod admin;
 mod app;
@@ -31,6 +39,7 @@ mod box_api;
 mod byte_range;
 mod clock;
 mod emulator;
+mod exosite;
 mod faults;
 mod hex;
 mod insights_hub;
@@ -47,7 +56,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use faults::{Settings, SettingsError, SettingsPatch};
+pub use faults::{
+    ExositeRangeRule, ExositeReinitiate, ExositeResend, Settings, SettingsError, SettingsPatch,
+};
 pub use stats::{EmulatorStats, FaultCounts, Stats};
 pub use store::ObjectInfo;
 
@@ -65,7 +76,7 @@ pub struct Options {
     /// Directory for objects, session parts and staging files; created if missing.
     pub store: PathBuf,
     /// The credential every emulator accepts at start (Box, Insights Hub: the bearer
-    /// token);
+    /// token; Exosite: the device token);
     /// [`Testbed::set_secret`] changes it at run time.
     pub secret: String,
     /// Fault knobs and server-dictated limits at start.
@@ -153,7 +164,8 @@ impl Testbed {
 
     /// Base URL of one emulator, e.g. `http://127.0.0.1:PORT/box` for "box": Box's
     /// API and upload base (the client appends `/2.0/...`); for "insights-hub" the
-    /// gateway URL (the client appends `/api/iotfile/v3/...`).
+    /// gateway URL (the client appends `/api/iotfile/v3/...`); for "exosite" the
+    /// device API host (the client appends `/onep:v1/content/...`).
     pub fn emulator_url(&self, emulator: &str) -> String {
         format!("{}/{emulator}", self.shared.base_url)
     }
@@ -205,8 +217,8 @@ impl Testbed {
     }
 
     /// The stored bytes of the object at `path` (see [`ObjectInfo::path`]) of
-    /// `emulator` ("box", "insights-hub": `<entityId>/<filepath>`); `NotFound` if
-    /// there is none.
+    /// `emulator` ("box", "insights-hub": `<entityId>/<filepath>`, "exosite": the
+    /// content id); `NotFound` if there is none.
     pub fn object_bytes(&self, emulator: &str, path: &str) -> io::Result<Vec<u8>> {
         let blob = self
             .shared

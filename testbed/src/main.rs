@@ -10,7 +10,7 @@ use clap::Parser;
 use dropship_testbed::{DEFAULT_SECRET, Options, Settings, SettingsPatch, Testbed};
 
 /// Loopback emulators of dropship's vendor upload APIs (Box at /box, Insights Hub at
-/// /insights-hub), with fault injection. Control endpoints:
+/// /insights-hub, Exosite at /exosite), with fault injection. Control endpoints:
 /// /_testbed/{stats,faults,secret,objects}.
 #[derive(Parser, Debug)]
 #[command(version)]
@@ -21,7 +21,8 @@ struct Cli {
     /// Store directory; default: a new temp dir, kept after exit.
     #[arg(long)]
     store: Option<PathBuf>,
-    /// Credential the emulators accept (Box, Insights Hub: bearer token).
+    /// Credential the emulators accept (Box, Insights Hub: bearer token; Exosite: the
+    /// device token).
     #[arg(long, default_value = DEFAULT_SECRET)]
     secret: String,
     #[command(flatten)]

@@ -23,6 +23,9 @@ pub(crate) struct EmulatorCounters {
     stalled: AtomicU64,
     corrupted: AtomicU64,
     commit_202: AtomicU64,
+    gateway_errors: AtomicU64,
+    /// Bodies refused because they did not match the digest the client stated.
+    digest_mismatches: AtomicU64,
 }
 
 impl EmulatorCounters {
@@ -50,6 +53,12 @@ impl EmulatorCounters {
     pub(crate) fn add_commit_202(&self) {
         self.commit_202.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn add_gateway_error(&self) {
+        self.gateway_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn add_digest_mismatch(&self) {
+        self.digest_mismatches.fetch_add(1, Ordering::Relaxed);
+    }
 
     fn faults(&self) -> FaultCounts {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -60,6 +69,7 @@ impl EmulatorCounters {
             stalled: get(&self.stalled),
             corrupted: get(&self.corrupted),
             commit_202: get(&self.commit_202),
+            gateway_errors: get(&self.gateway_errors),
         }
     }
 }
@@ -92,9 +102,11 @@ impl Counters {
                 bytes_received: c.bytes_received.load(Ordering::Relaxed),
                 objects: objects(name),
                 sessions_open: sessions(name),
+                digest_mismatches: c.digest_mismatches.load(Ordering::Relaxed),
                 faults: c.faults(),
             };
             stats.requests += e.requests;
+            stats.digest_mismatches += e.digest_mismatches;
             stats.bytes_received += e.bytes_received;
             stats.objects += e.objects;
             stats.sessions_open += e.sessions_open;
@@ -117,6 +129,9 @@ pub struct Stats {
     pub objects: u64,
     /// Upload sessions open now (not committed, aborted or expired).
     pub sessions_open: u64,
+    /// Bodies refused because they did not match the digest their request stated.
+    #[serde(default)]
+    pub digest_mismatches: u64,
     /// Sum of `faults`.
     pub faults_injected: u64,
     /// Injected faults by kind.
@@ -136,6 +151,10 @@ pub struct EmulatorStats {
     pub objects: u64,
     /// Its open upload sessions now.
     pub sessions_open: u64,
+    /// Its bodies refused for not matching their stated digest (so far counted by
+    /// Exosite only: a range or single upload whose `MD5` header is wrong).
+    #[serde(default)]
+    pub digest_mismatches: u64,
     /// Faults injected into its requests.
     pub faults: FaultCounts,
 }
@@ -156,6 +175,9 @@ pub struct FaultCounts {
     pub corrupted: u64,
     /// Commits answered 202 by `box_commit_202`.
     pub commit_202: u64,
+    /// 502/504 answers from `exosite_gateway_error_rate`.
+    #[serde(default)]
+    pub gateway_errors: u64,
 }
 
 impl FaultCounts {
@@ -166,6 +188,7 @@ impl FaultCounts {
         self.stalled += o.stalled;
         self.corrupted += o.corrupted;
         self.commit_202 += o.commit_202;
+        self.gateway_errors += o.gateway_errors;
     }
 
     /// All injected faults.
@@ -176,5 +199,6 @@ impl FaultCounts {
             + self.stalled
             + self.corrupted
             + self.commit_202
+            + self.gateway_errors
     }
 }

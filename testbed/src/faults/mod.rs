@@ -7,14 +7,18 @@
 //!
 //! The generic faults (refusal, rate limit, reset, stall, latency, throttle) are applied by
 //! [`layer`] in front of every emulator; the vendor-shaped ones (corrupt store, expiry,
-//! Box's 202-on-commit and part size, Insights Hub's gateway timeout and the switches for
-//! its unconfirmed rules) are read by the emulators themselves.
+//! Box's 202-on-commit and part size, Insights Hub's gateway timeout, Exosite's 502/504
+//! bursts and the switches for both vendors' unconfirmed rules) are read by the
+//! emulators themselves.
 
 pub(crate) mod body;
 pub(crate) mod layer;
+mod switches;
 pub(crate) mod throttle;
 
 use serde::{Deserialize, Serialize};
+
+pub use switches::{ExositeRangeRule, ExositeReinitiate, ExositeResend};
 
 /// Every fault knob and server-dictated limit. Serialized with these snake_case names
 /// by `GET/PUT /_testbed/faults`.
@@ -76,12 +80,51 @@ pub struct Settings {
     /// `false` (default): a part below `ih_min_part_size` is refused when it is uploaded.
     /// `true`: it is stored, and `upload=complete` refuses the upload (S3 style).
     pub ih_part_size_checked_at_complete: bool,
+    /// The Exosite product id (protocols/exosite.md rule 2): the first label of the host
+    /// a device calls, `<product>.m2.exosite.io`.
+    pub exosite_product: String,
+    /// Exosite: refuse (404) a request whose `Host` does not start with the label
+    /// `exosite_product`. Off by default: a client on loopback reaches the testbed as
+    /// `127.0.0.1:PORT` unless it sets the header itself.
+    pub exosite_check_host: bool,
+    /// Exosite: the `vendor` the older device API (`/provision/download`) wants.
+    pub exosite_vendor: String,
+    /// Exosite: the `model` the older device API wants.
+    pub exosite_model: String,
+    /// Largest Exosite single upload, bytes; a larger body gets 413 (rule 3: "100 MB",
+    /// taken as 100 MiB).
+    pub exosite_single_max: u64,
+    /// Exosite range length (rule 9: "5 MB", taken as 5 MiB); see `exosite_range_rule`.
+    pub exosite_part_size: u64,
+    /// Exosite: every range but the final one exactly `exosite_part_size` (assumed
+    /// default) or at least that.
+    pub exosite_range_rule: ExositeRangeRule,
+    /// Exosite: a re-send of the most recently accepted range is refused (409, assumed
+    /// default) or accepted idempotently.
+    pub exosite_resend_last: ExositeResend,
+    /// Exosite: initiating an id whose upload is in progress resets it (assumed default)
+    /// or is refused with 409.
+    pub exosite_reinitiate: ExositeReinitiate,
+    /// An Exosite upload not completed within this long of its initiate or its last
+    /// accepted range is dropped (assumed: 1 day). Applies to open uploads too.
+    pub exosite_upload_ttl_s: u64,
+    /// Exosite content info of an id whose upload is in progress: `false` (default)
+    /// 404 until the last byte arrives (rule 11); `true` one line whose size is the
+    /// bytes received so far and whose meta is `uploading`.
+    pub exosite_info_progress: bool,
+    /// Fraction (0..=1) of Exosite requests answered 502 or 504 (alternately) before
+    /// anything else of the emulator runs (rule 13; the seed retries on these).
+    pub exosite_gateway_error_rate: f64,
 }
 
 /// The asset of the example in the vendor's multi-part page (and dropship's example
 /// configuration), then the one of the `fileslist` example in the v3.2.4 OpenAPI spec.
 pub const DEFAULT_IH_ASSETS: &str =
     "00189ab4c65243bb9d77f17332dd570a,fdf4cc6a51e0411389020dcf8a9936c5";
+
+/// The Exosite product (and the older API's vendor and model) when none is configured.
+/// On Murano, vendor and model are both the product id too.
+pub const DEFAULT_EXOSITE_PRODUCT: &str = "testbed";
 
 impl Default for Settings {
     fn default() -> Self {
@@ -105,6 +148,18 @@ impl Default for Settings {
             ih_require_if_match: true,
             ih_min_part_size: 5 * 1024 * 1024, // protocols/insights-hub.md §Multi-part
             ih_part_size_checked_at_complete: false,
+            exosite_product: DEFAULT_EXOSITE_PRODUCT.to_string(),
+            exosite_check_host: false,
+            exosite_vendor: DEFAULT_EXOSITE_PRODUCT.to_string(),
+            exosite_model: DEFAULT_EXOSITE_PRODUCT.to_string(),
+            exosite_single_max: 100 * 1024 * 1024, // protocols/exosite.md §Size rules
+            exosite_part_size: 5 * 1024 * 1024,    // protocols/exosite.md §Size rules
+            exosite_range_rule: ExositeRangeRule::Exact,
+            exosite_resend_last: ExositeResend::Conflict,
+            exosite_reinitiate: ExositeReinitiate::Reset,
+            exosite_upload_ttl_s: 24 * 3600,
+            exosite_info_progress: false,
+            exosite_gateway_error_rate: 0.0,
         }
     }
 }
@@ -192,6 +247,54 @@ pub struct SettingsPatch {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ih_part_size_checked_at_complete: Option<bool>,
+    /// Exosite product id, the first label of the device host (default "testbed").
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exosite_product: Option<String>,
+    /// Exosite: 404 unless the Host header starts with the product (default false).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exosite_check_host: Option<bool>,
+    /// Exosite: vendor of /provision/download (default "testbed").
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exosite_vendor: Option<String>,
+    /// Exosite: model of /provision/download (default "testbed").
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exosite_model: Option<String>,
+    /// Exosite: largest single upload in bytes, else 413 (default 104857600).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exosite_single_max: Option<u64>,
+    /// Exosite: range length of a multi-part upload (default 5242880).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exosite_part_size: Option<u64>,
+    /// Exosite: non-final ranges exactly or at least the part size (default exact).
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exosite_range_rule: Option<ExositeRangeRule>,
+    /// Exosite: a re-send of the last accepted range gets 409 or 204 (default conflict).
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exosite_resend_last: Option<ExositeResend>,
+    /// Exosite: initiating an id being uploaded resets it or gets 409 (default reset).
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exosite_reinitiate: Option<ExositeReinitiate>,
+    /// Exosite: unfinished uploads idle this many seconds are dropped (default 86400).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exosite_upload_ttl_s: Option<u64>,
+    /// Exosite: content info shows an upload in progress (default false: 404).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exosite_info_progress: Option<bool>,
+    /// Fraction (0..1) of Exosite requests answered 502 or 504, alternately.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exosite_gateway_error_rate: Option<f64>,
 }
 
 /// A knob value out of its range.
@@ -225,6 +328,7 @@ impl Settings {
             &mut self.reset_rate,
             &mut self.stall_rate,
             &mut self.corrupt_rate,
+            &mut self.exosite_gateway_error_rate,
         ] {
             *rate = if rate.is_nan() {
                 0.0
@@ -234,6 +338,7 @@ impl Settings {
         }
         self.box_part_size = self.box_part_size.max(1);
         self.ih_gateway_timeout_ms = self.ih_gateway_timeout_ms.max(1);
+        self.exosite_part_size = self.exosite_part_size.max(1);
     }
 
     /// Checks every knob's range.
@@ -244,6 +349,10 @@ impl Settings {
             ("reset_rate", self.reset_rate),
             ("stall_rate", self.stall_rate),
             ("corrupt_rate", self.corrupt_rate),
+            (
+                "exosite_gateway_error_rate",
+                self.exosite_gateway_error_rate,
+            ),
         ];
         for (field, rate) in rates {
             if !(0.0..=1.0).contains(&rate) {
@@ -267,6 +376,32 @@ impl Settings {
                 want: "at least 1",
                 got: "0".into(),
             });
+        }
+        if self.exosite_part_size == 0 {
+            return Err(SettingsError {
+                field: "exosite_part_size",
+                want: "at least 1",
+                got: "0".into(),
+            });
+        }
+        if !is_host_label(&self.exosite_product) {
+            return Err(SettingsError {
+                field: "exosite_product",
+                want: "one host name label (letters, digits, '-')",
+                got: self.exosite_product.clone(),
+            });
+        }
+        for (field, value) in [
+            ("exosite_vendor", &self.exosite_vendor),
+            ("exosite_model", &self.exosite_model),
+        ] {
+            if value.is_empty() {
+                return Err(SettingsError {
+                    field,
+                    want: "not empty",
+                    got: String::new(),
+                });
+            }
         }
         if !valid_asset_list(&self.ih_assets) {
             return Err(SettingsError {
@@ -316,6 +451,27 @@ impl Settings {
             &mut self.ih_part_size_checked_at_complete,
             p.ih_part_size_checked_at_complete,
         );
+        for (dst, src) in [
+            (&mut self.exosite_product, &p.exosite_product),
+            (&mut self.exosite_vendor, &p.exosite_vendor),
+            (&mut self.exosite_model, &p.exosite_model),
+        ] {
+            if let Some(v) = src {
+                dst.clone_from(v);
+            }
+        }
+        set(&mut self.exosite_check_host, p.exosite_check_host);
+        set(&mut self.exosite_single_max, p.exosite_single_max);
+        set(&mut self.exosite_part_size, p.exosite_part_size);
+        set(&mut self.exosite_range_rule, p.exosite_range_rule);
+        set(&mut self.exosite_resend_last, p.exosite_resend_last);
+        set(&mut self.exosite_reinitiate, p.exosite_reinitiate);
+        set(&mut self.exosite_upload_ttl_s, p.exosite_upload_ttl_s);
+        set(&mut self.exosite_info_progress, p.exosite_info_progress);
+        set(
+            &mut self.exosite_gateway_error_rate,
+            p.exosite_gateway_error_rate,
+        );
     }
 
     /// Where `corrupt_rate` flips its byte, if placed (`corrupt_offset` ≥ 0).
@@ -328,6 +484,11 @@ impl Settings {
 /// (protocols/insights-hub.md §Hosts and auth).
 pub(crate) fn is_asset_id(id: &str) -> bool {
     id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// A host name label: what can stand before the first `.` of `<product>.m2.exosite.io`.
+fn is_host_label(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 63 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Every entry well-formed; an empty list is allowed (every asset then gets 404).
@@ -409,6 +570,58 @@ mod tests {
         assert_eq!(s.corrupt_at(), None);
         s.corrupt_offset = 7;
         assert_eq!(s.corrupt_at(), Some(7));
+    }
+
+    #[test]
+    fn exosite_knobs_are_checked_and_spelt_alike_in_json_and_flags() {
+        let mut s = Settings::default();
+        for (patch, field) in [
+            (
+                SettingsPatch {
+                    exosite_part_size: Some(0),
+                    ..Default::default()
+                },
+                "exosite_part_size",
+            ),
+            (
+                SettingsPatch {
+                    exosite_product: Some("a.b".into()),
+                    ..Default::default()
+                },
+                "exosite_product",
+            ),
+            (
+                SettingsPatch {
+                    exosite_model: Some(String::new()),
+                    ..Default::default()
+                },
+                "exosite_model",
+            ),
+            (
+                SettingsPatch {
+                    exosite_gateway_error_rate: Some(1.5),
+                    ..Default::default()
+                },
+                "exosite_gateway_error_rate",
+            ),
+        ] {
+            assert_eq!(s.apply(&patch).map_err(|e| e.field), Err(field));
+        }
+        let p: SettingsPatch = serde_json::from_str(
+            r#"{"exosite_range_rule": "at_least", "exosite_resend_last": "accept",
+                "exosite_reinitiate": "conflict"}"#,
+        )
+        .expect("valid patch");
+        assert!(s.apply(&p).is_ok());
+        assert_eq!(s.exosite_range_rule, ExositeRangeRule::AtLeast);
+        assert_eq!(s.exosite_resend_last, ExositeResend::Accept);
+        assert_eq!(s.exosite_reinitiate, ExositeReinitiate::Conflict);
+        let json = serde_json::to_value(&s).expect("settings serialize");
+        assert_eq!(json["exosite_range_rule"], "at_least");
+        use clap::ValueEnum;
+        let flag = ExositeRangeRule::AtLeast.to_possible_value();
+        assert_eq!(flag.as_ref().map(|v| v.get_name()), Some("at_least"));
+        assert!(serde_json::from_str::<SettingsPatch>(r#"{"exosite_range_rule": "any"}"#).is_err());
     }
 
     #[test]

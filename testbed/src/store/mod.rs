@@ -32,7 +32,8 @@ pub struct ObjectInfo {
     /// The emulator's path prefix, e.g. "box".
     pub emulator: String,
     /// Full path in the vendor's name space; for Box: folder names from the root
-    /// joined with `/`, then the file name; for Insights Hub: `<entityId>/<filepath>`.
+    /// joined with `/`, then the file name; for Insights Hub: `<entityId>/<filepath>`;
+    /// for Exosite: the content id.
     pub path: String,
     /// Bytes really stored.
     pub size: u64,
@@ -41,7 +42,7 @@ pub struct ObjectInfo {
     /// Lower-case hex SHA-256 of the stored bytes.
     pub sha256: String,
     /// The vendor's id of the object (Box: the file id; Insights Hub, which has none:
-    /// the path again).
+    /// the path again; Exosite: the content id).
     pub id: String,
 }
 
