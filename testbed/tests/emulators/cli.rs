@@ -32,6 +32,22 @@ async fn binary_prints_its_address_first_and_takes_fault_flags() -> TestResult {
             "1024",
             "--ih-assets",
             "0123456789abcdef0123456789abcdef",
+            "--exosite-product",
+            "p1234",
+            "--exosite-check-host",
+            "true",
+            "--exosite-part-size",
+            "2048",
+            "--exosite-range-rule",
+            "at_least",
+            "--exosite-resend-last",
+            "accept",
+            "--exosite-reinitiate",
+            "conflict",
+            "--exosite-upload-ttl-s",
+            "60",
+            "--exosite-gateway-error-rate",
+            "0.5",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -58,6 +74,15 @@ async fn binary_prints_its_address_first_and_takes_fault_flags() -> TestResult {
         assert_eq!(settings["ih_require_if_match"], false);
         assert_eq!(settings["ih_min_part_size"], 1024);
         assert_eq!(settings["ih_assets"], "0123456789abcdef0123456789abcdef");
+        assert_eq!(settings["exosite_product"], "p1234");
+        assert_eq!(settings["exosite_check_host"], true);
+        assert_eq!(settings["exosite_part_size"], 2048);
+        assert_eq!(settings["exosite_range_rule"], "at_least");
+        assert_eq!(settings["exosite_resend_last"], "accept");
+        assert_eq!(settings["exosite_reinitiate"], "conflict");
+        assert_eq!(settings["exosite_upload_ttl_s"], 60);
+        assert_eq!(settings["exosite_gateway_error_rate"], 0.5);
+        assert_eq!(settings["exosite_single_max"], 104_857_600, "a default");
         Ok::<(), Box<dyn std::error::Error>>(())
     }
     .await;
@@ -68,10 +93,17 @@ async fn binary_prints_its_address_first_and_takes_fault_flags() -> TestResult {
 
 #[test]
 fn binary_refuses_out_of_range_flags() -> TestResult {
-    let out = Command::new(env!("CARGO_BIN_EXE_dropship-testbed"))
-        .args(["--listen", "127.0.0.1:0", "--reset-rate", "2"])
-        .output()?;
-    assert_eq!(out.status.code(), Some(2));
-    assert!(out.stdout.is_empty());
+    for bad in [
+        ["--reset-rate", "2"],
+        ["--exosite-range-rule", "at-least"],
+        ["--exosite-part-size", "0"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_dropship-testbed"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(bad)
+            .output()?;
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(out.stdout.is_empty());
+    }
     Ok(())
 }

@@ -2,7 +2,8 @@
 //! server per test. One test binary (modules below) to keep link time down.
 //!
 //! Sizes are kept tiny by lowering `box_min_session_size` and `box_part_size` (Box) and
-//! `ih_min_part_size` (Insights Hub) wherever the rule under test is not about them.
+//! `ih_min_part_size` (Insights Hub) and `exosite_part_size` (Exosite) wherever the rule
+//! under test is not about them.
 
 mod admin;
 mod box_commit;
@@ -12,6 +13,11 @@ mod box_parts;
 mod box_preflight;
 mod box_sessions;
 mod cli;
+mod exosite_catalog;
+mod exosite_client;
+mod exosite_ranges;
+mod exosite_seed;
+mod exosite_single;
 mod faults;
 mod happy_path;
 mod insights_hub_client;
