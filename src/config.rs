@@ -846,11 +846,9 @@ content_type = "auto"
         let c = parse_str(ex).expect("config");
         assert_eq!(c.backend.kind(), "exosite");
         assert!(parse_str(&ex.replace("\"auto\"", "\"text/csv\"")).is_ok());
-        let (_, key, _) =
-            invalid_parts(parse_str(&ex.replace("\"auto\"", "\"csv\"")).unwrap_err());
+        let (_, key, _) = invalid_parts(parse_str(&ex.replace("\"auto\"", "\"csv\"")).unwrap_err());
         assert_eq!(key, "backend.content_type");
-        let (_, key, _) =
-            invalid_parts(parse_str(&format!("{ex}vendor = \"v\"\n")).unwrap_err());
+        let (_, key, _) = invalid_parts(parse_str(&format!("{ex}vendor = \"v\"\n")).unwrap_err());
         assert_eq!(key, "backend.model");
         assert!(parse_str(&format!("{ex}vendor = \"v\"\nmodel = \"m\"\n")).is_ok());
         let (_, key, _) = invalid_parts(

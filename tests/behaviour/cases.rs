@@ -260,17 +260,9 @@ fn server_loses_the_session(kind: Kind) -> Outcome {
     w.env.drop_file("ttl.bin", &data);
     wait_parts_acknowledged(&w, "ttl.bin", 1);
     // Every open session expires now; the next part call finds it gone.
-    w.faults(SettingsPatch {
-        session_ttl_s: Some(1),
-        ih_part_ttl_s: Some(0),
-        ..Default::default()
-    });
+    w.expire_sessions(true);
     w.env.wait_log("beginning a new session", secs(30));
-    w.faults(SettingsPatch {
-        session_ttl_s: Some(604_800),
-        ih_part_ttl_s: Some(172_800),
-        ..Default::default()
-    });
+    w.expire_sessions(false);
     w.env.wait_state("ttl.bin", "done", secs(120));
     w.assert_stored("ttl.bin", &data)
 }

@@ -5,7 +5,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use dropship::backend::{Capabilities, PartSizeRule};
-use dropship_testbed::{Options, Settings, SettingsPatch, Stats, Testbed};
+use dropship_testbed::{
+    ExositeRangeRule, ExositeReinitiate, ExositeResend, Options, Settings, SettingsPatch, Stats,
+    Testbed,
+};
 
 use crate::common::{Daemon, Env, with_defaults};
 
@@ -16,21 +19,49 @@ pub enum Kind {
     Local,
     Box,
     InsightsHub,
+    /// Exosite under the emulator's first reading of every assumed rule (ranges
+    /// exactly 5 MiB, a re-sent last range refused, a re-initiate resets, no
+    /// progress in the content info).
+    Exosite,
+    /// Exosite under the other reading of each (ranges at least 5 MiB, a re-sent
+    /// last range accepted, a re-initiate refused while an upload is in progress,
+    /// progress reported); uploads expire after 10 s here, so that a refused
+    /// re-initiate clears within a case.
+    ExositeAlt,
 }
 
 /// The asset the Insights Hub emulator knows by default.
 pub const IH_ENTITY: &str = "00189ab4c65243bb9d77f17332dd570a";
 /// The remote folder the suite's Insights Hub daemon writes into.
 const IH_DIRECTORY: &str = "uploads";
+/// Exosite's single-request limit in the suite: small, so that multi-part cases
+/// need a few ranges, not twenty.
+const EXOSITE_SINGLE_MAX: u64 = 10 << 20;
 
 impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Local, Kind::Box, Kind::InsightsHub];
+    pub const ALL: [Kind; 5] = [
+        Kind::Local,
+        Kind::Box,
+        Kind::InsightsHub,
+        Kind::Exosite,
+        Kind::ExositeAlt,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Kind::Local => "local",
             Kind::Box => "box",
             Kind::InsightsHub => "insights-hub",
+            Kind::Exosite => "exosite",
+            Kind::ExositeAlt => "exosite-alt",
+        }
+    }
+
+    /// The emulator that serves this kind (its prefix and stats key).
+    pub fn emulator(self) -> &'static str {
+        match self {
+            Kind::ExositeAlt => "exosite",
+            other => other.name(),
         }
     }
 
@@ -66,6 +97,14 @@ impl Kind {
                 std::fs::write(&token, "x").expect("token");
                 format!(
                     "type = \"insights-hub\"\ngateway_url = \"http://127.0.0.1:9/insights-hub\"\nentity_id = \"{IH_ENTITY}\"\ntoken_file = \"{}\"",
+                    token.display()
+                )
+            }
+            Kind::Exosite | Kind::ExositeAlt => {
+                let token = dir.path().join("token");
+                std::fs::write(&token, "x").expect("token");
+                format!(
+                    "type = \"exosite\"\nurl = \"http://127.0.0.1:9/exosite\"\ntoken_file = \"{}\"\nsingle_request_max = \"{EXOSITE_SINGLE_MAX}\"",
                     token.display()
                 )
             }
@@ -236,6 +275,36 @@ impl World {
                     service_store: None,
                 }
             }
+            Kind::Exosite | Kind::ExositeAlt => {
+                let store = tempfile::tempdir().expect("store").keep();
+                let mut settings = setup.settings;
+                if kind == Kind::ExositeAlt {
+                    settings.exosite_range_rule = ExositeRangeRule::AtLeast;
+                    settings.exosite_resend_last = ExositeResend::Accept;
+                    settings.exosite_reinitiate = ExositeReinitiate::Conflict;
+                    settings.exosite_info_progress = true;
+                    settings.exosite_upload_ttl_s = 10;
+                }
+                let tb = runtime()
+                    .block_on(Testbed::start(
+                        Options::loopback(store).with_settings(settings),
+                    ))
+                    .expect("start testbed");
+                let backend = format!(
+                    "type = \"exosite\"\nurl = \"{}/exosite\"\ntoken_file = \"exosite-token\"\nsingle_request_max = \"{EXOSITE_SINGLE_MAX}\"",
+                    tb.url()
+                );
+                let env = Env::new(setup.settle, &upload, &backend, "");
+                std::fs::write(env.dir.path().join("exosite-token"), setup.token).expect("token");
+                World {
+                    kind,
+                    env,
+                    testbed: Some(tb),
+                    daemon: None,
+                    part_size: kind.part_size(),
+                    service_store: None,
+                }
+            }
         }
     }
 
@@ -264,6 +333,7 @@ impl World {
     pub fn token_file(&self) -> std::path::PathBuf {
         let name = match self.kind {
             Kind::InsightsHub => "ih-token",
+            Kind::Exosite | Kind::ExositeAlt => "exosite-token",
             Kind::Local | Kind::Box => "box-token",
         };
         self.env.dir.path().join(name)
@@ -280,7 +350,7 @@ impl World {
     pub fn stored(&self, key: &str) -> Option<Vec<u8>> {
         match &self.testbed {
             Some(tb) => tb
-                .object_bytes(self.kind.name(), &self.service_path(key))
+                .object_bytes(self.kind.emulator(), &self.service_path(key))
                 .ok(),
             None => std::fs::read(self.env.remote().join(key)).ok(),
         }
@@ -290,6 +360,7 @@ impl World {
     pub fn service_path(&self, key: &str) -> String {
         match self.kind {
             Kind::InsightsHub => format!("{IH_ENTITY}/{IH_DIRECTORY}/{key}"),
+            Kind::Exosite | Kind::ExositeAlt => dropship::backend::exosite::content_id(key),
             Kind::Local | Kind::Box => key.to_string(),
         }
     }
@@ -318,6 +389,32 @@ impl World {
 
     pub fn stats(&self) -> Option<Stats> {
         self.testbed.as_ref().map(Testbed::stats)
+    }
+
+    /// Every upload session the service holds expires now (`true`), or lives as
+    /// long as this world's service keeps them (`false`).
+    pub fn expire_sessions(&self, now: bool) {
+        let d = Settings::default();
+        let exosite_ttl = if self.kind == Kind::ExositeAlt {
+            10
+        } else {
+            d.exosite_upload_ttl_s
+        };
+        self.faults(if now {
+            SettingsPatch {
+                session_ttl_s: Some(1),
+                ih_part_ttl_s: Some(0),
+                exosite_upload_ttl_s: Some(0),
+                ..Default::default()
+            }
+        } else {
+            SettingsPatch {
+                session_ttl_s: Some(d.session_ttl_s),
+                ih_part_ttl_s: Some(d.ih_part_ttl_s),
+                exosite_upload_ttl_s: Some(exosite_ttl),
+                ..Default::default()
+            }
+        });
     }
 
     pub fn faults(&self, patch: SettingsPatch) {

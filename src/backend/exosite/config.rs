@@ -7,6 +7,11 @@ use serde::Deserialize;
 
 use crate::backend::http::check_base_url;
 use crate::secret::SecretSource;
+use crate::units::ByteSize;
+
+/// exosite.md §Size rules: files up to "100 MB" go in one request. The smaller
+/// reading (100,000,000 rather than 104,857,600) is safe against both.
+pub const SINGLE_MAX: u64 = 100_000_000;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -30,6 +35,10 @@ pub struct ExositeConfig {
     pub vendor: Option<String>,
     #[serde(default)]
     pub model: Option<String>,
+    /// Largest file sent in one request; bigger ones go in 5 MiB ranges. The
+    /// service's limit is "100 MB" in an unstated unit.
+    #[serde(default = "default_single_max")]
+    pub single_request_max: ByteSize,
     /// Allow plain http to a non-loopback host (a lab proxy). Off: tokens stay in TLS.
     #[serde(default)]
     pub allow_insecure_http: bool,
@@ -37,6 +46,10 @@ pub struct ExositeConfig {
 
 fn default_content_type() -> String {
     "auto".into()
+}
+
+fn default_single_max() -> ByteSize {
+    ByteSize(SINGLE_MAX)
 }
 
 impl ExositeConfig {
@@ -56,6 +69,12 @@ impl ExositeConfig {
             return Err((
                 "backend.content_type",
                 format!("{t:?} is not a MIME type (like \"text/csv\") or \"auto\""),
+            ));
+        }
+        if self.single_request_max.0 > 104_857_600 {
+            return Err((
+                "backend.single_request_max",
+                "must be at most 100MiB: the service takes bigger files in parts only".into(),
             ));
         }
         match (&self.vendor, &self.model) {

@@ -1,5 +1,5 @@
-//! Exosite device content upload (protocols/exosite.md): one request up to 100 MB,
-//! ranges of exactly 5 MiB in order above it.
+//! Exosite device content upload (protocols/exosite.md): one request up to 100 MB
+//! (`single_request_max`), ranges of exactly 5 MiB in order above it.
 //!
 //! The service's ways, and how they map onto the seam:
 //! - Upload in parts: `POST /onep:v1/content/` with `{id, length, type}` opens it;
@@ -10,10 +10,15 @@
 //!   readings of the size rule ("exactly" and "at least") accept.
 //! - The content id is chosen by the device: the file's key, with `/` (which an id
 //!   may not hold) and `%` escaped, so that no two keys share an id.
-//! - Nothing documents which ranges the service holds, so resume trusts the
-//!   journal's last acknowledged offset; a refusal of that range means the server
-//!   is elsewhere (a lost answer, an expired upload), and the upload starts again
-//!   from byte 0 (`SessionGone`), counted in `bytes_sent`.
+//! - Nothing documents which ranges the service holds. Where the content info of an
+//!   unfinished upload says how many bytes arrived (`…,uploading`), resume and
+//!   refusals go by it: the server's word wins. Elsewhere resume trusts the
+//!   journal's last acknowledged offset, and a 409 on a range is read the one way
+//!   it can arise when ranges go one at a time: the range's answer was lost and the
+//!   server holds it, so the next range goes. If that one is refused too, the server
+//!   is elsewhere (expired, reset), and the upload starts again from byte 0
+//!   (`SessionGone`), counted in `bytes_sent`. Any other refusal of a range starts
+//!   again at once. Verification settles what was inferred.
 //! - No checksum of stored content is exposed: `stat` reads the size from the
 //!   content info, and verification reads ranges back (ranged download).
 //! - A device cannot renew its own token: a refusal waits for an operator to
@@ -21,6 +26,9 @@
 
 mod config;
 mod mime;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -39,9 +47,6 @@ use crate::digest::DigestKind;
 
 /// exosite.md §Size rules: parts are 5 × 1024 × 1024 bytes.
 pub const PART: u64 = 5 << 20;
-/// exosite.md §Size rules: files up to 100 MB go in one request. "100 MB" may be
-/// 100,000,000 or 104,857,600 bytes; the smaller reading is safe against both.
-const SINGLE_MAX: u64 = 100_000_000;
 /// The content info is one short CSV line.
 const MAX_INFO_BODY: usize = 16 << 10;
 
@@ -61,6 +66,28 @@ pub struct ExositeBackend {
     /// `(vendor, model)` of the older device API, where content info and download
     /// are read.
     provision: Option<(String, String)>,
+    /// `single_request_max`.
+    single_max: u64,
+    /// Per session (content id): the offset of the range last taken as held on a
+    /// 409 alone. A second such range in a row means the inference was wrong.
+    inferred: Mutex<HashMap<String, u64>>,
+}
+
+/// What a session keeps besides its content id.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct SessionExtra {
+    /// The declared length, for the ranges a progress report covers.
+    #[serde(default)]
+    size: u64,
+}
+
+/// What the content info says of an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Info {
+    /// Stored content of this size.
+    Stored(u64),
+    /// An upload in progress, with the bytes received so far.
+    Uploading(u64),
 }
 
 impl ExositeBackend {
@@ -88,7 +115,58 @@ impl ExositeBackend {
             base: Url::parse(&base).map_err(|e| fatal(format!("backend.url: {e}")))?,
             content_type: (cfg.content_type != "auto").then(|| cfg.content_type.clone()),
             provision: cfg.vendor.clone().zip(cfg.model.clone()),
+            single_max: cfg.single_request_max.0,
+            inferred: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The content info of `id`; `None` if the service has none to give (unknown
+    /// id, or an unfinished upload it does not report).
+    async fn info(&self, op: Op, id: &str) -> Result<Option<Info>, BackendError> {
+        let url = self.read_url(id, true)?;
+        match self.send(op, Method::GET, &url, None, &[]).await? {
+            Answer::Ok(resp) => {
+                let body = self.client.body(op, resp, MAX_INFO_BODY).await?;
+                let text = String::from_utf8_lossy(&body);
+                let info = parse_info(&text).ok_or_else(|| BackendError::Retry {
+                    op,
+                    after: None,
+                    cause: format!("content info without a size: {:?}", text.trim()),
+                })?;
+                Ok(Some(info))
+            }
+            Answer::Refused(r) if r.status.as_u16() == 404 => Ok(None),
+            Answer::Refused(r) => Err(classify(op, r)),
+        }
+    }
+
+    fn inferred(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        // Poisoning cannot leave the map half-updated: each call inserts or removes
+        // one entry.
+        self.inferred.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A 409 on a range: the server is not at its offset. Decides whether it holds
+    /// the range already (`Ok(true)`), from the progress it reports, else by the
+    /// inference in the module comment.
+    async fn held_after_conflict(
+        &self,
+        session: &Session,
+        part: &PartSpec,
+    ) -> Result<bool, BackendError> {
+        let end = part.offset + part.length;
+        // Stored content says nothing here: it may be an older version of the id.
+        if let Some(Info::Uploading(received)) = self.info(Op::PutPart, &session.id).await? {
+            return Ok(received >= end);
+        }
+        let mut inferred = self.inferred();
+        let previous = inferred.get(&session.id).copied();
+        if previous.is_some_and(|o| o + PART == part.offset) {
+            inferred.remove(&session.id);
+            return Ok(false);
+        }
+        inferred.insert(session.id.clone(), part.offset);
+        Ok(true)
     }
 
     fn mime(&self, key: &str) -> String {
@@ -116,8 +194,16 @@ impl ExositeBackend {
     fn read_url(&self, id: &str, info: bool) -> Result<Url, BackendError> {
         match &self.provision {
             Some((vendor, model)) => {
+                // Under the configured URL's path (the testbed's `/exosite`).
                 let mut url = self.base.clone();
-                url.set_path("/provision/download");
+                url.path_segments_mut()
+                    .map_err(|()| BackendError::Fatal {
+                        op: Op::Stat,
+                        status: None,
+                        detail: format!("{} cannot take a path", self.base),
+                    })?
+                    .pop_if_empty()
+                    .extend(["provision", "download"]);
                 {
                     let mut q = url.query_pairs_mut();
                     q.append_pair("vendor", vendor)
@@ -169,10 +255,19 @@ pub fn content_id(key: &str) -> String {
     key.replace('%', "%25").replace('/', "%2F")
 }
 
-/// The size in a content info line, `<type>,<size>,<updated>,<meta>`. The type
-/// holds no comma (a MIME type), so the second field is the size.
-fn size_of_info(line: &str) -> Option<u64> {
-    line.lines().next()?.split(',').nth(1)?.trim().parse().ok()
+/// A content info line, `<type>,<size>,<updated>,<meta>`. The type holds no comma
+/// (a MIME type), so the second field is the size; a meta of `uploading` marks an
+/// unfinished upload and its bytes received (the emulator's reading; the service's
+/// is unknown).
+fn parse_info(text: &str) -> Option<Info> {
+    let mut fields = text.lines().next()?.split(',');
+    let size = fields.nth(1)?.trim().parse().ok()?;
+    let meta = fields.nth(1).unwrap_or_default().trim();
+    Some(if meta == "uploading" {
+        Info::Uploading(size)
+    } else {
+        Info::Stored(size)
+    })
 }
 
 /// Exosite's refusals → the engine's next action (exosite.md §Errors).
@@ -201,7 +296,10 @@ fn classify(op: Op, r: Refusal) -> BackendError {
         (Op::Begin, 409) => BackendError::Retry {
             op,
             after: r.retry_after,
-            cause: detail,
+            cause: format!(
+                "the service keeps an unfinished upload of this id and will not start it \
+                 again until it expires: {detail}"
+            ),
         },
         _ => from_status(op, r.status, r.retry_after, r.body),
     }
@@ -223,10 +321,11 @@ impl Backend for ExositeBackend {
             max_parts: None,
             // exosite.md §Upload in parts: strictly in order, one at a time.
             parallel_parts: false,
-            lists_held_parts: false,
+            // Where the content info reports an unfinished upload's progress.
+            lists_held_parts: true,
             part_digest: Some(DigestKind::Md5),
             object_digest: None,
-            single_request_below: SINGLE_MAX + 1,
+            single_request_below: self.single_max + 1,
             last_part_on_complete: false,
             ranged_reads: true,
             request_deadline: None,
@@ -269,11 +368,15 @@ impl Backend for ExositeBackend {
             .send(op, Method::POST, url.as_str(), None, |r, _| r.json(&json))
             .await?;
         match answer {
-            Answer::Ok(_) => Ok(Session {
-                id,
-                part_size: None,
-                extra: serde_json::Value::Null,
-            }),
+            Answer::Ok(_) => {
+                self.inferred().remove(&id);
+                Ok(Session {
+                    id,
+                    part_size: None,
+                    extra: serde_json::to_value(SessionExtra { size: file.size })
+                        .unwrap_or_default(),
+                })
+            }
             Answer::Refused(r) => Err(classify(op, r)),
         }
     }
@@ -302,23 +405,61 @@ impl Backend for ExositeBackend {
             ),
             ("md5", md5.base64()),
         ];
+        let receipt = Receipt {
+            index: part.index,
+            offset: part.offset,
+            length: part.length,
+            digest: None,
+            extra: serde_json::Value::Null,
+        };
         match self
             .send(op, Method::PATCH, &url, Some(&body), &headers)
             .await?
         {
-            Answer::Ok(_) => Ok(Receipt {
-                index: part.index,
-                offset: part.offset,
-                length: part.length,
-                digest: None,
-                extra: serde_json::Value::Null,
-            }),
+            Answer::Ok(_) => {
+                self.inferred().remove(&session.id);
+                Ok(receipt)
+            }
+            Answer::Refused(r) if r.status.as_u16() == 409 => {
+                if self.held_after_conflict(session, part).await? {
+                    tracing::info!(
+                        part = part.index,
+                        "the service holds this range already (its answer was lost)"
+                    );
+                    return Ok(receipt);
+                }
+                Err(classify(op, r))
+            }
             Answer::Refused(r) => Err(classify(op, r)),
         }
     }
 
-    async fn held_parts(&self, _session: &Session) -> Result<Option<Vec<Receipt>>, BackendError> {
-        Ok(None)
+    /// The ranges an unfinished upload holds, where the content info reports its
+    /// progress; `None` (trust the journal) where it does not.
+    async fn held_parts(&self, session: &Session) -> Result<Option<Vec<Receipt>>, BackendError> {
+        let size = serde_json::from_value::<SessionExtra>(session.extra.clone())
+            .unwrap_or_default()
+            .size;
+        let (Some(ps), true) = (session.part_size.filter(|&p| p > 0), size > 0) else {
+            return Ok(None);
+        };
+        let Some(Info::Uploading(received)) = self.info(Op::HeldParts, &session.id).await? else {
+            return Ok(None);
+        };
+        // The ranges wholly received, in the engine's cut of the file.
+        Ok(Some(
+            (0..size.div_ceil(ps))
+                .map(|i| (i, i * ps, ps.min(size - i * ps)))
+                .take_while(|&(_, offset, length)| offset + length <= received)
+                .map(|(i, offset, length)| Receipt {
+                    index: i as u32,
+                    offset,
+                    length,
+                    digest: None,
+                    extra: serde_json::Value::Null,
+                })
+                .collect(),
+        ))
     }
 
     /// The upload completes with its last byte: nothing to call.
@@ -344,22 +485,10 @@ impl Backend for ExositeBackend {
         key: &str,
         _known: Option<&RemoteObject>,
     ) -> Result<Option<RemoteStat>, BackendError> {
-        let op = Op::Stat;
-        let url = self.read_url(&content_id(key), true)?;
-        match self.send(op, Method::GET, &url, None, &[]).await? {
-            Answer::Ok(resp) => {
-                let body = self.client.body(op, resp, MAX_INFO_BODY).await?;
-                let text = String::from_utf8_lossy(&body);
-                let size = size_of_info(&text).ok_or_else(|| BackendError::Retry {
-                    op,
-                    after: None,
-                    cause: format!("content info without a size: {:?}", text.trim()),
-                })?;
-                Ok(Some(RemoteStat { size, digest: None }))
-            }
-            Answer::Refused(r) if r.status.as_u16() == 404 => Ok(None),
-            Answer::Refused(r) => Err(classify(op, r)),
-        }
+        Ok(match self.info(Op::Stat, &content_id(key)).await? {
+            Some(Info::Stored(size)) => Some(RemoteStat { size, digest: None }),
+            Some(Info::Uploading(_)) | None => None,
+        })
     }
 
     async fn read_range(
@@ -428,9 +557,19 @@ mod tests {
     }
 
     #[test]
-    fn info_lines_give_the_size() {
-        assert_eq!(size_of_info("text/csv,1234,1700000000,\n"), Some(1234));
-        assert_eq!(size_of_info("application/octet-stream,0,1,meta"), Some(0));
-        assert_eq!(size_of_info("garbage"), None);
+    fn info_lines_give_the_size_and_progress() {
+        assert_eq!(
+            parse_info("text/csv,1234,1700000000,\n"),
+            Some(Info::Stored(1234))
+        );
+        assert_eq!(
+            parse_info("application/octet-stream,0,1,meta"),
+            Some(Info::Stored(0))
+        );
+        assert_eq!(
+            parse_info("text/plain,5242880,1700000000,uploading"),
+            Some(Info::Uploading(5_242_880))
+        );
+        assert_eq!(parse_info("garbage"), None);
     }
 }
