@@ -5,7 +5,8 @@
 //!     cargo bench --bench delivery
 //!
 //! Figures: wall time from the file appearing in the outbox (by rename) to `done` in
-//! `status`, the resulting throughput, and the daemon's peak RSS (VmHWM).
+//! `status`, the resulting throughput, the daemon's peak RSS (VmHWM) and CPU time,
+//! and the CPU time of the emulator (this process) meanwhile: both share 2 cores.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -28,25 +29,64 @@ fn peak_rss_kib(pid: i32) -> Option<u64> {
         .ok()
 }
 
-/// Drops `size` bytes as `key`, waits for `done`; returns (seconds, peak RSS KiB).
-fn deliver(env: &Env, key: &str, size: usize, check: impl Fn(&[u8])) -> (f64, Option<u64>) {
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_of(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) close with ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(ticks as f64 / hz.max(1) as f64)
+}
+
+/// CPU seconds this process (the in-process testbed) has used so far.
+fn own_cpu() -> f64 {
+    cpu_of(std::process::id() as i32).unwrap_or(0.0)
+}
+
+/// One delivery's figures.
+struct Run {
+    secs: f64,
+    rss_kib: Option<u64>,
+    daemon_cpu: Option<f64>,
+    /// CPU of this process meanwhile: the in-process emulator, on the same cores.
+    server_cpu: f64,
+}
+
+/// Drops `size` bytes as `key` and waits for `done`.
+fn deliver(env: &Env, key: &str, size: usize, check: impl Fn(&[u8])) -> Run {
     let daemon = env.spawn_ready();
     let data = random_bytes(size, size as u64);
+    let cpu0 = cpu_of(daemon.pid());
+    let own0 = own_cpu();
     let t0 = Instant::now();
     env.drop_file(key, &data);
     env.wait_state(key, "done", Duration::from_secs(600));
     let secs = t0.elapsed().as_secs_f64();
-    let rss = peak_rss_kib(daemon.pid());
+    let server_cpu = own_cpu() - own0;
+    let daemon_cpu = cpu_of(daemon.pid()).zip(cpu0).map(|(a, b)| a - b);
+    let rss_kib = peak_rss_kib(daemon.pid());
     check(&data);
-    (secs, rss)
+    Run {
+        secs,
+        rss_kib,
+        daemon_cpu,
+        server_cpu,
+    }
 }
 
-fn report(what: &str, size: usize, secs: f64, rss: Option<u64>) {
+fn report(what: &str, size: usize, run: &Run) {
     println!(
-        "{what:<44} {:>6.1} MiB in {secs:>6.2} s = {:>7.1} MiB/s   daemon peak RSS {}",
+        "{what:<44} {:>6.1} MiB in {:>6.2} s = {:>7.1} MiB/s   daemon peak RSS {}, CPU {} s; testbed process CPU {:.2} s",
         size as f64 / MIB as f64,
-        size as f64 / MIB as f64 / secs,
-        rss.map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+        run.secs,
+        size as f64 / MIB as f64 / run.secs,
+        run.rss_kib
+            .map_or("?".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+        run.daemon_cpu.map_or("?".into(), |c| format!("{c:.2}")),
+        run.server_cpu,
     );
 }
 
@@ -58,10 +98,10 @@ fn main() {
             &format!("part_size = \"{part}\"\nparts_in_flight = 4"),
             "",
         );
-        let (secs, rss) = deliver(&env, "bench/local.bin", size, |data| {
+        let run = deliver(&env, "bench/local.bin", size, |data| {
             assert_eq!(common::read(&env.remote().join("bench/local.bin")), data);
         });
-        report(&format!("local, part {part}, 4 in flight"), size, secs, rss);
+        report(&format!("local, part {part}, 4 in flight"), size, &run);
     }
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
@@ -86,10 +126,10 @@ fn main() {
         )
         .expect("token");
         let key = "bench/box.bin";
-        let (secs, rss) = deliver(&env, key, size, |data| {
+        let run = deliver(&env, key, size, |data| {
             assert_eq!(tb.object_bytes("box", key).expect("stored"), data);
         });
-        report("box emulator (8 MiB parts), 4 in flight", size, secs, rss);
+        report("box emulator (8 MiB parts), 4 in flight", size, &run);
     }
     {
         let size = 100 * MIB;
@@ -109,18 +149,13 @@ fn main() {
         )
         .expect("token");
         let key = "bench/ih.bin";
-        let (secs, rss) = deliver(&env, key, size, |data| {
+        let run = deliver(&env, key, size, |data| {
             let stored = tb
                 .object_bytes("insights-hub", &format!("{entity}/{key}"))
                 .expect("stored");
             assert!(stored == data, "the stored object differs");
         });
-        report(
-            "insights-hub emulator (8 MiB parts, sampled)",
-            size,
-            secs,
-            rss,
-        );
+        report("insights-hub emulator (8 MiB parts, sampled)", size, &run);
     }
     {
         // Above the 100,000,000-byte single-request limit: 20 ranges of 5 MiB, one
@@ -141,18 +176,13 @@ fn main() {
         )
         .expect("token");
         let key = "bench/exosite.bin";
-        let (secs, rss) = deliver(&env, key, size, |data| {
+        let run = deliver(&env, key, size, |data| {
             let stored = tb
                 .object_bytes("exosite", "bench%2Fexosite.bin")
                 .expect("stored");
             assert!(stored == data, "the stored object differs");
         });
-        report(
-            &format!("exosite emulator (5 MiB ranges in order, MD5; key {key})"),
-            size,
-            secs,
-            rss,
-        );
+        report("exosite emulator (5 MiB ranges in order)", size, &run);
         let md5_bound = size as f64 / 0.62e9;
         println!(
             "{:<44} MD5 of 100 MiB on one core alone takes {md5_bound:.2} s (0.62 GB/s)",

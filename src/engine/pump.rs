@@ -10,6 +10,10 @@
 //!   takes the held part (same digest), stops with a real mismatch (another digest),
 //!   or sends the part again. A conflict never throws the session away.
 //!
+//! Where the backend takes parts one at a time, in order (Exosite), the next part
+//! is read and hashed while the current one is on the wire, and goes when it is
+//! acknowledged: the digest and the link overlap instead of taking turns.
+//!
 //! Under [`Capabilities::last_part_on_complete`](crate::backend::Capabilities) the
 //! last part is not sent here: the read pass hands it over like any other, and it
 //! is kept, with its buffer and its hash checkpoint, for the completion request to
@@ -20,7 +24,7 @@
 //! not about one part (session gone, credentials refused, a refusal) stop
 //! dispatching at once; parts in flight are let finish so their receipts count.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -85,6 +89,11 @@ struct Pump<'a> {
     /// The last part rides on `complete` (kept in `carried`).
     carry_last: bool,
     carried: Option<Carried>,
+    /// Parts go one at a time, in order (the backend has no parallel parts): the
+    /// next one is read and hashed while the current one is on the wire, and waits
+    /// here, with its hash checkpoint, for its turn.
+    sequential: bool,
+    queue: VecDeque<(Part, Option<HashCheckpoint>)>,
     tasks: JoinSet<Ended>,
     waiting: Vec<Waiting>,
 }
@@ -111,7 +120,9 @@ pub(super) async fn send_parts(
         })
         .collect();
     let last_index = parts.len().saturating_sub(1) as u32;
-    let slots = Arc::new(Semaphore::new(in_flight));
+    let sequential = !ctx.caps.parallel_parts;
+    // One part read ahead of the one in flight where parts go one at a time.
+    let slots = Arc::new(Semaphore::new(in_flight + usize::from(sequential)));
     let mut rx = reader::spawn(at.read_plan(parts), slots.clone(), ctx.budget.clone());
     let mut pump = Pump {
         at,
@@ -120,6 +131,8 @@ pub(super) async fn send_parts(
         last_index,
         carry_last: ctx.caps.last_part_on_complete,
         carried: None,
+        sequential,
+        queue: VecDeque::new(),
         tasks: JoinSet::new(),
         waiting: Vec::new(),
     };
@@ -130,8 +143,13 @@ pub(super) async fn send_parts(
         if stop.is_some() {
             // Their slots and buffers go; they are `pending` in the journal already.
             pump.waiting.clear();
+            pump.queue.clear();
         }
-        if pump.tasks.is_empty() && pump.waiting.is_empty() && (stop.is_some() || !reading) {
+        if pump.tasks.is_empty()
+            && pump.waiting.is_empty()
+            && pump.queue.is_empty()
+            && (stop.is_some() || !reading)
+        {
             break;
         }
         let next_due = pump.waiting.iter().map(|w| w.at).min();
@@ -139,7 +157,10 @@ pub(super) async fn send_parts(
             biased;
             Some(joined) = pump.tasks.join_next(), if !pump.tasks.is_empty() => {
                 let outcome = match joined {
-                    Ok(ended) => pump.ended(ended).await,
+                    Ok(ended) => match pump.ended(ended).await {
+                        Ok(()) => pump.dispatch().await,
+                        Err(s) => Err(s),
+                    },
                     Err(e) => Err(Stop::LocalIo(std::io::Error::other(format!("part task failed: {e}")))),
                 };
                 if let Err(s) = outcome {
@@ -166,6 +187,11 @@ pub(super) async fn send_parts(
                         debug_assert!(spec.last, "the carried part is the last");
                         pump.carried = Some(Carried { spec, source, checkpoint, _held });
                         Ok(())
+                    }
+                    Ok(ReadItem::Send { index, source, digest, checkpoint, held }) if pump.sequential => {
+                        let part = pump.part(index, source, digest, held);
+                        pump.queue.push_back((part, checkpoint));
+                        pump.dispatch().await
                     }
                     Ok(ReadItem::Send { index, source, digest, checkpoint, held }) => {
                         let id = at.row.id;
@@ -220,6 +246,25 @@ impl Pump<'_> {
             _held: held,
             failures: 0,
         }
+    }
+
+    /// Where parts go one at a time: the next queued part goes once nothing is on
+    /// the wire or waiting to be sent again (a failed part keeps its place).
+    async fn dispatch(&mut self) -> Result<(), Stop> {
+        if !(self.sequential && self.tasks.is_empty() && self.waiting.is_empty()) {
+            return Ok(());
+        }
+        let Some((part, checkpoint)) = self.queue.pop_front() else {
+            return Ok(());
+        };
+        let (id, index) = (self.at.row.id, part.spec.index);
+        self.at
+            .ctx
+            .journal
+            .call(move |j| j.part_start(id, index, checkpoint.as_ref()))
+            .await?;
+        self.spawn(part);
+        Ok(())
     }
 
     fn spawn(&mut self, part: Part) {
