@@ -852,6 +852,14 @@ content_type = "auto"
         assert_eq!(key, "backend.model");
         assert!(parse_str(&format!("{ex}vendor = \"v\"\nmodel = \"m\"\n")).is_ok());
         let (_, key, _) = invalid_parts(
+            parse_str(&format!("{ex}single_request_max = \"100MiB\"\n")).unwrap_err(),
+        );
+        assert_eq!(key, "backend.single_request_max");
+        assert!(parse_str(&format!("{ex}single_request_max = \"10MiB\"\n")).is_ok());
+        let (_, key, _) =
+            invalid_parts(parse_str(&format!("{ex}id_prefix = \"a/b\"\n")).unwrap_err());
+        assert_eq!(key, "backend.id_prefix");
+        let (_, key, _) = invalid_parts(
             parse_str(&ex.replace("token_env = \"EXOSITE_TOKEN\"\n", "")).unwrap_err(),
         );
         assert_eq!(key, "backend.token_file");

@@ -114,6 +114,16 @@ fn a_range_whose_answer_was_lost_is_sent_again_under_either_reading() {
                 .unwrap_or_else(|e| panic!("{resend:?}: a re-sent range: {e}"));
             put(&*b, &session, &ps[1]).await.expect("range 1");
             put(&*b, &session, &ps[2]).await.expect("range 2");
+            // The answer to the last range was lost. Refused, it is never taken as
+            // held (no next range could prove that wrong): the upload starts over.
+            let again = put(&*b, &session, &ps[2]).await;
+            match resend {
+                ExositeResend::Accept => assert!(again.is_ok(), "{again:?}"),
+                ExositeResend::Conflict => assert!(
+                    matches!(again, Err(BackendError::SessionGone { .. })),
+                    "{again:?}"
+                ),
+            }
         });
         assert_eq!(
             tb.object_bytes("exosite", "lost%2Fanswer.bin")
@@ -135,6 +145,46 @@ fn a_range_whose_answer_was_lost_is_sent_again_under_either_reading() {
                 "{resend:?}: {r2:?}"
             );
         });
+    }
+}
+
+/// A first range the service refuses outright (its size rule is neither reading)
+/// fails the file with the service's reason, instead of starting over forever.
+#[test]
+fn a_refused_first_range_fails_instead_of_looping() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("dir");
+    let tb = start(&rt, &dir.path().join("store"), Settings::default());
+    let b = backend(&tb, dir.path());
+    let data = random_bytes(3 * PART as usize, 84);
+    let spec = FileSpec {
+        key: "odd-cut.bin".into(),
+        size: data.len() as u64,
+        mtime: 0,
+    };
+    // A 1 MiB first range where the service wants exactly 5 MiB.
+    let bytes = Bytes::copy_from_slice(&data[..1 << 20]);
+    let part = PartSpec {
+        index: 0,
+        offset: 0,
+        length: 1 << 20,
+        total: data.len() as u64,
+        digest: Some(digest_of(DigestKind::Md5, &bytes)),
+        last: false,
+    };
+    let r = rt.block_on(async {
+        let session = b.begin(&spec).await.expect("begin");
+        put(&*b, &session, &(part, bytes)).await
+    });
+    match r {
+        Err(BackendError::Fatal {
+            status: Some(400),
+            detail,
+            ..
+        }) => {
+            assert!(detail.contains("first range"), "{detail}")
+        }
+        other => panic!("{other:?}"),
     }
 }
 
@@ -219,7 +269,12 @@ fn a_refused_device_token_asks_for_an_operator() {
     let rt = runtime();
     let dir = tempfile::tempdir().expect("dir");
     let tb = start(&rt, &dir.path().join("store"), Settings::default());
-    let env = Env::new("300ms", "", &backend_config(&tb, "exosite-token", ""), "");
+    let env = Env::new(
+        "300ms",
+        "",
+        &backend_config(&tb, "exosite-token", "id_prefix = \"dev1-\""),
+        "",
+    );
     let token = env.dir.path().join("exosite-token");
     std::fs::write(&token, "revoked-token").expect("token");
     let _daemon = env.spawn_ready();
@@ -240,7 +295,8 @@ fn a_refused_device_token_asks_for_an_operator() {
     std::fs::write(&token, DEFAULT_SECRET).expect("token");
     env.wait_state("waiting.csv", "done", Duration::from_secs(30));
     assert_eq!(
-        tb.object_bytes("exosite", "waiting.csv").expect("stored"),
+        tb.object_bytes("exosite", "dev1-waiting.csv")
+            .unwrap_or_else(|e| panic!("{e}: {:?}", tb.objects())),
         b"a,b\n1,2\n"
     );
 }

@@ -397,7 +397,8 @@ impl Pump<'_> {
                 .await?;
             self.spawn(w.part);
         }
-        Ok(())
+        // A contested part taken as held leaves the wire free for the next one.
+        self.dispatch().await
     }
 
     /// What the service says it holds; empty where it cannot say.

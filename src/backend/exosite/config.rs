@@ -35,6 +35,11 @@ pub struct ExositeConfig {
     pub vendor: Option<String>,
     #[serde(default)]
     pub model: Option<String>,
+    /// Put before every content id. Ids are shared by every device of a product:
+    /// a fleet whose devices upload the same names gives each its own prefix (its
+    /// serial number, say), or they overwrite each other's content.
+    #[serde(default)]
+    pub id_prefix: String,
     /// Largest file sent in one request; bigger ones go in 5 MiB ranges. The
     /// service's limit is "100 MB" in an unstated unit.
     #[serde(default = "default_single_max")]
@@ -71,10 +76,21 @@ impl ExositeConfig {
                 format!("{t:?} is not a MIME type (like \"text/csv\") or \"auto\""),
             ));
         }
-        if self.single_request_max.0 > 104_857_600 {
+        // A 413 cannot switch a file to parts (the plan is fixed before it is sent),
+        // so the limit must hold under both readings of "100 MB".
+        if self.single_request_max.0 > SINGLE_MAX {
             return Err((
                 "backend.single_request_max",
-                "must be at most 100MiB: the service takes bigger files in parts only".into(),
+                format!("must be at most {SINGLE_MAX} (\"100 MB\" in the smaller reading)"),
+            ));
+        }
+        if self.id_prefix.contains('/') || self.id_prefix.chars().any(char::is_control) {
+            return Err((
+                "backend.id_prefix",
+                format!(
+                    "{:?}: a content id may hold no '/' or control character",
+                    self.id_prefix
+                ),
             ));
         }
         match (&self.vendor, &self.model) {

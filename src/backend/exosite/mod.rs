@@ -68,6 +68,8 @@ pub struct ExositeBackend {
     provision: Option<(String, String)>,
     /// `single_request_max`.
     single_max: u64,
+    /// `id_prefix`, before every content id.
+    id_prefix: String,
     /// Per session (content id): the offset of the range last taken as held on a
     /// 409 alone. A second such range in a row means the inference was wrong.
     inferred: Mutex<HashMap<String, u64>>,
@@ -116,6 +118,7 @@ impl ExositeBackend {
             content_type: (cfg.content_type != "auto").then(|| cfg.content_type.clone()),
             provision: cfg.vendor.clone().zip(cfg.model.clone()),
             single_max: cfg.single_request_max.0,
+            id_prefix: cfg.id_prefix.clone(),
             inferred: Mutex::new(HashMap::new()),
         })
     }
@@ -156,8 +159,13 @@ impl ExositeBackend {
     ) -> Result<bool, BackendError> {
         let end = part.offset + part.length;
         // Stored content says nothing here: it may be an older version of the id.
-        if let Some(Info::Uploading(received)) = self.info(Op::PutPart, &session.id).await? {
+        if let Some(Info::Uploading(received)) = self.info(Op::Stat, &session.id).await? {
             return Ok(received >= end);
+        }
+        // The last range has no next one to prove a guess wrong, and a wrong guess
+        // would leave an older version of the id standing: start over instead.
+        if part.last {
+            return Ok(false);
         }
         let mut inferred = self.inferred();
         let previous = inferred.get(&session.id).copied();
@@ -167,6 +175,11 @@ impl ExositeBackend {
         }
         inferred.insert(session.id.clone(), part.offset);
         Ok(true)
+    }
+
+    /// The content id of a key, under this device's prefix.
+    fn id_of(&self, key: &str) -> String {
+        format!("{}{}", self.id_prefix, content_id(key))
     }
 
     fn mime(&self, key: &str) -> String {
@@ -270,6 +283,13 @@ fn parse_info(text: &str) -> Option<Info> {
     })
 }
 
+/// Whether a 400 says the body did not match its MD5 (damaged in transit), rather
+/// than that the header is missing or malformed (a client bug).
+fn digest_refused(r: &Refusal) -> bool {
+    let body = r.body.to_ascii_lowercase();
+    body.contains("md5") && (body.contains("does not match") || body.contains("mismatch"))
+}
+
 /// Exosite's refusals → the engine's next action (exosite.md §Errors).
 fn classify(op: Op, r: Refusal) -> BackendError {
     let status = r.status.as_u16();
@@ -277,14 +297,14 @@ fn classify(op: Op, r: Refusal) -> BackendError {
     match (op, status) {
         // The range's bytes did not match their MD5 on arrival: damaged in transit,
         // nothing stored; sending it again is the cure.
-        (Op::PutPart | Op::PutSingle, 400) if r.body.contains("MD5") => BackendError::Retry {
+        (Op::PutPart | Op::PutSingle, 400) if digest_refused(&r) => BackendError::Retry {
             op,
             after: r.retry_after,
             cause: detail,
         },
         // Any other refusal of a range: the server is not where the journal is (an
         // answer lost, the upload expired or reset). Start again from byte 0.
-        (Op::PutPart, 400 | 404 | 409 | 416) => BackendError::SessionGone { op, detail },
+        (Op::PutPart, 400 | 404 | 409 | 412 | 416) => BackendError::SessionGone { op, detail },
         // The single-request limit is lower than this client assumes.
         (Op::PutSingle, 413) => BackendError::Fatal {
             op,
@@ -339,7 +359,7 @@ impl Backend for ExositeBackend {
         digests: &FileDigests,
     ) -> Result<RemoteObject, BackendError> {
         let op = Op::PutSingle;
-        let id = content_id(&file.key);
+        let id = self.id_of(&file.key);
         let url = self.content_url(Some(&id))?;
         let mut headers = vec![("content-type", self.mime(&file.key))];
         if let Some(md5) = digests.part.as_ref().filter(|d| d.kind == DigestKind::Md5) {
@@ -356,7 +376,7 @@ impl Backend for ExositeBackend {
 
     async fn begin(&self, file: &FileSpec) -> Result<Session, BackendError> {
         let op = Op::Begin;
-        let id = content_id(&file.key);
+        let id = self.id_of(&file.key);
         let url = self.content_url(None)?;
         let json = serde_json::json!({
             "id": id,
@@ -419,6 +439,18 @@ impl Backend for ExositeBackend {
             Answer::Ok(_) => {
                 self.inferred().remove(&session.id);
                 Ok(receipt)
+            }
+            // The first range of an upload just begun refused outright: the service
+            // does not take ranges as this client cuts them (a size rule other
+            // than both readings). Starting over would refuse it again, forever.
+            Answer::Refused(r)
+                if r.status.as_u16() == 400 && part.offset == 0 && !digest_refused(&r) =>
+            {
+                Err(BackendError::Fatal {
+                    op,
+                    status: Some(400),
+                    detail: format!("the service refused the first range: {}", r.describe()),
+                })
             }
             Answer::Refused(r) if r.status.as_u16() == 409 => {
                 if self.held_after_conflict(session, part).await? {
@@ -485,7 +517,7 @@ impl Backend for ExositeBackend {
         key: &str,
         _known: Option<&RemoteObject>,
     ) -> Result<Option<RemoteStat>, BackendError> {
-        Ok(match self.info(Op::Stat, &content_id(key)).await? {
+        Ok(match self.info(Op::Stat, &self.id_of(key)).await? {
             Some(Info::Stored(size)) => Some(RemoteStat { size, digest: None }),
             Some(Info::Uploading(_)) | None => None,
         })
@@ -501,7 +533,7 @@ impl Backend for ExositeBackend {
         if len == 0 {
             return Ok(Bytes::new());
         }
-        let id = remote.id.clone().unwrap_or_else(|| content_id(&remote.key));
+        let id = remote.id.clone().unwrap_or_else(|| self.id_of(&remote.key));
         let url = self.read_url(&id, false)?;
         let range = format!("bytes={offset}-{}", offset + len - 1);
         match self
