@@ -435,11 +435,11 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             ));
         }
     }
-    if *up.verify_samples.get_ref() > 1000 {
+    if *up.verify_samples.get_ref() > 100 {
         return Err(err(
             up.verify_samples.span(),
             "upload.verify_samples",
-            "must be at most 1000 (each is a 64 KiB read of the stored object)".into(),
+            "must be at most 100 (each is a 64 KiB read of the stored object, held in memory until compared)".into(),
         ));
     }
     let verify = *up.verify.get_ref();

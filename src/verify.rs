@@ -121,23 +121,29 @@ pub async fn sample(
     identity: Identity,
     ranges: &[(u64, u64)],
 ) -> Result<u64, VerifyError> {
+    // The service's bytes first: a read that fails (and the attempt with it) then
+    // costs no read of the local file, which a retried verification would repeat.
+    let mut theirs = Vec::with_capacity(ranges.len());
+    let mut read = 0;
+    for &(offset, len) in ranges {
+        let bytes = backend.read_range(remote, offset, len).await?;
+        read += bytes.len() as u64;
+        if bytes.len() as u64 != len {
+            return Err(VerifyError::Mismatch(format!(
+                "the service returned {} bytes of the stored object at offset {offset}, not {len}",
+                bytes.len()
+            )));
+        }
+        theirs.push(bytes);
+    }
     let ours = {
         let (path, ranges) = (path.to_path_buf(), ranges.to_vec());
         tokio::task::spawn_blocking(move || read_local(&path, &identity, &ranges))
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))??
     };
-    let mut read = 0;
-    for ((offset, len), ours) in ranges.iter().zip(ours) {
-        let theirs = backend.read_range(remote, *offset, *len).await?;
-        read += theirs.len() as u64;
-        if theirs.len() as u64 != *len {
-            return Err(VerifyError::Mismatch(format!(
-                "the service returned {} bytes of the stored object at offset {offset}, not {len}",
-                theirs.len()
-            )));
-        }
-        if let Some(at) = first_difference(&theirs, &ours) {
+    for ((offset, _), (theirs, ours)) in ranges.iter().zip(theirs.iter().zip(&ours)) {
+        if let Some(at) = first_difference(theirs, ours) {
             return Err(VerifyError::Mismatch(format!(
                 "byte {} of the stored object differs from the file (sampled verification)",
                 offset + at as u64
