@@ -217,6 +217,54 @@ impl BearerClient {
         http::read_body(op, resp, limit, self.timeouts.answer).await
     }
 
+    /// `len` bytes of a stored object from `offset`, read with `Range` (for
+    /// verification that reads back). An object that is gone or shorter than the
+    /// range gives fewer bytes (the caller compares); other refusals go through
+    /// `classify`.
+    pub async fn read_range(
+        &self,
+        op: Op,
+        url: &str,
+        offset: u64,
+        len: u64,
+        classify: impl FnOnce(Op, Refusal) -> BackendError,
+    ) -> Result<bytes::Bytes, BackendError> {
+        if len == 0 {
+            return Ok(bytes::Bytes::new());
+        }
+        let range = format!("bytes={offset}-{}", offset + len - 1);
+        let answer = self
+            .send(op, Method::GET, url, None, |r, _| {
+                r.header(reqwest::header::RANGE, &range)
+            })
+            .await?;
+        match answer {
+            Answer::Ok(resp) => {
+                // A service (or a proxy) that ignores `Range` answers 200 with the
+                // whole object: reading a range out of it would download the object
+                // once per range.
+                if resp.status() == StatusCode::OK && offset > 0 {
+                    return Err(BackendError::Fatal {
+                        op,
+                        status: Some(200),
+                        detail: format!(
+                            "{} answered a ranged read with the whole object; reading it back \
+                             is not possible: set upload.verify = \"size\"",
+                            self.service.name
+                        ),
+                    });
+                }
+                // One more byte than asked shows a service that sent more.
+                let limit = usize::try_from(len.saturating_add(1)).unwrap_or(usize::MAX);
+                let mut bytes = bytes::Bytes::from(self.body(op, resp, limit).await?);
+                bytes.truncate(len as usize);
+                Ok(bytes)
+            }
+            Answer::Refused(r) if matches!(r.status.as_u16(), 404 | 416) => Ok(bytes::Bytes::new()),
+            Answer::Refused(r) => Err(classify(op, r)),
+        }
+    }
+
     /// Reads a JSON success body.
     pub async fn json<T: serde::de::DeserializeOwned>(
         &self,

@@ -32,7 +32,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use reqwest::header::{CONTENT_RANGE, RANGE};
+use reqwest::header::CONTENT_RANGE;
 use reqwest::{Method, Url};
 
 pub use self::config::ExositeConfig;
@@ -529,38 +529,11 @@ impl Backend for ExositeBackend {
         offset: u64,
         len: u64,
     ) -> Result<Bytes, BackendError> {
-        let op = Op::ReadBack;
-        if len == 0 {
-            return Ok(Bytes::new());
-        }
         let id = remote.id.clone().unwrap_or_else(|| self.id_of(&remote.key));
         let url = self.read_url(&id, false)?;
-        let range = format!("bytes={offset}-{}", offset + len - 1);
-        match self
-            .send(op, Method::GET, &url, None, &[(RANGE.as_str(), range)])
-            .await?
-        {
-            Answer::Ok(resp) => {
-                // A 200 is the whole object: reading a range out of it would
-                // download the object once per range.
-                if resp.status().as_u16() == 200 && offset > 0 {
-                    return Err(BackendError::Fatal {
-                        op,
-                        status: Some(200),
-                        detail: "the service answered a ranged read with the whole content; \
-                                 reading it back is not possible: set upload.verify = \"size\""
-                            .into(),
-                    });
-                }
-                let limit = usize::try_from(len.saturating_add(1)).unwrap_or(usize::MAX);
-                let mut bytes = Bytes::from(self.client.body(op, resp, limit).await?);
-                bytes.truncate(len as usize);
-                Ok(bytes)
-            }
-            // Gone or shorter than the range: the caller sees too few bytes.
-            Answer::Refused(r) if matches!(r.status.as_u16(), 404 | 416) => Ok(Bytes::new()),
-            Answer::Refused(r) => Err(classify(op, r)),
-        }
+        self.client
+            .read_range(Op::ReadBack, url.as_str(), offset, len, classify)
+            .await
     }
 
     fn reload_credentials(&self) -> bool {

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use reqwest::header::{CONTENT_TYPE, ETAG, IF_MATCH, RANGE};
+use reqwest::header::{CONTENT_TYPE, ETAG, IF_MATCH};
 use reqwest::{Method, RequestBuilder, Response, Url};
 use serde::{Deserialize, Serialize};
 
@@ -500,43 +500,10 @@ impl Backend for InsightsHubBackend {
         offset: u64,
         len: u64,
     ) -> Result<Bytes, BackendError> {
-        let op = Op::ReadBack;
-        if len == 0 {
-            return Ok(Bytes::new());
-        }
         let url = self.file_url(&remote.key, None)?;
-        let range = format!("bytes={offset}-{}", offset + len - 1);
-        match self
-            .client
-            .send(op, Method::GET, url.as_str(), None, |r, _| {
-                r.header(RANGE, &range)
-            })
-            .await?
-        {
-            Answer::Ok(resp) => {
-                // A service (or a proxy) that ignores `Range` answers 200 with the
-                // whole object: reading a range out of it would download the object
-                // once per range.
-                if resp.status().as_u16() == 200 && offset > 0 {
-                    return Err(BackendError::Fatal {
-                        op,
-                        status: Some(200),
-                        detail: "the service answered a ranged read with the whole object; \
-                                 reading it back is not possible: set upload.verify = \"size\""
-                            .into(),
-                    });
-                }
-                // One more byte than asked shows a service that sent more.
-                let limit = usize::try_from(len.saturating_add(1)).unwrap_or(usize::MAX);
-                let mut bytes = Bytes::from(self.client.body(op, resp, limit).await?);
-                bytes.truncate(len as usize);
-                Ok(bytes)
-            }
-            // No object (replaced meanwhile): the caller sees too few bytes.
-            Answer::Refused(r) if r.status.as_u16() == 404 => Ok(Bytes::new()),
-            Answer::Refused(r) if r.status.as_u16() == 416 => Ok(Bytes::new()),
-            Answer::Refused(r) => Err(classify(op, r)),
-        }
+        self.client
+            .read_range(Op::ReadBack, url.as_str(), offset, len, classify)
+            .await
     }
 
     fn reload_credentials(&self) -> bool {
