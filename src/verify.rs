@@ -16,6 +16,8 @@
 //! The file is compared as it was read at upload: `Sample` reads it again and first
 //! checks that its identity has not changed (else the row is superseded, as for any
 //! change); `Full` compares with the read pass's digest and never reads it again.
+//! `Sample` reads the service's ranges before the file's, so a read-back that fails
+//! (and is retried with the attempt) costs no local reads.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
