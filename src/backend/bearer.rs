@@ -74,7 +74,7 @@ pub struct BearerClient {
 }
 
 impl BearerClient {
-    pub fn new(
+    fn new(
         service: Service,
         http: reqwest::Client,
         source: SecretSource,
@@ -89,6 +89,24 @@ impl BearerClient {
             timeouts,
             link_rate: AtomicU64::new(0),
         }
+    }
+
+    /// The client of a configured service: `source` is the config's
+    /// `token_file`/`token_env` choice (or why it is wrong), read once now.
+    pub fn open(
+        service: Service,
+        source: Result<SecretSource, (&'static str, String)>,
+        timeouts: Timeouts,
+    ) -> Result<BearerClient, BackendError> {
+        let source = source.map_err(|(k, e)| BackendError::config(format!("{k}: {e}")))?;
+        let token = source.load().map_err(BackendError::config)?;
+        Ok(BearerClient::new(
+            service,
+            http::client(timeouts)?,
+            source,
+            token,
+            timeouts,
+        ))
     }
 
     fn token(&self) -> Secret {

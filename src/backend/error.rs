@@ -67,6 +67,16 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// A configuration the backend cannot be built from (found when it is built;
+    /// `check-config` reports the same with the file's line).
+    pub fn config(detail: impl Into<String>) -> BackendError {
+        BackendError::Fatal {
+            op: Op::Begin,
+            status: None,
+            detail: detail.into(),
+        }
+    }
+
     pub fn op(&self) -> Op {
         match self {
             BackendError::Retry { op, .. }

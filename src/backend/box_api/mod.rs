@@ -142,27 +142,14 @@ struct SessionExtra {
 
 impl BoxBackend {
     pub fn new(cfg: &BoxConfig, timeouts: Timeouts) -> Result<BoxBackend, BackendError> {
-        let fatal = |detail: String| BackendError::Fatal {
-            op: Op::Begin,
-            status: None,
-            detail,
-        };
         cfg.validate()
-            .map_err(|(k, e)| fatal(format!("{k}: {e}")))?;
-        let source = cfg
-            .secret_source()
-            .map_err(|(k, e)| fatal(format!("{k}: {e}")))?;
-        let token = source.load().map_err(fatal)?;
+            .map_err(|(k, e)| BackendError::config(format!("{k}: {e}")))?;
         Ok(BoxBackend {
-            client: BearerClient::new(
-                SERVICE,
-                super::http::client(timeouts)?,
-                source,
-                token,
-                timeouts,
-            ),
-            api: check_base_url(&cfg.api_url, cfg.allow_insecure_http).map_err(fatal)?,
-            upload: check_base_url(&cfg.upload_url, cfg.allow_insecure_http).map_err(fatal)?,
+            client: BearerClient::open(SERVICE, cfg.secret_source(), timeouts)?,
+            api: check_base_url(&cfg.api_url, cfg.allow_insecure_http)
+                .map_err(BackendError::config)?,
+            upload: check_base_url(&cfg.upload_url, cfg.allow_insecure_http)
+                .map_err(BackendError::config)?,
             root_folder: cfg.folder_id.clone(),
             folders: Mutex::new(HashMap::new()),
         })

@@ -94,27 +94,14 @@ enum Info {
 
 impl ExositeBackend {
     pub fn new(cfg: &ExositeConfig, timeouts: Timeouts) -> Result<ExositeBackend, BackendError> {
-        let fatal = |detail: String| BackendError::Fatal {
-            op: Op::Begin,
-            status: None,
-            detail,
-        };
         cfg.validate()
-            .map_err(|(k, e)| fatal(format!("{k}: {e}")))?;
-        let source = cfg
-            .secret_source()
-            .map_err(|(k, e)| fatal(format!("{k}: {e}")))?;
-        let token = source.load().map_err(fatal)?;
-        let base = check_base_url(&cfg.url, cfg.allow_insecure_http).map_err(fatal)?;
+            .map_err(|(k, e)| BackendError::config(format!("{k}: {e}")))?;
+        let base =
+            check_base_url(&cfg.url, cfg.allow_insecure_http).map_err(BackendError::config)?;
         Ok(ExositeBackend {
-            client: BearerClient::new(
-                SERVICE,
-                super::http::client(timeouts)?,
-                source,
-                token,
-                timeouts,
-            ),
-            base: Url::parse(&base).map_err(|e| fatal(format!("backend.url: {e}")))?,
+            client: BearerClient::open(SERVICE, cfg.secret_source(), timeouts)?,
+            base: Url::parse(&base)
+                .map_err(|e| BackendError::config(format!("backend.url: {e}")))?,
             content_type: (cfg.content_type != "auto").then(|| cfg.content_type.clone()),
             provision: cfg.vendor.clone().zip(cfg.model.clone()),
             single_max: cfg.single_request_max.0,

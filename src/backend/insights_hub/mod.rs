@@ -105,28 +105,14 @@ impl InsightsHubBackend {
         timeouts: Timeouts,
         part_size: u64,
     ) -> Result<InsightsHubBackend, BackendError> {
-        let fatal = |detail: String| BackendError::Fatal {
-            op: Op::Begin,
-            status: None,
-            detail,
-        };
         cfg.validate()
-            .map_err(|(k, e)| fatal(format!("{k}: {e}")))?;
-        let source = cfg
-            .secret_source()
-            .map_err(|(k, e)| fatal(format!("{k}: {e}")))?;
-        let token = source.load().map_err(fatal)?;
-        let gateway = check_base_url(&cfg.gateway_url, cfg.allow_insecure_http).map_err(fatal)?;
+            .map_err(|(k, e)| BackendError::config(format!("{k}: {e}")))?;
+        let gateway = check_base_url(&cfg.gateway_url, cfg.allow_insecure_http)
+            .map_err(BackendError::config)?;
         let base = Url::parse(&format!("{gateway}/{API}"))
-            .map_err(|e| fatal(format!("backend.gateway_url: {e}")))?;
+            .map_err(|e| BackendError::config(format!("backend.gateway_url: {e}")))?;
         Ok(InsightsHubBackend {
-            client: BearerClient::new(
-                SERVICE,
-                super::http::client(timeouts)?,
-                source,
-                token,
-                timeouts,
-            ),
+            client: BearerClient::open(SERVICE, cfg.secret_source(), timeouts)?,
             base,
             entity: cfg.entity_id.clone(),
             directory: cfg.directory().to_string(),
