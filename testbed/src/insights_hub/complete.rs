@@ -24,14 +24,13 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 
 use super::InsightsHub;
-use super::catalog::{check_if_match, write};
+use super::catalog::write;
 use super::error::IhError;
 use super::headers::Meta;
-use super::multipart::{Upload, too_small};
+use super::multipart::{Upload, admit, too_small};
 use super::put::MAX_PART;
 use super::target::Target;
 use crate::faults::Settings;
-use crate::faults::body::drain;
 use crate::store::Staged;
 
 pub(crate) async fn complete(
@@ -41,23 +40,7 @@ pub(crate) async fn complete(
     meta: Meta,
     body: Body,
 ) -> Result<Response, IhError> {
-    let early = {
-        let mut st = api.lock();
-        let id = st
-            .live_upload(&target, s.ih_part_ttl_s)
-            .map(|u| u.id.clone());
-        id.and_then(|id| {
-            check_if_match(st.files.get(&target), meta.if_match, s.ih_require_if_match)?;
-            Ok(id)
-        })
-    };
-    let id = match early {
-        Ok(id) => id,
-        Err(e) => {
-            drain(body).await;
-            return Err(e);
-        }
-    };
+    let (id, body) = admit(api, s, &target, &meta, body).await?;
     let last = api.receive(body).await?;
 
     let parts = {

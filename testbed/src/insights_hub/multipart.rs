@@ -167,6 +167,35 @@ pub(crate) async fn start(
     Ok(StatusCode::OK.into_response())
 }
 
+/// The id of the live upload a part or completion names, with `If-Match` checked
+/// (rules 8–10), before its body is read; a refusal reads the body first, so the
+/// client sees the answer rather than a broken pipe.
+pub(crate) async fn admit(
+    api: &InsightsHub,
+    s: &Settings,
+    target: &Target,
+    meta: &Meta,
+    body: Body,
+) -> Result<(String, Body), IhError> {
+    let early = {
+        let mut st = api.lock();
+        let id = st
+            .live_upload(target, s.ih_part_ttl_s)
+            .map(|u| u.id.clone());
+        id.and_then(|id| {
+            check_if_match(st.files.get(target), meta.if_match, s.ih_require_if_match)?;
+            Ok(id)
+        })
+    };
+    match early {
+        Ok(id) => Ok((id, body)),
+        Err(e) => {
+            drain(body).await;
+            Err(e)
+        }
+    }
+}
+
 /// `?part=N` (rule 8).
 pub(crate) async fn put_part(
     api: &Arc<InsightsHub>,
@@ -176,23 +205,7 @@ pub(crate) async fn put_part(
     n: u32,
     body: Body,
 ) -> Result<Response, IhError> {
-    let early = {
-        let mut st = api.lock();
-        let id = st
-            .live_upload(&target, s.ih_part_ttl_s)
-            .map(|u| u.id.clone());
-        id.and_then(|id| {
-            check_if_match(st.files.get(&target), meta.if_match, s.ih_require_if_match)?;
-            Ok(id)
-        })
-    };
-    let id = match early {
-        Ok(id) => id,
-        Err(e) => {
-            drain(body).await;
-            return Err(e);
-        }
-    };
+    let (id, body) = admit(api, s, &target, &meta, body).await?;
     let staged = api.receive(body).await?;
     if !s.ih_part_size_checked_at_complete && staged.len < s.ih_min_part_size {
         return Err(too_small(n, staged.len, s.ih_min_part_size));
