@@ -217,7 +217,7 @@ fn progress_is_learnt_from_the_content_info_where_it_is_reported() {
             session.part_size = Some(PART); // as the engine records it
             put(&*b, &session, &ps[0]).await.expect("range 0");
             put(&*b, &session, &ps[1]).await.expect("range 1");
-            b.held_parts(&session).await.expect("held parts")
+            b.held_parts(&session, &spec).await.expect("held parts")
         });
         match (progress, held) {
             (true, Some(h)) => {

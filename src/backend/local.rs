@@ -296,13 +296,7 @@ impl Backend for LocalBackend {
             })
             .await?;
         }
-        let receipt = Receipt {
-            index: part.index,
-            offset: part.offset,
-            length: part.length,
-            digest: None,
-            extra: serde_json::Value::Null,
-        };
+        let receipt = Receipt::of(part);
         let record = serde_json::to_vec(&receipt).map_err(|e| BackendError::Fatal {
             op,
             status: None,
@@ -320,7 +314,11 @@ impl Backend for LocalBackend {
         Ok(receipt)
     }
 
-    async fn held_parts(&self, session: &Session) -> Result<Option<Vec<Receipt>>, BackendError> {
+    async fn held_parts(
+        &self,
+        session: &Session,
+        _file: &FileSpec,
+    ) -> Result<Option<Vec<Receipt>>, BackendError> {
         let op = Op::HeldParts;
         let dir = self.staging(session)?;
         blocking(op, move || match read_receipts(&dir) {
@@ -565,7 +563,7 @@ mod tests {
             .put_part(&s, &p0, body(&content[..4096]))
             .await
             .expect("p0");
-        let held = b.held_parts(&s).await.expect("held").expect("lists");
+        let held = b.held_parts(&s, &f).await.expect("held").expect("lists");
         assert_eq!(held, vec![r0.clone(), r1.clone()]);
         // Not visible before complete, and complete refuses a gap.
         assert!(!root.path().join("a/b c.bin").exists());
@@ -599,7 +597,7 @@ mod tests {
         assert_eq!(st.digest, Some(digest_of(DigestKind::Sha256, &content)));
         // The session is closed: the staging folder is gone.
         assert!(matches!(
-            b.held_parts(&s).await,
+            b.held_parts(&s, &f).await,
             Err(BackendError::SessionGone { .. })
         ));
     }

@@ -116,6 +116,14 @@ pub struct PartSpec {
     pub last: bool,
 }
 
+/// `(offset, length)` of part `index` when a file of `size` bytes is cut into parts
+/// of `part_size`; `None` past its end. The one cut every plan uses.
+pub fn part_range(size: u64, part_size: u64, index: u32) -> Option<(u64, u64)> {
+    let ps = part_size.max(1);
+    let offset = u64::from(index).checked_mul(ps)?;
+    (offset < size).then(|| (offset, ps.min(size - offset)))
+}
+
 impl PartSpec {
     /// The wire part number under [`Addressing::PartNumber`].
     pub fn number(&self, first: u32) -> u32 {
@@ -147,6 +155,24 @@ pub struct RemoteObject {
     pub id: Option<String>,
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub extra: serde_json::Value,
+}
+
+impl Receipt {
+    /// A receipt of a service that reports nothing about a part but its arrival.
+    pub fn plain(index: u32, offset: u64, length: u64) -> Receipt {
+        Receipt {
+            index,
+            offset,
+            length,
+            digest: None,
+            extra: serde_json::Value::Null,
+        }
+    }
+
+    /// A plain receipt of `part`.
+    pub fn of(part: &PartSpec) -> Receipt {
+        Receipt::plain(part.index, part.offset, part.length)
+    }
 }
 
 impl RemoteObject {
@@ -222,7 +248,15 @@ pub trait Backend: Send + Sync + fmt::Debug {
     ) -> Result<Receipt, BackendError>;
 
     /// The parts the server holds, or `Ok(None)` when the service cannot say.
-    async fn held_parts(&self, session: &Session) -> Result<Option<Vec<Receipt>>, BackendError>;
+    /// # Behavior
+    /// - A service that names parts by number or progress alone maps them to byte
+    ///   ranges with [`part_range`], from the file's size and `Session::part_size`
+    ///   (which the engine records).
+    async fn held_parts(
+        &self,
+        session: &Session,
+        file: &FileSpec,
+    ) -> Result<Option<Vec<Receipt>>, BackendError>;
 
     /// Finishes the session.
     /// # Behavior

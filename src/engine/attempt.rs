@@ -25,6 +25,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use super::gate::{Ticket, Verdict};
 use super::outcome::{self, Stop};
 use super::post::Post;
+use super::pump::{Carried, PART_TRIES};
 use super::reader::{self, ReadItem, ReadPlan};
 use super::{Ctx, plan, pump};
 use crate::backend::{
@@ -251,13 +252,7 @@ impl Attempt<'_> {
         if self.cancel.is_cancelled() {
             return Err(Stop::Cancelled);
         }
-        let receipt = Receipt {
-            index: 0,
-            offset: 0,
-            length: source.len(),
-            digest: None,
-            extra: serde_json::Value::Null,
-        };
+        let receipt = Receipt::plain(0, 0, source.len());
         // A retry after a request whose answer was lost: the service may hold the file
         // already, and sending it again would make a duplicate (a new version).
         if row.attempts > 1
@@ -361,7 +356,7 @@ impl Attempt<'_> {
         let id = row.id;
         let session = match &row.session {
             Some(s) => {
-                match (self.reconcile(s).await, &row.digests) {
+                match (self.reconcile(s, file).await, &row.digests) {
                     // Every part was sent and completion was asked for before: a lost
                     // answer to a completion that happened closes the session too.
                     (Err(Stop::Backend(gone @ BackendError::SessionGone { .. })), Some(d)) => {
@@ -385,7 +380,7 @@ impl Attempt<'_> {
         let (digests, carried) = match (&row.digests, all_held) {
             // Everything was sent and hashed before a restart: no need to read again.
             (Some(d), true) => (d.clone(), None),
-            _ => pump::send_parts(self, &session, parts).await?,
+            _ => pump::send_parts(self, &session, file, parts).await?,
         };
         // The last part's bytes ride on the completion: it starts (with the hash
         // checkpoint past it) while the file is still `uploading`.
@@ -413,33 +408,13 @@ impl Attempt<'_> {
                     .ok_or_else(|| Stop::Mismatch(format!("part {} has no receipt", p.index)))
             })
             .collect::<Result<_, _>>()?;
-        let meter = Meter::new(ctx.limiter.clone());
-        let (last, last_receipt) = match &carried {
-            Some(c) => (
-                Some(FinalPart {
-                    spec: c.spec.clone(),
-                    body: PartBody::from_source(c.source.clone(), meter.clone()),
-                }),
-                Some(Receipt {
-                    index: c.spec.index,
-                    offset: c.spec.offset,
-                    length: c.spec.length,
-                    digest: c.spec.digest.clone(),
-                    extra: serde_json::Value::Null,
-                }),
-            ),
-            None => (None, None),
-        };
-        let completed = ctx
-            .backend
-            .complete(&session, file, &receipts, last, &digests)
-            .await;
-        if let (Err(_), Some(c)) = (&completed, &carried) {
-            let (index, unsent) = (c.spec.index, c.spec.length.saturating_sub(meter.sent()));
-            ctx.journal
-                .call(move |j| j.part_failed(id, index, unsent))
-                .await?;
-        }
+        let last_receipt = carried.as_ref().map(|c| Receipt {
+            digest: c.spec.digest.clone(),
+            ..Receipt::of(&c.spec)
+        });
+        let completed = self
+            .complete(&session, file, &receipts, carried.as_ref(), &digests)
+            .await?;
         drop(carried);
         let remote = match completed {
             Ok(r) => r,
@@ -461,6 +436,74 @@ impl Attempt<'_> {
             .call(move |j| j.to_verifying(id, &r, &d, last_receipt.as_ref()))
             .await?;
         Ok((remote, digests))
+    }
+
+    /// Asks the service to complete the session, carrying the last part where it
+    /// rides on the completion. A temporary failure is tried again after a backoff,
+    /// from the part's buffer, as `pump.rs` does for parts (up to [`PART_TRIES`]
+    /// failures in a row): ending the attempt would read the part from disk again.
+    /// If it still fails, the carried part goes back to `pending`.
+    async fn complete(
+        &self,
+        session: &Session,
+        file: &FileSpec,
+        receipts: &[Receipt],
+        carried: Option<&Carried>,
+        digests: &FileDigests,
+    ) -> Result<Result<RemoteObject, BackendError>, Stop> {
+        let ctx = self.ctx;
+        let id = self.row.id;
+        let mut failures = 0;
+        loop {
+            let meter = Meter::new(ctx.limiter.clone());
+            let last = carried.map(|c| FinalPart {
+                spec: c.spec.clone(),
+                body: PartBody::from_source(c.source.clone(), meter.clone()),
+            });
+            let e = match ctx
+                .backend
+                .complete(session, file, receipts, last, digests)
+                .await
+            {
+                Ok(remote) => return Ok(Ok(remote)),
+                Err(e) => e,
+            };
+            failures += 1;
+            let again = matches!(e, BackendError::Retry { .. }) && failures < PART_TRIES;
+            if let Some(c) = carried {
+                let index = c.spec.index;
+                let (sent, unsent) = (meter.sent(), c.spec.length.saturating_sub(meter.sent()));
+                // Counted once when the part started; a try sent again adds what
+                // this one sent, a last failure takes back what never left.
+                ctx.journal
+                    .call(move |j| {
+                        if again {
+                            j.count_resent(id, sent)
+                        } else {
+                            j.part_failed(id, index, unsent)
+                        }
+                    })
+                    .await?;
+            }
+            if !again {
+                return Ok(Err(e));
+            }
+            let delay = ctx.backoff_delay(failures, e.retry_after());
+            info!(failures, delay_ms = delay.as_millis() as u64, error = %e, "completion will be asked again");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = self.cancel.cancelled() => {
+                    // The try it was counted for will not go.
+                    if let Some(c) = carried {
+                        let (index, length) = (c.spec.index, c.spec.length);
+                        ctx.journal
+                            .call(move |j| j.part_failed(id, index, length))
+                            .await?;
+                    }
+                    return Err(Stop::Cancelled);
+                }
+            }
+        }
     }
 
     /// Opens a session and records it, with the part plan, before any part is sent.
@@ -503,12 +546,12 @@ impl Attempt<'_> {
     }
 
     /// The server's list of held parts wins over the journal's.
-    async fn reconcile(&self, session: &Session) -> Result<(), Stop> {
+    async fn reconcile(&self, session: &Session, file: &FileSpec) -> Result<(), Stop> {
         let ctx = self.ctx;
         if !ctx.caps.lists_held_parts {
             return Ok(());
         }
-        let Some(held) = ctx.backend.held_parts(session).await? else {
+        let Some(held) = ctx.backend.held_parts(session, file).await? else {
             return Ok(());
         };
         let id = self.row.id;

@@ -1,6 +1,6 @@
 //! Cutting a file into parts, from the backend's rules and the configured size.
 
-use crate::backend::{Capabilities, PartSizeRule, Session};
+use crate::backend::{Capabilities, PartSizeRule, Session, part_range};
 
 use super::EngineSettings;
 
@@ -66,12 +66,8 @@ pub fn deadline_warning(caps: &Capabilities, s: &EngineSettings) -> Option<Strin
 
 /// `(offset, length)` of each part; an empty file has none.
 pub fn cut(size: u64, part_size: u64) -> Vec<(u64, u64)> {
-    let ps = part_size.max(1);
-    (0..size.div_ceil(ps))
-        .map(|i| {
-            let offset = i * ps;
-            (offset, ps.min(size - offset))
-        })
+    (0..)
+        .map_while(|i| part_range(size, part_size, i))
         .collect()
 }
 

@@ -37,7 +37,7 @@ use super::attempt::Attempt;
 use super::outcome::Stop;
 use super::reader::{self, Held, ReadItem};
 use crate::backend::{
-    BackendError, FileDigests, Meter, Op, PartBody, PartSpec, Receipt, Session, Source,
+    BackendError, FileDigests, FileSpec, Meter, Op, PartBody, PartSpec, Receipt, Session, Source,
 };
 use crate::digest::{Digest, HashCheckpoint};
 use crate::journal::PartRow;
@@ -83,6 +83,7 @@ struct Waiting {
 struct Pump<'a> {
     at: &'a Attempt<'a>,
     session: &'a Session,
+    file: &'a FileSpec,
     /// `(offset, length, digest of the stored part)` by index.
     plan: HashMap<u32, (u64, u64, Option<Digest>)>,
     last_index: u32,
@@ -104,6 +105,7 @@ struct Pump<'a> {
 pub(super) async fn send_parts(
     at: &Attempt<'_>,
     session: &Session,
+    file: &FileSpec,
     parts: Vec<PartRow>,
 ) -> Result<(FileDigests, Option<Carried>), Stop> {
     let ctx = at.ctx;
@@ -127,6 +129,7 @@ pub(super) async fn send_parts(
     let mut pump = Pump {
         at,
         session,
+        file,
         plan,
         last_index,
         carry_last: ctx.caps.last_part_on_complete,
@@ -409,7 +412,7 @@ impl Pump<'_> {
         }
         Ok(ctx
             .backend
-            .held_parts(self.session)
+            .held_parts(self.session, self.file)
             .await?
             .unwrap_or_default())
     }

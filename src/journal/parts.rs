@@ -103,6 +103,16 @@ impl Journal {
         Ok(())
     }
 
+    /// Bytes of a part sent by a request that failed and is sent again without
+    /// leaving its state (the last part a completion carries): they left all the same.
+    pub fn count_resent(&mut self, id: FileId, bytes: u64) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET bytes_sent = bytes_sent + ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, bytes as i64, now_ms()],
+        )?;
+        Ok(())
+    }
+
     /// `uploading → pending` after a failed attempt; `unsent` bytes never left.
     pub fn part_failed(&mut self, id: FileId, index: u32, unsent: u64) -> Result<()> {
         let tx = self.conn.transaction()?;

@@ -676,7 +676,11 @@ impl Backend for BoxBackend {
         }
     }
 
-    async fn held_parts(&self, session: &Session) -> Result<Option<Vec<Receipt>>, BackendError> {
+    async fn held_parts(
+        &self,
+        session: &Session,
+        _file: &FileSpec,
+    ) -> Result<Option<Vec<Receipt>>, BackendError> {
         let op = Op::HeldParts;
         let Some(part_size) = session.part_size.filter(|n| *n > 0) else {
             return Ok(None);

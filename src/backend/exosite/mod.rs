@@ -42,6 +42,7 @@ use super::http::{check_base_url, from_status};
 use super::{
     Addressing, Backend, BackendError, Capabilities, FileDigests, FileSpec, FinalPart, Op,
     PartBody, PartSizeRule, PartSpec, Receipt, RemoteObject, RemoteStat, Session, Timeouts,
+    part_range,
 };
 use crate::digest::DigestKind;
 
@@ -73,14 +74,6 @@ pub struct ExositeBackend {
     /// Per session (content id): the offset of the range last taken as held on a
     /// 409 alone. A second such range in a row means the inference was wrong.
     inferred: Mutex<HashMap<String, u64>>,
-}
-
-/// What a session keeps besides its content id.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-struct SessionExtra {
-    /// The declared length, for the ranges a progress report covers.
-    #[serde(default)]
-    size: u64,
 }
 
 /// What the content info says of an id.
@@ -380,8 +373,7 @@ impl Backend for ExositeBackend {
                 Ok(Session {
                     id,
                     part_size: None,
-                    extra: serde_json::to_value(SessionExtra { size: file.size })
-                        .unwrap_or_default(),
+                    extra: serde_json::Value::Null,
                 })
             }
             Answer::Refused(r) => Err(classify(op, r)),
@@ -412,13 +404,7 @@ impl Backend for ExositeBackend {
             ),
             ("md5", md5.base64()),
         ];
-        let receipt = Receipt {
-            index: part.index,
-            offset: part.offset,
-            length: part.length,
-            digest: None,
-            extra: serde_json::Value::Null,
-        };
+        let receipt = Receipt::of(part);
         match self
             .send(op, Method::PATCH, &url, Some(&body), &headers)
             .await?
@@ -455,11 +441,12 @@ impl Backend for ExositeBackend {
 
     /// The ranges an unfinished upload holds, where the content info reports its
     /// progress; `None` (trust the journal) where it does not.
-    async fn held_parts(&self, session: &Session) -> Result<Option<Vec<Receipt>>, BackendError> {
-        let size = serde_json::from_value::<SessionExtra>(session.extra.clone())
-            .unwrap_or_default()
-            .size;
-        let (Some(ps), true) = (session.part_size.filter(|&p| p > 0), size > 0) else {
+    async fn held_parts(
+        &self,
+        session: &Session,
+        file: &FileSpec,
+    ) -> Result<Option<Vec<Receipt>>, BackendError> {
+        let Some(ps) = session.part_size.filter(|&p| p > 0) else {
             return Ok(None);
         };
         let Some(Info::Uploading(received)) = self.info(Op::HeldParts, &session.id).await? else {
@@ -467,16 +454,10 @@ impl Backend for ExositeBackend {
         };
         // The ranges wholly received, in the engine's cut of the file.
         Ok(Some(
-            (0..size.div_ceil(ps))
-                .map(|i| (i, i * ps, ps.min(size - i * ps)))
+            (0..)
+                .map_while(|i| part_range(file.size, ps, i).map(|(o, l)| (i, o, l)))
                 .take_while(|&(_, offset, length)| offset + length <= received)
-                .map(|(i, offset, length)| Receipt {
-                    index: i as u32,
-                    offset,
-                    length,
-                    digest: None,
-                    extra: serde_json::Value::Null,
-                })
+                .map(|(i, offset, length)| Receipt::plain(i, offset, length))
                 .collect(),
         ))
     }

@@ -36,6 +36,7 @@ use super::http::check_base_url;
 use super::{
     Addressing, Backend, BackendError, Capabilities, FileDigests, FileSpec, FinalPart, Op,
     PartBody, PartSizeRule, PartSpec, Receipt, RemoteObject, RemoteStat, Session, Timeouts,
+    part_range,
 };
 
 /// insights-hub.md §Multi-part: "Every part must be ≥ 5 MB" (MiB taken: the larger
@@ -76,9 +77,6 @@ struct SessionExtra {
     /// `If-Match` on every call.
     #[serde(default)]
     etag: Option<u64>,
-    /// The file's size: the last listed part's length follows from it.
-    #[serde(default)]
-    size: u64,
 }
 
 /// One search result (insights-hub.md §Whole-file verification), the fields used.
@@ -309,11 +307,7 @@ impl Backend for InsightsHubBackend {
             Answer::Ok(_) => Ok(Session {
                 id: self.filepath(&file.key),
                 part_size: None,
-                extra: serde_json::to_value(SessionExtra {
-                    etag,
-                    size: file.size,
-                })
-                .unwrap_or_default(),
+                extra: serde_json::to_value(SessionExtra { etag }).unwrap_or_default(),
             }),
             Answer::Refused(r) => Err(classify(op, r)),
         }
@@ -345,20 +339,17 @@ impl Backend for InsightsHubBackend {
             .put(op, &key, Some(("part", &number)), etag, Some(&body))
             .await?
         {
-            Answer::Ok(_) => Ok(Receipt {
-                index: part.index,
-                offset: part.offset,
-                length: part.length,
-                digest: None,
-                extra: serde_json::Value::Null,
-            }),
+            Answer::Ok(_) => Ok(Receipt::of(part)),
             Answer::Refused(r) => Err(classify(op, r)),
         }
     }
 
-    async fn held_parts(&self, session: &Session) -> Result<Option<Vec<Receipt>>, BackendError> {
+    async fn held_parts(
+        &self,
+        session: &Session,
+        file: &FileSpec,
+    ) -> Result<Option<Vec<Receipt>>, BackendError> {
         let op = Op::HeldParts;
-        let extra = Self::extra(session);
         let Some(ps) = session.part_size.filter(|&p| p > 0) else {
             // Recorded by an engine that did not keep the part size: no way to map
             // numbers to ranges, so trust the journal.
@@ -385,17 +376,10 @@ impl Backend for InsightsHubBackend {
         Ok(Some(
             listed
                 .into_iter()
-                .filter(|p| p.part_no >= 1)
                 .filter_map(|p| {
-                    let index = p.part_no - 1;
-                    let offset = u64::from(index) * ps;
-                    (offset < extra.size).then(|| Receipt {
-                        index,
-                        offset,
-                        length: ps.min(extra.size - offset),
-                        digest: None,
-                        extra: serde_json::Value::Null,
-                    })
+                    let index = p.part_no.checked_sub(1)?;
+                    let (offset, length) = part_range(file.size, ps, index)?;
+                    Some(Receipt::plain(index, offset, length))
                 })
                 .collect(),
         ))
