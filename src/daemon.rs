@@ -11,6 +11,7 @@ use std::fs::File;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -162,6 +163,14 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Daem
         );
     } else {
         info!("stopped cleanly");
+    }
+    // Every upload has stopped: what the backend holds open on the service (a login
+    // token) can go. Bounded: an unreachable service must not hold up the exit.
+    if tokio::time::timeout(Duration::from_secs(5), backend.close())
+        .await
+        .is_err()
+    {
+        warn!("the backend did not close within 5 s");
     }
     match failure {
         Some(e) => Err(e),

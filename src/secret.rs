@@ -28,6 +28,22 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// The config keys naming a secret's file and variable, and what the secret is.
+#[derive(Debug, Clone, Copy)]
+pub struct SecretKeys {
+    pub file: &'static str,
+    pub env: &'static str,
+    /// "an access token", "a password".
+    pub what: &'static str,
+}
+
+/// The bearer-token backends' pair.
+pub const TOKEN_KEYS: SecretKeys = SecretKeys {
+    file: "backend.token_file",
+    env: "backend.token_env",
+    what: "an access token",
+};
+
 /// Where a secret is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretSource {
@@ -46,16 +62,31 @@ impl SecretSource {
         env: &Option<String>,
         service: &str,
     ) -> Result<SecretSource, (&'static str, String)> {
+        Self::choose_from(file, env, &TOKEN_KEYS, service)
+    }
+
+    /// The same for another pair of keys (Edgio's `password_file` /
+    /// `password_env`).
+    pub fn choose_from(
+        file: &Option<PathBuf>,
+        env: &Option<String>,
+        keys: &SecretKeys,
+        service: &str,
+    ) -> Result<SecretSource, (&'static str, String)> {
+        let (f, e) = (keys.file, keys.env);
+        let short = |k: &'static str| k.trim_start_matches("backend.");
         match (file, env) {
-            (Some(f), None) => Ok(SecretSource::File(f.clone())),
+            (Some(p), None) => Ok(SecretSource::File(p.clone())),
             (None, Some(v)) => Ok(SecretSource::Env(v.clone())),
-            (Some(_), Some(_)) => Err((
-                "backend.token_file",
-                "give token_file or token_env, not both".into(),
-            )),
+            (Some(_), Some(_)) => Err((f, format!("give {} or {}, not both", short(f), short(e)))),
             (None, None) => Err((
-                "backend.token_file",
-                format!("{service} needs an access token: set token_file or token_env"),
+                f,
+                format!(
+                    "{service} needs {}: set {} or {}",
+                    keys.what,
+                    short(f),
+                    short(e)
+                ),
             )),
         }
     }
@@ -67,16 +98,19 @@ impl SecretSource {
         env: &Option<String>,
         service: &str,
     ) -> Vec<(&'static str, String)> {
-        match Self::choose(file, env, service).map(|s| s.load()) {
+        Self::check_from(file, env, &TOKEN_KEYS, service)
+    }
+
+    /// [`SecretSource::check`] for another pair of keys.
+    pub fn check_from(
+        file: &Option<PathBuf>,
+        env: &Option<String>,
+        keys: &SecretKeys,
+        service: &str,
+    ) -> Vec<(&'static str, String)> {
+        match Self::choose_from(file, env, keys, service).map(|s| s.load()) {
             Ok(Ok(_)) => Vec::new(),
-            Ok(Err(e)) => vec![(
-                if file.is_some() {
-                    "backend.token_file"
-                } else {
-                    "backend.token_env"
-                },
-                e,
-            )],
+            Ok(Err(e)) => vec![(if file.is_some() { keys.file } else { keys.env }, e)],
             Err(e) => vec![e],
         }
     }

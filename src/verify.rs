@@ -287,6 +287,7 @@ mod tests {
             last_part_on_complete: false,
             ranged_reads: false,
             request_deadline: None,
+            asynchronous_join: false,
         };
         assert_eq!(Check::resolve(VerifyMode::Auto, 4, &caps), Check::Digest);
         caps.object_digest = None;

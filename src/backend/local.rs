@@ -203,6 +203,7 @@ impl Backend for LocalBackend {
             last_part_on_complete: false,
             ranged_reads: true,
             request_deadline: None,
+            asynchronous_join: false,
         }
     }
 

@@ -10,6 +10,7 @@
 pub mod bearer;
 mod body;
 pub mod box_api;
+pub mod edgio;
 mod error;
 pub mod exosite;
 pub mod http;
@@ -76,6 +77,21 @@ pub struct Capabilities {
     /// timeout); the engine warns when a part at the bandwidth limit would take
     /// longer.
     pub request_deadline: Option<Duration>,
+    /// A completion the service accepted is assembled afterwards (Edgio's join):
+    /// the engine polls [`Backend::join`] until the object is there, the file
+    /// resting in `joining` between polls.
+    pub asynchronous_join: bool,
+}
+
+/// Where an accepted completion stands under [`Capabilities::asynchronous_join`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Join {
+    /// The object is stored: verify it.
+    Done(RemoteObject),
+    /// Still being assembled; `stage` names where, for logs and `status`.
+    Pending { stage: String },
+    /// The service gave up assembling it; [`Backend::restart_join`] may run it again.
+    Failed(String),
 }
 
 /// The file being uploaded, as the backend sees it.
@@ -277,6 +293,29 @@ pub trait Backend: Send + Sync + fmt::Debug {
         digests: &FileDigests,
     ) -> Result<RemoteObject, BackendError>;
 
+    /// Where the join of an accepted completion stands (only under
+    /// [`Capabilities::asynchronous_join`]).
+    /// # Behavior
+    /// - Never asks for the completion again: it only looks.
+    /// - A session the service no longer knows answers `SessionGone`.
+    async fn join(&self, session: &Session, file: &FileSpec) -> Result<Join, BackendError> {
+        let _ = session;
+        Ok(Join::Done(RemoteObject::at(&file.key)))
+    }
+
+    /// Runs a failed join again. The engine asks once per session; a join that
+    /// fails again begins a new upload.
+    async fn restart_join(&self, session: &Session) -> Result<(), BackendError> {
+        Err(BackendError::SessionGone {
+            op: Op::Complete,
+            detail: format!("{} cannot restart a join of {}", self.name(), session.id),
+        })
+    }
+
+    /// Ends what the backend holds open on the service (Edgio: logs out). Called
+    /// once at shutdown, after the last upload stopped. Best effort.
+    async fn close(&self) {}
+
     /// Discards a session. Best effort: a killed daemon never calls it.
     async fn abort(&self, session: &Session) -> Result<(), BackendError>;
 
@@ -368,6 +407,7 @@ pub enum BackendConfig {
     Box(box_api::BoxConfig),
     InsightsHub(insights_hub::InsightsHubConfig),
     Exosite(exosite::ExositeConfig),
+    Edgio(edgio::EdgioConfig),
 }
 
 /// What building a backend needs besides its own section.
@@ -399,6 +439,7 @@ impl BackendConfig {
             BackendConfig::Box(c) => BackendConfig::Box(c.resolved(resolve)),
             BackendConfig::InsightsHub(c) => BackendConfig::InsightsHub(c.resolved(resolve)),
             BackendConfig::Exosite(c) => BackendConfig::Exosite(c.resolved(resolve)),
+            BackendConfig::Edgio(c) => BackendConfig::Edgio(c.resolved(resolve)),
         }
     }
 
@@ -406,9 +447,10 @@ impl BackendConfig {
     pub fn local_root(&self) -> Option<&Path> {
         match self {
             BackendConfig::Local(c) => Some(&c.path),
-            BackendConfig::Box(_) | BackendConfig::InsightsHub(_) | BackendConfig::Exosite(_) => {
-                None
-            }
+            BackendConfig::Box(_)
+            | BackendConfig::InsightsHub(_)
+            | BackendConfig::Exosite(_)
+            | BackendConfig::Edgio(_) => None,
         }
     }
 
@@ -419,6 +461,7 @@ impl BackendConfig {
             BackendConfig::Box(c) => c.validate(),
             BackendConfig::InsightsHub(c) => c.validate(),
             BackendConfig::Exosite(c) => c.validate(),
+            BackendConfig::Edgio(c) => c.validate(),
         }
     }
 
@@ -430,6 +473,7 @@ impl BackendConfig {
             BackendConfig::Box(c) => c.check_environment(),
             BackendConfig::InsightsHub(c) => c.check_environment(),
             BackendConfig::Exosite(c) => c.check_environment(),
+            BackendConfig::Edgio(c) => c.check_environment(),
         }
     }
 
@@ -446,6 +490,7 @@ impl BackendConfig {
             BackendConfig::Exosite(c) => {
                 Ok(Arc::new(exosite::ExositeBackend::new(c, opts.timeouts)?))
             }
+            BackendConfig::Edgio(c) => Ok(Arc::new(edgio::EdgioBackend::new(c, opts.timeouts)?)),
         }
     }
 
@@ -456,6 +501,7 @@ impl BackendConfig {
             BackendConfig::Local(_) | BackendConfig::InsightsHub(_) | BackendConfig::Exosite(_) => {
                 true
             }
+            BackendConfig::Edgio(c) => c.origin_url.is_some(),
             BackendConfig::Box(_) => false,
         }
     }
@@ -466,6 +512,7 @@ impl BackendConfig {
             BackendConfig::Box(_) => "box",
             BackendConfig::InsightsHub(_) => "insights-hub",
             BackendConfig::Exosite(_) => "exosite",
+            BackendConfig::Edgio(_) => "edgio",
         }
     }
 }

@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -29,14 +30,14 @@ use super::pump::{Carried, PART_TRIES};
 use super::reader::{self, ReadItem, ReadPlan};
 use super::{Ctx, plan, pump};
 use crate::backend::{
-    BackendError, FileDigests, FileSpec, FinalPart, Meter, Op, PartBody, Receipt, RemoteObject,
-    RemoteStat, Session, Source,
+    BackendError, FileDigests, FileSpec, FinalPart, Join, Meter, Op, PartBody, Receipt,
+    RemoteObject, RemoteStat, Session, Source,
 };
 use crate::config::OnExists;
 use crate::confine;
 use crate::digest::Digest;
 use crate::identity::Identity;
-use crate::journal::{FileId, FileRow, PartRow, PartState};
+use crate::journal::{FileId, FileRow, PartRow, PartState, now_ms};
 use crate::verify::{self, Check};
 
 /// One attempt's context.
@@ -144,6 +145,8 @@ impl Attempt<'_> {
                 ctx.journal.call(move |j| j.resume_verifying(id)).await?;
                 (r.clone(), d.clone())
             }
+            // The service accepted the completion: only its join is left to wait for.
+            _ if row.join_started.is_some() => self.poll_join(&file).await?,
             _ => {
                 self.check_local().await?;
                 if row.session.is_none() && !row.clash_checked && !self.name_is_free(&file).await? {
@@ -431,11 +434,76 @@ impl Attempt<'_> {
             }
             Err(e) => return Err(e.into()),
         };
+        if ctx.caps.asynchronous_join {
+            // Accepted, not yet assembled: the file rests until its first poll.
+            let at = now_ms() + join_poll_delay(Duration::ZERO).as_millis() as i64;
+            ctx.journal
+                .call(move |j| j.to_joining(id, at, last_receipt.as_ref()))
+                .await?;
+            info!("completion accepted; the service joins the parts");
+            return Err(Stop::Joining);
+        }
         let (r, d) = (remote.clone(), digests.clone());
         ctx.journal
             .call(move |j| j.to_verifying(id, &r, &d, last_receipt.as_ref()))
             .await?;
         Ok((remote, digests))
+    }
+
+    /// Asks where the join of an accepted completion stands (never completing
+    /// again): the object is there → verify it; still joining → rest until the next
+    /// poll; failed → have the service run it again, once per session, then begin a
+    /// new upload.
+    async fn poll_join(&self, file: &FileSpec) -> Result<(RemoteObject, FileDigests), Stop> {
+        let (ctx, row) = (self.ctx, self.row);
+        let id = row.id;
+        let (Some(session), Some(digests)) = (&row.session, &row.digests) else {
+            // The columns are written together; a row without them is damaged.
+            return Err(Stop::Backend(BackendError::SessionGone {
+                op: Op::Complete,
+                detail: "the journal holds a join without its session".into(),
+            }));
+        };
+        let started = row.join_started.unwrap_or_else(now_ms);
+        let waited = Duration::from_millis(now_ms().saturating_sub(started).max(0) as u64);
+        let next = move || now_ms() + join_poll_delay(waited).as_millis() as i64;
+        match ctx.backend.join(session, file).await? {
+            Join::Done(remote) => {
+                info!(
+                    join_secs = waited.as_secs_f64(),
+                    "the service finished joining"
+                );
+                let (r, d) = (remote.clone(), digests.clone());
+                ctx.journal
+                    .call(move |j| j.to_verifying(id, &r, &d, None))
+                    .await?;
+                Ok((remote, digests.clone()))
+            }
+            Join::Pending { stage } => {
+                debug!(%stage, waited_ms = waited.as_millis() as u64, "still joining");
+                let at = next();
+                ctx.journal
+                    .call(move |j| j.to_joining(id, at, None))
+                    .await?;
+                Err(Stop::Joining)
+            }
+            Join::Failed(why) if row.join_restarts == 0 => {
+                warn!(%why, "the service failed to join the parts; asking it to restart the join");
+                ctx.backend.restart_join(session).await?;
+                ctx.journal.call(move |j| j.join_restarted(id)).await?;
+                let at = now_ms() + join_poll_delay(Duration::ZERO).as_millis() as i64;
+                ctx.journal
+                    .call(move |j| j.to_joining(id, at, None))
+                    .await?;
+                Err(Stop::Joining)
+            }
+            Join::Failed(why) => Err(Stop::Backend(BackendError::SessionGone {
+                op: Op::Complete,
+                detail: format!(
+                    "the service failed to join the parts again after a restart: {why}"
+                ),
+            })),
+        }
     }
 
     /// Asks the service to complete the session, carrying the last part where it
@@ -653,6 +721,14 @@ impl Attempt<'_> {
             .await?;
         Ok(())
     }
+}
+
+/// How long a file rests before its join is polled again, after waiting `waited`
+/// since the completion was accepted: a quarter of that, within [0.2 s, 30 s]. A
+/// quick join is seen soon after it ends; a join of hours is asked about twice a
+/// minute, not hundreds of times.
+fn join_poll_delay(waited: Duration) -> Duration {
+    (waited / 4).clamp(Duration::from_millis(200), Duration::from_secs(30))
 }
 
 /// Compares what the service stores with what was read from disk: the size, and

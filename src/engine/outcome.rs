@@ -36,6 +36,9 @@ pub(super) enum Stop {
     Journal(JournalError),
     /// Shutdown: hand the row back to the queue.
     Cancelled,
+    /// The service is joining the parts; the row already rests in `joining` until
+    /// its next poll. Not a failure: nothing more to record.
+    Joining,
 }
 
 impl From<BackendError> for Stop {
@@ -81,7 +84,7 @@ pub(super) const FILE_REFUSALS: u32 = 5;
 pub(super) fn verdict(stop: &Stop, answered: bool) -> Verdict {
     match stop {
         Stop::Backend(e @ BackendError::AuthRefused { .. }) => Verdict::Refused(e.to_string()),
-        Stop::Postponed(_) => Verdict::Accepted,
+        Stop::Postponed(_) | Stop::Joining => Verdict::Accepted,
         _ if answered => Verdict::Accepted,
         _ => Verdict::Unknown,
     }
@@ -92,6 +95,7 @@ pub(super) async fn settle(ctx: &Ctx, row: &FileRow, stop: Stop) {
     let id = row.id;
     let result: Result<(), JournalError> = async {
         match stop {
+            Stop::Joining => Ok(()),
             Stop::Cancelled => {
                 info!("shutdown: the file goes back to the queue");
                 ignore_stale(ctx.journal.call(move |j| j.checkpoint(id)).await)

@@ -89,6 +89,7 @@ mod tests {
             last_part_on_complete: false,
             ranged_reads: false,
             request_deadline: None,
+            asynchronous_join: false,
         }
     }
 

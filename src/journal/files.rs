@@ -120,7 +120,7 @@ impl Journal {
         let tx = self.conn.transaction()?;
         let mut stmt = tx.prepare(
             "SELECT id, path FROM files
-             WHERE state = 'queued' OR (state = 'retrying' AND next_attempt_at <= ?1)
+             WHERE state = 'queued' OR (state IN ('retrying', 'joining') AND next_attempt_at <= ?1)
              ORDER BY next_attempt_at, id",
         )?;
         let mut rows = stmt.query(params![now])?;
@@ -138,7 +138,9 @@ impl Journal {
             return Ok(None);
         };
         tx.execute(
-            "UPDATE files SET state = 'uploading', attempts = attempts + 1, updated_at = ?2
+            // A joining row is claimed to poll its join: no part is sent again.
+            "UPDATE files SET attempts = attempts + 1, updated_at = ?2,
+                    state = CASE state WHEN 'joining' THEN 'completing' ELSE 'uploading' END
              WHERE id = ?1",
             params![id, now_ms()],
         )?;
@@ -168,10 +170,10 @@ impl Journal {
         }
     }
 
-    /// When the earliest `retrying` file becomes due (unix ms).
+    /// When the earliest `retrying` or `joining` file becomes due (unix ms).
     pub fn next_due(&self) -> Result<Option<i64>> {
         Ok(self.conn.query_row(
-            "SELECT MIN(next_attempt_at) FROM files WHERE state = 'retrying'",
+            "SELECT MIN(next_attempt_at) FROM files WHERE state IN ('retrying', 'joining')",
             [],
             |r| r.get(0),
         )?)
@@ -224,7 +226,7 @@ impl Journal {
         tx.execute("DELETE FROM parts WHERE file_id = ?1", params![id])?;
         tx.execute(
             "UPDATE files SET session = NULL, part_size = NULL, digests = NULL, remote = NULL,
-                    hash_state = NULL, updated_at = ?2
+                    hash_state = NULL, join_started = NULL, join_restarts = 0, updated_at = ?2
              WHERE id = ?1",
             params![id, now_ms()],
         )?;
@@ -365,6 +367,54 @@ impl Journal {
             return Err(self.stale(id, "uploading|completing"));
         }
         tx.commit()?;
+        Ok(())
+    }
+
+    /// `uploading | completing → joining`: the service accepted the completion (or
+    /// its join still runs); the row rests, holding no worker, until `poll_at` (unix
+    /// ms). The first call records when the join began; a carried last part's
+    /// receipt is recorded in the same transaction (see `to_verifying`).
+    pub fn to_joining(
+        &mut self,
+        id: FileId,
+        poll_at: i64,
+        carried: Option<&Receipt>,
+    ) -> Result<()> {
+        let receipt = carried
+            .map(|r| to_json(r).map(|j| (r.index, j)))
+            .transpose()?;
+        let tx = self.conn.transaction()?;
+        if let Some((index, receipt)) = receipt {
+            tx.execute(
+                "UPDATE parts SET state = 'uploaded', receipt = ?3 WHERE file_id = ?1 AND idx = ?2",
+                params![id, index, receipt],
+            )?;
+        }
+        let now = now_ms();
+        let n = tx.execute(
+            "UPDATE files SET state = 'joining', next_attempt_at = ?2, updated_at = ?3,
+                    join_started = COALESCE(join_started, ?3), failures = 0
+             WHERE id = ?1 AND state IN ('uploading', 'completing')",
+            params![id, poll_at, now],
+        )?;
+        if n == 0 {
+            drop(tx);
+            return Err(self.stale(id, "uploading|completing"));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The service ran a failed join again: counted, and its clock restarts.
+    pub fn join_restarted(&mut self, id: FileId) -> Result<()> {
+        let n = self.conn.execute(
+            "UPDATE files SET join_restarts = join_restarts + 1, join_started = ?2, updated_at = ?2
+             WHERE id = ?1 AND state IN ('uploading', 'completing')",
+            params![id, now_ms()],
+        )?;
+        if n == 0 {
+            return Err(self.stale(id, "uploading|completing"));
+        }
         Ok(())
     }
 

@@ -52,6 +52,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_name_clash_check",
         include_str!("../../migrations/0003_name_clash_check.sql"),
     ),
+    (
+        "0004_asynchronous_join",
+        include_str!("../../migrations/0004_asynchronous_join.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
@@ -166,6 +170,11 @@ pub struct FileRow {
     pub hash_state: Option<HashCheckpoint>,
     /// The name clash check of `upload.on_exists` was done (see `clash_checked`).
     pub clash_checked: bool,
+    /// Unix ms when the service accepted the completion and began assembling the
+    /// object (an asynchronous join); `None` before. Never asked for twice.
+    pub join_started: Option<i64>,
+    /// Restarts of a failed join asked for this session.
+    pub join_restarts: u32,
 }
 
 /// One part's row.
@@ -455,11 +464,11 @@ fn file_row(conn: &Connection, id: FileId) -> Result<Option<FileRow>> {
 }
 
 /// The active states, as an SQL list.
-const ACTIVE_SQL: &str = "'queued','uploading','completing','verifying','retrying'";
+const ACTIVE_SQL: &str = "'queued','uploading','completing','joining','verifying','retrying'";
 
 const FILE_COLUMNS: &str = "id, path, key, size, mtime_ns, inode, state, session, part_size,
     attempts, failures, verify_failures, next_attempt_at, last_error, bytes_sent, digests, remote,
-    hash_state, clash_checked";
+    hash_state, clash_checked, join_started, join_restarts";
 
 fn read_file_row(r: &Row<'_>) -> Result<FileRow> {
     let id: FileId = r.get(0)?;
@@ -497,6 +506,8 @@ fn read_file_row(r: &Row<'_>) -> Result<FileRow> {
         // the row for it.
         hash_state: json(17)?.and_then(|t| serde_json::from_str(&t).ok()),
         clash_checked: r.get(18)?,
+        join_started: r.get(19)?,
+        join_restarts: r.get(20)?,
     })
 }
 

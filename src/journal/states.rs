@@ -10,11 +10,13 @@ use std::str::FromStr;
 ///
 /// ```text
 /// queued ─► uploading ─► completing ─► verifying ─► done
-///              │  ▲ └─────────── (name exists, skipped) ───────┘
-///              │  │           │             │
-///              ▼  │           ▼             ▼
-///           retrying ◄────────┴─────────────┘      failed ◄─ (any active)
-///                                                  superseded ◄─ (any active)
+///              │  ▲  │      │    ▲ │        │
+///              │  │  │      │    │ ▼        │     uploading ─► done: the name
+///              │  │  └──────┼─► joining     │     exists and is skipped
+///              ▼  │         ▼   (rests until polled; a poll claims it as completing)
+///           retrying ◄──────┴──────────────┘
+///                                         failed, superseded ◄─ (any active)
+/// ```
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FileState {
@@ -24,6 +26,10 @@ pub enum FileState {
     Uploading,
     /// Every part is acknowledged; the session is being completed.
     Completing,
+    /// The service accepted the completion and assembles the object on its own
+    /// time (Edgio's join); the file waits for its next poll at `next_attempt_at`,
+    /// holding no worker.
+    Joining,
     /// Completed; the stored object's size and digest are being checked.
     Verifying,
     /// Waiting until `next_attempt_at` after a temporary failure.
@@ -37,10 +43,11 @@ pub enum FileState {
 }
 
 impl FileState {
-    pub const ALL: [FileState; 8] = [
+    pub const ALL: [FileState; 9] = [
         FileState::Queued,
         FileState::Uploading,
         FileState::Completing,
+        FileState::Joining,
         FileState::Verifying,
         FileState::Retrying,
         FileState::Done,
@@ -49,10 +56,11 @@ impl FileState {
     ];
 
     /// States a file leaves by itself (the engine will come back to it).
-    pub const ACTIVE: [FileState; 5] = [
+    pub const ACTIVE: [FileState; 6] = [
         FileState::Queued,
         FileState::Uploading,
         FileState::Completing,
+        FileState::Joining,
         FileState::Verifying,
         FileState::Retrying,
     ];
@@ -62,6 +70,7 @@ impl FileState {
             FileState::Queued => "queued",
             FileState::Uploading => "uploading",
             FileState::Completing => "completing",
+            FileState::Joining => "joining",
             FileState::Verifying => "verifying",
             FileState::Retrying => "retrying",
             FileState::Done => "done",
@@ -83,12 +92,14 @@ impl FileState {
                 | (Uploading, Completing)           // every part acknowledged
                 | (Uploading, Verifying)            // a single-request upload finished
                 | (Completing, Verifying)           // the service accepted completion
+                | (Uploading | Completing, Joining) // accepted; the service joins (or still does)
+                | (Joining, Completing)             // claimed to poll the join
                 | (Verifying, Done)                 // sizes and digests agree
                 | (Uploading, Done)                 // skipped: the name exists (upload.on_exists)
                 | (Uploading | Completing | Verifying, Retrying) // temporary failure, or verify mismatch
                 | (Uploading | Completing | Verifying, Queued)   // shutdown checkpoint, crash recovery
-                | (Queued | Uploading | Completing | Verifying | Retrying, Failed)
-                | (Queued | Uploading | Completing | Verifying | Retrying, Superseded)
+                | (Queued | Uploading | Completing | Joining | Verifying | Retrying, Failed)
+                | (Queued | Uploading | Completing | Joining | Verifying | Retrying, Superseded)
                 | (Failed, Queued)                  // `dropship retry`, asked for by a person
                 | (Failed, Superseded) // retried while newer content is queued
         )
@@ -188,6 +199,9 @@ mod tests {
             (Uploading, Done),
             (Failed, Queued),
             (Failed, Superseded),
+            (Uploading, Joining),
+            (Completing, Joining),
+            (Joining, Completing),
         ];
         for s in [Uploading, Completing, Verifying] {
             legal.push((s, Retrying));

@@ -168,7 +168,7 @@ impl Journal {
                 bytes_sent: r.get::<_, i64>(4)? as u64,
                 attempts: r.get(5)?,
                 last_error: r.get(6)?,
-                next_attempt_at: (state == "retrying").then_some(next),
+                next_attempt_at: matches!(state, "retrying" | "joining").then_some(next),
                 updated_at: r.get(8)?,
                 parts_total: r.get(9)?,
                 parts_uploaded: r.get(10)?,

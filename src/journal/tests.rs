@@ -542,3 +542,47 @@ fn a_part_left_uploading_by_a_dead_task_is_pending_when_the_row_is_claimed_again
     assert_eq!(j.parts(id).expect("parts")[0].state, PartState::Pending);
     j.part_start(id, 0, None).expect("can start again");
 }
+
+#[test]
+fn a_joining_row_rests_until_due_and_is_claimed_to_poll_never_to_send() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let id = claimed_with_plan(&mut j);
+    for (i, (o, l)) in [(0u32, (0u64, 6u64)), (1, (6, 4))] {
+        j.part_start(id, i, None).expect("start");
+        j.part_uploaded(id, i, &receipt(i, o, l)).expect("done");
+    }
+    j.to_completing(id, &FileDigests::default())
+        .expect("completing");
+    let due = now_ms() + 60_000;
+    j.to_joining(id, due, None).expect("joining");
+    let row = j.file(id).expect("read").expect("row");
+    assert_eq!(row.state, FileState::Joining);
+    let began = row.join_started.expect("join start recorded");
+    // Resting: nothing to claim before it is due, and a restart leaves it alone.
+    assert_eq!(j.claim_next(now_ms(), &[]).expect("claim"), None);
+    assert_eq!(j.recover().expect("recover"), 0);
+    assert_eq!(j.next_due().expect("due"), Some(due));
+    // Due: claimed to poll (completing), its parts untouched.
+    let row = j.claim_next(due, &[]).expect("claim").expect("due row");
+    assert_eq!((row.id, row.state), (id, FileState::Completing));
+    assert!(
+        j.parts(id)
+            .expect("parts")
+            .iter()
+            .all(|p| p.state == PartState::Uploaded)
+    );
+    // Still joining: back to rest; the join keeps its first start.
+    j.to_joining(id, due + 1, None).expect("joining again");
+    assert_eq!(
+        j.file(id).expect("read").expect("row").join_started,
+        Some(began)
+    );
+    // A restart of the join counts once; a new session forgets the join.
+    let row = j.claim_next(due + 1, &[]).expect("claim").expect("row");
+    assert_eq!(row.state, FileState::Completing);
+    j.join_restarted(id).expect("restarted");
+    assert_eq!(j.file(id).expect("read").expect("row").join_restarts, 1);
+    j.discard_session(id).expect("discard");
+    let row = j.file(id).expect("read").expect("row");
+    assert_eq!((row.join_started, row.join_restarts), (None, 0));
+}

@@ -500,6 +500,7 @@ impl Backend for BoxBackend {
             // the stronger check anyway.
             ranged_reads: false,
             request_deadline: None,
+            asynchronous_join: false,
         }
     }
 

@@ -329,6 +329,7 @@ impl Backend for ExositeBackend {
             last_part_on_complete: false,
             ranged_reads: true,
             request_deadline: None,
+            asynchronous_join: false,
         }
     }
 

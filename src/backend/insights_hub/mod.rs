@@ -280,6 +280,7 @@ impl Backend for InsightsHubBackend {
             last_part_on_complete: true,
             ranged_reads: true,
             request_deadline: Some(GATEWAY_TIMEOUT),
+            asynchronous_join: false,
         }
     }
 
