@@ -88,6 +88,14 @@ pub fn table(report: &StatusReport, running: bool, recent_done: usize) -> String
         {
             let _ = writeln!(out, "{:>6}  └ {e}", "");
         }
+        if let (Some(began), "joining") = (f.join_started, f.state) {
+            let _ = writeln!(
+                out,
+                "{:>6}  └ the service joins the parts (completion accepted {})",
+                "",
+                ago(began)
+            );
+        }
     }
     if skip > 0 {
         let _ = writeln!(

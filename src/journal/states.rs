@@ -17,7 +17,6 @@ use std::str::FromStr;
 ///           retrying ◄──────┴──────────────┘
 ///                                         failed, superseded ◄─ (any active)
 /// ```
-/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FileState {
     /// Found finished, waiting for a worker.

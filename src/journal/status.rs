@@ -75,8 +75,12 @@ pub struct FileStatus {
     pub bytes_sent: u64,
     pub attempts: u32,
     pub last_error: Option<String>,
-    /// Unix milliseconds of the next attempt, for `retrying` files.
+    /// Unix milliseconds of the next attempt, for `retrying` files, and of the next
+    /// poll of the service's join, for `joining` ones.
     pub next_attempt_at: Option<i64>,
+    /// Unix milliseconds when the service accepted the completion and began joining
+    /// the parts; `null` where it has not (or the service has no join).
+    pub join_started: Option<i64>,
     pub parts_total: u32,
     pub parts_uploaded: u32,
     /// Unix milliseconds of the last change.
@@ -150,7 +154,8 @@ impl Journal {
             "SELECT f.id, f.path, f.state, f.size, f.bytes_sent, f.attempts, f.last_error,
                     f.next_attempt_at, f.updated_at,
                     (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id),
-                    (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id AND p.state = 'uploaded')
+                    (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id AND p.state = 'uploaded'),
+                    f.join_started
              FROM files f ORDER BY f.id",
         )?;
         let rows = stmt.query_map([], |r| {
@@ -172,6 +177,7 @@ impl Journal {
                 updated_at: r.get(8)?,
                 parts_total: r.get(9)?,
                 parts_uploaded: r.get(10)?,
+                join_started: r.get(11)?,
             })
         })?;
         let files = rows.collect::<rusqlite::Result<Vec<_>>>()?;
