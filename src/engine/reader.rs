@@ -192,7 +192,15 @@ fn read_pass(
                 return Ok(()); // closed: the upload stopped
             };
             let memory = rt.block_on(budget.reserve(part.length));
-            let mut part_hash = plan.part_digest.map(Hasher::new);
+            // One part that is the whole file, with a part digest of the file's own
+            // kind (a single request's MD5 or SHA-1 or SHA-256): the whole-file
+            // hasher gives both, so each byte is hashed once.
+            let shared = part.offset == 0
+                && part.length == plan.identity.size
+                && plan.part_digest.is_some()
+                && plan.part_digest == plan.object_digest
+                && whole.as_ref().is_some_and(|w| w.upto == 0);
+            let mut part_hash = plan.part_digest.filter(|_| !shared).map(Hasher::new);
             let source = if memory.is_some() {
                 let mut buf = vec![0u8; part.length as usize];
                 file.read_exact_at(&mut buf, part.offset)
@@ -214,10 +222,14 @@ fn read_pass(
                     identity: plan.identity,
                 })
             };
+            let digest = match (shared, whole.as_ref()) {
+                (true, Some(w)) => Some(w.hasher.clone().finish()),
+                _ => part_hash.map(Hasher::finish),
+            };
             ReadItem::Send {
                 index: part.index,
                 source,
-                digest: part_hash.map(Hasher::finish),
+                digest,
                 checkpoint: whole
                     .as_ref()
                     .filter(|_| whole_needs)
@@ -306,6 +318,8 @@ mod tests {
 
     struct Pass {
         sent: Vec<(u32, Vec<u8>, Option<HashCheckpoint>)>,
+        /// The part digest each sent part came with.
+        sent_digests: Vec<Option<Digest>>,
         /// Which sent parts were streamed from the file rather than buffered.
         streamed: Vec<u32>,
         held_digests: Vec<(u32, Option<Digest>)>,
@@ -320,6 +334,7 @@ mod tests {
         );
         let mut pass = Pass {
             sent: Vec::new(),
+            sent_digests: Vec::new(),
             streamed: Vec::new(),
             held_digests: Vec::new(),
             done: FileDigests::default(),
@@ -330,8 +345,10 @@ mod tests {
                     index,
                     source,
                     checkpoint,
+                    digest,
                     ..
                 } => {
+                    pass.sent_digests.push(digest);
                     let bytes = match source {
                         Source::Memory(b) => b.to_vec(),
                         Source::File(r) => {
@@ -357,6 +374,45 @@ mod tests {
         std::fs::write(&path, &data).expect("write");
         let id = Identity::of(&std::fs::metadata(&path).expect("meta"));
         (dir, path, data, id)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_single_request_of_the_files_own_digest_kind_is_hashed_once_and_right() {
+        let (_d, path, data, identity) = setup(10_000);
+        for (kind, budget) in [
+            (DigestKind::Md5, 1 << 20),
+            (DigestKind::Sha256, 1 << 20),
+            // Bigger than the budget: hashed, then streamed from the file.
+            (DigestKind::Sha1, 100),
+        ] {
+            let plan = ReadPlan {
+                path: path.clone(),
+                identity,
+                parts: parts(10_000, 10_000, &[]),
+                part_digest: Some(kind),
+                object_digest: Some(kind),
+                resume: None,
+            };
+            let pass = run(plan, budget).await;
+            let want = Some(digest_of(kind, &data));
+            assert_eq!(pass.done.object, want, "{kind}");
+            assert_eq!(pass.sent_digests, vec![want.clone()], "{kind}");
+        }
+        // Kinds that differ still get each their own.
+        let plan = ReadPlan {
+            path: path.clone(),
+            identity,
+            parts: parts(10_000, 10_000, &[]),
+            part_digest: Some(DigestKind::Md5),
+            object_digest: Some(DigestKind::Sha256),
+            resume: None,
+        };
+        let pass = run(plan, 1 << 20).await;
+        assert_eq!(
+            pass.sent_digests,
+            vec![Some(digest_of(DigestKind::Md5, &data))]
+        );
+        assert_eq!(pass.done.object, Some(digest_of(DigestKind::Sha256, &data)));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
