@@ -82,43 +82,12 @@ impl IhError {
 impl IntoResponse for IhError {
     fn into_response(self) -> Response {
         tracing::debug!(status = self.status.as_u16(), message = %self.message, "insights-hub refusal");
-        let body = json!({ "id": uuid_v4(), "message": self.message });
+        let body = json!({ "id": crate::hex::uuid_v4(), "message": self.message });
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
-    }
-}
-
-/// A random version-4 UUID in its usual 8-4-4-4-12 lower-case form.
-fn uuid_v4() -> String {
-    let mut b: [u8; 16] = fastrand::u128(..).to_le_bytes();
-    b[6] = (b[6] & 0x0f) | 0x40; // version 4
-    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
-    let h = crate::hex::hex(&b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::uuid_v4;
-
-    #[test]
-    fn ids_look_like_uuids() {
-        let id = uuid_v4();
-        let groups: Vec<_> = id.split('-').map(str::len).collect();
-        assert_eq!(groups, [8, 4, 4, 4, 12]);
-        assert_eq!(id.as_bytes()[14], b'4');
-        assert!(matches!(id.as_bytes()[19], b'8' | b'9' | b'a' | b'b'));
-        assert_ne!(uuid_v4(), id);
     }
 }
