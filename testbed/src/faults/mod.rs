@@ -115,7 +115,38 @@ pub struct Settings {
     /// Fraction (0..=1) of Exosite requests answered 502 or 504 (alternately) before
     /// anything else of the emulator runs (rule 13; the seed retries on these).
     pub exosite_gateway_error_rate: f64,
+    /// The Edgio account name (protocols/edgio.md §Hosts: `{account}.upload.llnw.net`):
+    /// the first segment of every `X-Agile-Path` and of delivery URLs.
+    pub edgio_account: String,
+    /// Edgio tokens expire this long after login unless `X-Agile-Expiry` or
+    /// `updateSession` said otherwise (protocols/edgio.md §Auth and sessions: 3600 s).
+    /// Read on every use, so it applies to issued tokens too; 0 expires every token now,
+    /// whatever its own expiry (forced expiry, rule 14).
+    pub edgio_token_ttl_s: u64,
+    /// An Edgio multipart join takes this long: JOIN(5) → SUCCESS(6) this long after
+    /// the pieces were joined (rule 8: "after a settable delay"). Read on every look.
+    pub edgio_join_delay_ms: u64,
+    /// Probability (0..=1) that an Edgio join ends FAILED(12) instead of SUCCESS; rolled
+    /// once per join (rule 8's fault knob).
+    pub edgio_join_fail_rate: f64,
+    /// Fraction (0..=1) of Edgio completes answered 500 `-13` (lock expired) with
+    /// nothing changed (rule 14).
+    pub edgio_complete_error_rate: f64,
+    /// Edgio upload-host requests per second per account above which the answer is 429
+    /// (protocols/edgio.md §Conventions: 100/s; rule 13). 0 = no limit.
+    pub edgio_rate_limit_rps: u64,
+    /// Age at which Edgio's garbage collector expires NEW/FAILED uploads and the pieces
+    /// of open ones (protocols/edgio.md §Multipart 6: 1 day; rule 11). Applies to open
+    /// uploads too: 0 expires them all at the next request.
+    pub edgio_upload_ttl_s: u64,
+    /// Largest Edgio piece, bytes; larger → `-11` (protocols/edgio.md §Multipart 2: 100 GB).
+    pub edgio_max_piece: u64,
+    /// Largest Edgio multipart total, bytes; larger → `-25` (§Multipart 2: 20 TB).
+    pub edgio_max_total: u64,
 }
+
+/// The Edgio account when none is configured.
+pub const DEFAULT_EDGIO_ACCOUNT: &str = "testbed";
 
 /// The asset of the example in the vendor's multi-part page (and dropship's example
 /// configuration), then the one of the `fileslist` example in the v3.2.4 OpenAPI spec.
@@ -160,6 +191,15 @@ impl Default for Settings {
             exosite_upload_ttl_s: 24 * 3600,
             exosite_info_progress: false,
             exosite_gateway_error_rate: 0.0,
+            edgio_account: DEFAULT_EDGIO_ACCOUNT.to_string(),
+            edgio_token_ttl_s: 3600, // protocols/edgio.md §Auth and sessions
+            edgio_join_delay_ms: 1000,
+            edgio_join_fail_rate: 0.0,
+            edgio_complete_error_rate: 0.0,
+            edgio_rate_limit_rps: 100, // protocols/edgio.md §Conventions
+            edgio_upload_ttl_s: 24 * 3600, // protocols/edgio.md §Multipart 6: 1 day
+            edgio_max_piece: 100_000_000_000, // protocols/edgio.md §Multipart 2: 100 GB
+            edgio_max_total: 20_000_000_000_000, // protocols/edgio.md §Multipart 2: 20 TB
         }
     }
 }
@@ -295,6 +335,42 @@ pub struct SettingsPatch {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exosite_gateway_error_rate: Option<f64>,
+    /// Edgio account name, first segment of X-Agile-Path (default "testbed").
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edgio_account: Option<String>,
+    /// Edgio token lifetime in seconds; 0 expires every token now (default 3600).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edgio_token_ttl_s: Option<u64>,
+    /// Edgio multipart JOIN lasts this many ms before SUCCESS (default 1000).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edgio_join_delay_ms: Option<u64>,
+    /// Probability (0..1) that an Edgio join ends FAILED.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edgio_join_fail_rate: Option<f64>,
+    /// Fraction (0..1) of Edgio completes answered 500 -13.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edgio_complete_error_rate: Option<f64>,
+    /// Edgio upload-host requests per second before 429; 0 = off (default 100).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edgio_rate_limit_rps: Option<u64>,
+    /// Edgio garbage collector age in seconds; 0 expires at once (default 86400).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edgio_upload_ttl_s: Option<u64>,
+    /// Largest Edgio piece in bytes, else -11 (default 100000000000).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edgio_max_piece: Option<u64>,
+    /// Largest Edgio multipart total in bytes, else -25 (default 20000000000000).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edgio_max_total: Option<u64>,
 }
 
 /// A knob value out of its range.
@@ -329,6 +405,8 @@ impl Settings {
             &mut self.stall_rate,
             &mut self.corrupt_rate,
             &mut self.exosite_gateway_error_rate,
+            &mut self.edgio_join_fail_rate,
+            &mut self.edgio_complete_error_rate,
         ] {
             *rate = if rate.is_nan() {
                 0.0
@@ -353,6 +431,8 @@ impl Settings {
                 "exosite_gateway_error_rate",
                 self.exosite_gateway_error_rate,
             ),
+            ("edgio_join_fail_rate", self.edgio_join_fail_rate),
+            ("edgio_complete_error_rate", self.edgio_complete_error_rate),
         ];
         for (field, rate) in rates {
             if !(0.0..=1.0).contains(&rate) {
@@ -402,6 +482,13 @@ impl Settings {
                     got: String::new(),
                 });
             }
+        }
+        if !is_host_label(&self.edgio_account) {
+            return Err(SettingsError {
+                field: "edgio_account",
+                want: "one host name label (letters, digits, '-')",
+                got: self.edgio_account.clone(),
+            });
         }
         if !valid_asset_list(&self.ih_assets) {
             return Err(SettingsError {
@@ -472,6 +559,20 @@ impl Settings {
             &mut self.exosite_gateway_error_rate,
             p.exosite_gateway_error_rate,
         );
+        if let Some(account) = &p.edgio_account {
+            self.edgio_account.clone_from(account);
+        }
+        set(&mut self.edgio_token_ttl_s, p.edgio_token_ttl_s);
+        set(&mut self.edgio_join_delay_ms, p.edgio_join_delay_ms);
+        set(&mut self.edgio_join_fail_rate, p.edgio_join_fail_rate);
+        set(
+            &mut self.edgio_complete_error_rate,
+            p.edgio_complete_error_rate,
+        );
+        set(&mut self.edgio_rate_limit_rps, p.edgio_rate_limit_rps);
+        set(&mut self.edgio_upload_ttl_s, p.edgio_upload_ttl_s);
+        set(&mut self.edgio_max_piece, p.edgio_max_piece);
+        set(&mut self.edgio_max_total, p.edgio_max_total);
     }
 
     /// Where `corrupt_rate` flips its byte, if placed (`corrupt_offset` ≥ 0).
