@@ -9,6 +9,7 @@ use axum::Router;
 use axum::middleware::from_fn_with_state;
 
 use crate::box_api::BoxApi;
+use crate::edgio::Edgio;
 use crate::emulator::Emulator;
 use crate::exosite::Exosite;
 use crate::faults::layer::{FaultLayer, inject};
@@ -109,6 +110,7 @@ pub(crate) fn emulators(shared: &Arc<Shared>) -> Vec<Arc<dyn Emulator>> {
         Arc::new(BoxApi::new(shared.clone())),
         Arc::new(InsightsHub::new(shared.clone())),
         Arc::new(Exosite::new(shared.clone())),
+        Arc::new(Edgio::new(shared.clone())),
     ]
 }
 

@@ -38,6 +38,7 @@ mod app;
 mod box_api;
 mod byte_range;
 mod clock;
+mod edgio;
 mod emulator;
 mod exosite;
 mod faults;
