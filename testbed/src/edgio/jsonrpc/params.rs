@@ -94,13 +94,13 @@ mod tests {
         let pos = json!(["tok", "/a", true]);
         let named = json!({"token": "tok", "path": "/a", "detail": true});
         for v in [&pos, &named] {
-            let p = Params::new(Some(v)).ok().expect("valid params");
+            let p = Params::new(Some(v)).expect("valid params");
             assert_eq!(p.required_str(0, "token").ok(), Some("tok"));
             assert_eq!(p.str(1, "path").ok(), Some(Some("/a")));
             assert_eq!(p.bool(2, "detail").ok(), Some(Some(true)));
             assert_eq!(p.int(3, "other").ok(), Some(None));
         }
-        let p = Params::new(Some(&pos)).ok().expect("valid params");
+        let p = Params::new(Some(&pos)).expect("valid params");
         assert!(p.int(0, "token").is_err());
         assert!(Params::new(Some(&json!("x"))).is_err());
     }

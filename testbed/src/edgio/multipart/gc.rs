@@ -47,27 +47,29 @@ mod tests {
 
     #[test]
     fn new_and_failed_expire_ready_keeps_its_state() {
-        let later = Instant::now() + Duration::from_secs(10);
         let mut new = Upload::new("a".into(), "k".into(), None, 0);
+        let mut ready = Upload::new("b".into(), "k".into(), None, 0);
+        ready.add_piece(piece(1, 1));
+        let mut failed = Upload::new("c".into(), "k".into(), None, 0);
+        failed.enter(UpState::Failed);
+        let mut joining = Upload::new("d".into(), "k".into(), None, 0);
+        joining.enter(UpState::Join);
+        // Ten seconds after all of them were made.
+        let later = Instant::now() + Duration::from_secs(10);
+
         new.collect(60, later);
         assert_eq!(new.state, UpState::New);
         new.collect(10, later);
         assert_eq!(new.state, UpState::Expired);
 
-        let mut ready = Upload::new("b".into(), "k".into(), None, 0);
-        ready.add_piece(piece(1, 1));
         ready.collect(10, later);
         assert_eq!(ready.state, UpState::Ready);
         assert!(ready.pieces[0].expired);
         assert_eq!(ready.piece_state(&ready.pieces[0]), 12);
 
-        let mut failed = Upload::new("c".into(), "k".into(), None, 0);
-        failed.enter(UpState::Failed);
         failed.collect(10, later);
         assert_eq!(failed.state, UpState::Expired);
 
-        let mut joining = Upload::new("d".into(), "k".into(), None, 0);
-        joining.enter(UpState::Join);
         joining.collect(0, later);
         assert_eq!(joining.state, UpState::Join, "a running join is left alone");
     }

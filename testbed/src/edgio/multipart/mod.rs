@@ -102,10 +102,11 @@ fn finish_join(api: &Edgio, tree: &mut Tree, u: &mut Upload) {
 }
 
 /// The HTTP status of a multipart code (protocols/edgio.md §Multipart 1–3): 500 for
-/// the server's own failures, 503 for "unavailable" and "disk full", else 400.
+/// the server's own failures, 503 for "unavailable" and "disk full", else 400 (`-5` is
+/// complete's "gap", a request error, not the generic 500 `-5`).
 pub(crate) fn http_status(code: i64) -> StatusCode {
     match code {
-        -5 | -13 | -27 | -49 => StatusCode::INTERNAL_SERVER_ERROR,
+        -13 | -27 | -49 => StatusCode::INTERNAL_SERVER_ERROR,
         -22 | -26 => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     }
