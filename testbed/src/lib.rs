@@ -26,12 +26,19 @@
 //!   upload, and list, info and ranged download in both the `/onep:v1/content` and the
 //!   older `/provision/download` shapes; 502/504 bursts. Most of its rules are assumed,
 //!   and each assumed rule is switchable (`exosite_*` knobs in [`Settings`]).
+//! - `edgio`: the Edgio (Limelight) Origin Storage emulator (protocols/edgio.md), mounted
+//!   at `/edgio`: HTTP and JSON-RPC login with expiring tokens, `/post/raw`,
+//!   `/post/file`, `/post/directory`, multipart create/piece/complete with an
+//!   asynchronous join (JOIN → SUCCESS or FAILED), listings with cookie paging, the
+//!   garbage collector, a per-account rate limit, and the delivery host's `HEAD`/`GET`
+//!   with the SHA-256 checksum (`edgio_*` knobs in [`Settings`]).
 //! - `byte_range`: the `Range` header of downloads, shared by the emulators.
 //!
 //! Every emulator accepts one credential, the testbed's secret (Box and Insights Hub:
 //! `Authorization: Bearer <secret>`; Exosite: the device token, as `X-Exosite-CIK`,
-//! `Authorization: token` or `Basic`); changing it at run time models a token expiry
-//! or, for Exosite, a revoked device.
+//! `Authorization: token` or `Basic`; Edgio: the password of its one user, `testbed`);
+//! changing it at run time models a token expiry or, for Exosite, a revoked device
+//! (Edgio's tokens stay valid: only new logins need the new secret).
 
 mod admin;
 mod app;
@@ -166,7 +173,9 @@ impl Testbed {
     /// Base URL of one emulator, e.g. `http://127.0.0.1:PORT/box` for "box": Box's
     /// API and upload base (the client appends `/2.0/...`); for "insights-hub" the
     /// gateway URL (the client appends `/api/iotfile/v3/...`); for "exosite" the
-    /// device API host (the client appends `/onep:v1/content/...`).
+    /// device API host (the client appends `/onep:v1/content/...`); for "edgio" the
+    /// upload host (the client appends `/jsonrpc2`, `/post/raw`, ...; the delivery host
+    /// is `/origin/<account>/<path>` under it).
     pub fn emulator_url(&self, emulator: &str) -> String {
         format!("{}/{emulator}", self.shared.base_url)
     }
@@ -219,7 +228,8 @@ impl Testbed {
 
     /// The stored bytes of the object at `path` (see [`ObjectInfo::path`]) of
     /// `emulator` ("box", "insights-hub": `<entityId>/<filepath>`, "exosite": the
-    /// content id); `NotFound` if there is none.
+    /// content id, "edgio": the path from the account root without the leading slash);
+    /// `NotFound` if there is none.
     pub fn object_bytes(&self, emulator: &str, path: &str) -> io::Result<Vec<u8>> {
         let blob = self
             .shared

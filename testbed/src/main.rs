@@ -10,8 +10,8 @@ use clap::Parser;
 use dropship_testbed::{DEFAULT_SECRET, Options, Settings, SettingsPatch, Testbed};
 
 /// Loopback emulators of dropship's vendor upload APIs (Box at /box, Insights Hub at
-/// /insights-hub, Exosite at /exosite), with fault injection. Control endpoints:
-/// /_testbed/{stats,faults,secret,objects}.
+/// /insights-hub, Exosite at /exosite, Edgio at /edgio), with fault injection.
+/// Control endpoints: /_testbed/{stats,faults,secret,objects}.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Cli {

@@ -8,8 +8,8 @@
 //! The generic faults (refusal, rate limit, reset, stall, latency, throttle) are applied by
 //! [`layer`] in front of every emulator; the vendor-shaped ones (corrupt store, expiry,
 //! Box's 202-on-commit and part size, Insights Hub's gateway timeout, Exosite's 502/504
-//! bursts and the switches for both vendors' unconfirmed rules) are read by the
-//! emulators themselves.
+//! bursts and the switches for both vendors' unconfirmed rules, Edgio's token expiry,
+//! join, garbage collector and rate limit) are read by the emulators themselves.
 
 pub(crate) mod body;
 pub(crate) mod layer;
@@ -723,6 +723,44 @@ mod tests {
         let flag = ExositeRangeRule::AtLeast.to_possible_value();
         assert_eq!(flag.as_ref().map(|v| v.get_name()), Some("at_least"));
         assert!(serde_json::from_str::<SettingsPatch>(r#"{"exosite_range_rule": "any"}"#).is_err());
+    }
+
+    #[test]
+    fn edgio_knobs_are_checked_and_clamped() {
+        let mut s = Settings::default();
+        for (patch, field) in [
+            (
+                SettingsPatch {
+                    edgio_join_fail_rate: Some(2.0),
+                    ..Default::default()
+                },
+                "edgio_join_fail_rate",
+            ),
+            (
+                SettingsPatch {
+                    edgio_complete_error_rate: Some(-0.1),
+                    ..Default::default()
+                },
+                "edgio_complete_error_rate",
+            ),
+            (
+                SettingsPatch {
+                    edgio_account: Some("a/b".into()),
+                    ..Default::default()
+                },
+                "edgio_account",
+            ),
+        ] {
+            assert_eq!(s.apply(&patch).map_err(|e| e.field), Err(field));
+        }
+        s.apply_clamped(&SettingsPatch {
+            edgio_join_fail_rate: Some(3.0),
+            ..Default::default()
+        });
+        assert_eq!(s.edgio_join_fail_rate, 1.0);
+        let p: SettingsPatch =
+            serde_json::from_str(r#"{"edgio_token_ttl_s": 0}"#).expect("valid patch");
+        assert_eq!(p.edgio_token_ttl_s, Some(0));
     }
 
     #[test]

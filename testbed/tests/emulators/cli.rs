@@ -48,6 +48,14 @@ async fn binary_prints_its_address_first_and_takes_fault_flags() -> TestResult {
             "60",
             "--exosite-gateway-error-rate",
             "0.5",
+            "--edgio-account",
+            "acme",
+            "--edgio-token-ttl-s",
+            "0",
+            "--edgio-join-delay-ms",
+            "250",
+            "--edgio-rate-limit-rps",
+            "7",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -78,6 +86,11 @@ async fn binary_prints_its_address_first_and_takes_fault_flags() -> TestResult {
         assert_eq!(settings["exosite_check_host"], true);
         assert_eq!(settings["exosite_part_size"], 2048);
         assert_eq!(settings["exosite_range_rule"], "at_least");
+        assert_eq!(settings["edgio_account"], "acme");
+        assert_eq!(settings["edgio_token_ttl_s"], 0);
+        assert_eq!(settings["edgio_join_delay_ms"], 250);
+        assert_eq!(settings["edgio_rate_limit_rps"], 7);
+        assert_eq!(settings["edgio_upload_ttl_s"], 86400);
         assert_eq!(settings["exosite_resend_last"], "accept");
         assert_eq!(settings["exosite_reinitiate"], "conflict");
         assert_eq!(settings["exosite_upload_ttl_s"], 60);
