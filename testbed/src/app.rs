@@ -33,6 +33,9 @@ pub(crate) struct Shared {
     secret: RwLock<String>,
     /// `http://ip:port` of this server, for absolute URLs in answers.
     pub(crate) base_url: String,
+    /// How many times the secret was replaced: an emulator whose logins hand out
+    /// tokens ends them when the password they were issued for changes.
+    secret_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -44,6 +47,7 @@ impl Shared {
             counters: Counters::default(),
             secret: RwLock::new(secret),
             base_url,
+            secret_generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -65,8 +69,16 @@ impl Shared {
     /// Replaces the secret; `secret` has passed [`parse_secret`].
     pub(crate) fn set_secret(&self, secret: String) {
         *self.secret.write().unwrap_or_else(|p| p.into_inner()) = secret;
+        self.secret_generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         // The value itself is never logged: it is a credential, even if a test one.
         tracing::info!("secret changed");
+    }
+
+    /// Changes with every [`Shared::set_secret`].
+    pub(crate) fn secret_generation(&self) -> u64 {
+        self.secret_generation
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Applies `patch` if valid; returns the full new settings.

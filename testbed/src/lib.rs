@@ -38,7 +38,7 @@
 //! `Authorization: Bearer <secret>`; Exosite: the device token, as `X-Exosite-CIK`,
 //! `Authorization: token` or `Basic`; Edgio: the password of its one user, `testbed`);
 //! changing it at run time models a token expiry or, for Exosite, a revoked device
-//! (Edgio's tokens stay valid: only new logins need the new secret).
+//! (Edgio: a password change; the tokens issued before it end).
 
 mod admin;
 mod app;

@@ -28,6 +28,9 @@ pub enum Kind {
     /// progress reported); uploads expire after 10 s here, so that a refused
     /// re-initiate clears within a case.
     ExositeAlt,
+    /// Edgio Agile Storage: `/post/raw` up to `EDGIO_MULTIPART_ABOVE`, multipart
+    /// uploads with the asynchronous join above it, verified on the delivery host.
+    Edgio,
 }
 
 /// The asset the Insights Hub emulator knows by default.
@@ -37,14 +40,19 @@ const IH_DIRECTORY: &str = "uploads";
 /// Exosite's single-request limit in the suite: small, so that multi-part cases
 /// need a few ranges, not twenty.
 const EXOSITE_SINGLE_MAX: u64 = 10 << 20;
+/// Edgio: files above this go as multipart uploads (small, for the same reason).
+const EDGIO_MULTIPART_ABOVE: u64 = 2 << 20;
+/// The remote folder the suite's Edgio daemon writes into.
+const EDGIO_DIRECTORY: &str = "uploads";
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Local,
         Kind::Box,
         Kind::InsightsHub,
         Kind::Exosite,
         Kind::ExositeAlt,
+        Kind::Edgio,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +62,7 @@ impl Kind {
             Kind::InsightsHub => "insights-hub",
             Kind::Exosite => "exosite",
             Kind::ExositeAlt => "exosite-alt",
+            Kind::Edgio => "edgio",
         }
     }
 
@@ -108,12 +117,17 @@ impl Kind {
                     token.display()
                 )
             }
+            Kind::Edgio => {
+                let password = dir.path().join("password");
+                std::fs::write(&password, "x").expect("password");
+                edgio_backend("http://127.0.0.1:9", &password.display().to_string())
+            }
         };
         let backend: dropship::backend::BackendConfig =
             toml::from_str(&cfg).expect("backend config");
         backend
             .build(dropship::backend::BuildOptions {
-                part_size: CHOSEN_PART,
+                part_size: self.chosen_part(),
                 ..Default::default()
             })
             .expect("backend")
@@ -125,7 +139,17 @@ impl Kind {
     pub fn part_size(self) -> u64 {
         match self.capabilities().part_size {
             PartSizeRule::SetByServer => Settings::default().box_part_size,
-            PartSizeRule::Chosen { min, max } => CHOSEN_PART.clamp(min, max),
+            PartSizeRule::Chosen { min, max } => self.chosen_part().clamp(min, max),
+        }
+    }
+
+    /// The part size the suite configures for this kind. Edgio's pieces have no
+    /// minimum; 4 MiB ones are more than socket buffers hold, so a fault switched
+    /// on after the first piece still meets pieces on the wire.
+    pub fn chosen_part(self) -> u64 {
+        match self {
+            Kind::Edgio => 4 << 20,
+            _ => CHOSEN_PART,
         }
     }
 
@@ -207,14 +231,17 @@ impl Default for Setup<'_> {
     }
 }
 
-/// The part size the suite configures where the client chooses: small, so that
-/// multi-part cases stay fast.
+/// The part size the suite configures where the client chooses (see
+/// [`Kind::chosen_part`]): small, so that multi-part cases stay fast.
 const CHOSEN_PART: u64 = 1 << 20;
 
 impl World {
     pub fn new(kind: Kind, setup: Setup<'_>) -> World {
         let upload = with_defaults(
-            &format!("part_size = \"{CHOSEN_PART}\"\nparts_in_flight = 4\nverify_attempts = 2"),
+            &format!(
+                "part_size = \"{}\"\nparts_in_flight = 4\nverify_attempts = 2",
+                kind.chosen_part()
+            ),
             setup.upload,
         );
         match kind {
@@ -225,7 +252,7 @@ impl World {
                     env,
                     testbed: None,
                     daemon: None,
-                    part_size: CHOSEN_PART,
+                    part_size: kind.chosen_part(),
                     service_store: None,
                 }
             }
@@ -305,6 +332,26 @@ impl World {
                     service_store: None,
                 }
             }
+            Kind::Edgio => {
+                let store = tempfile::tempdir().expect("store").keep();
+                let tb = runtime()
+                    .block_on(Testbed::start(
+                        Options::loopback(store).with_settings(setup.settings),
+                    ))
+                    .expect("start testbed");
+                let backend = edgio_backend(&tb.url(), "edgio-password");
+                let env = Env::new(setup.settle, &upload, &backend, "");
+                std::fs::write(env.dir.path().join("edgio-password"), setup.token)
+                    .expect("password");
+                World {
+                    kind,
+                    env,
+                    testbed: Some(tb),
+                    daemon: None,
+                    part_size: kind.part_size(),
+                    service_store: None,
+                }
+            }
         }
     }
 
@@ -334,6 +381,7 @@ impl World {
         let name = match self.kind {
             Kind::InsightsHub => "ih-token",
             Kind::Exosite | Kind::ExositeAlt => "exosite-token",
+            Kind::Edgio => "edgio-password",
             Kind::Local | Kind::Box => "box-token",
         };
         self.env.dir.path().join(name)
@@ -361,6 +409,7 @@ impl World {
         match self.kind {
             Kind::InsightsHub => format!("{IH_ENTITY}/{IH_DIRECTORY}/{key}"),
             Kind::Exosite | Kind::ExositeAlt => dropship::backend::exosite::content_id(key),
+            Kind::Edgio => format!("{EDGIO_DIRECTORY}/{key}"),
             Kind::Local | Kind::Box => key.to_string(),
         }
     }
@@ -405,6 +454,7 @@ impl World {
                 session_ttl_s: Some(1),
                 ih_part_ttl_s: Some(0),
                 exosite_upload_ttl_s: Some(0),
+                edgio_upload_ttl_s: Some(0),
                 ..Default::default()
             }
         } else {
@@ -412,6 +462,7 @@ impl World {
                 session_ttl_s: Some(d.session_ttl_s),
                 ih_part_ttl_s: Some(d.ih_part_ttl_s),
                 exosite_upload_ttl_s: Some(exosite_ttl),
+                edgio_upload_ttl_s: Some(d.edgio_upload_ttl_s),
                 ..Default::default()
             }
         });
@@ -445,6 +496,14 @@ impl Drop for World {
             let _ = std::fs::remove_dir_all(store);
         }
     }
+}
+
+/// The `[backend]` of an Edgio daemon against the testbed at `base`; the account
+/// and user are the testbed's (`testbed`).
+fn edgio_backend(base: &str, password_file: &str) -> String {
+    format!(
+        "type = \"edgio\"\nupload_url = \"{base}/edgio\"\norigin_url = \"{base}/edgio/origin/testbed\"\nusername = \"testbed\"\npassword_file = \"{password_file}\"\ndirectory = \"{EDGIO_DIRECTORY}\"\nmultipart_above = \"{EDGIO_MULTIPART_ABOVE}\""
+    )
 }
 
 /// `parts` parts of `part_size`, at least one more than a single request takes.

@@ -107,11 +107,24 @@ impl Env {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// Waits until the daemon's log contains `needle`.
+    /// Waits until the daemon's log contains `needle`; on timeout the panic shows
+    /// the log's last lines, which say what the daemon did instead.
     pub fn wait_log(&self, needle: &str, timeout: Duration) {
-        wait_for(timeout, &format!("{needle:?} in the log"), || {
-            self.log_text().contains(needle).then_some(())
-        });
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if self.log_text().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let log = self.log_text();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!(
+            "timed out after {}s waiting for {needle:?} in the log; its last lines:\n{}",
+            timeout.as_secs(),
+            tail.join("\n")
+        );
     }
 
     /// `dropship status --json`.

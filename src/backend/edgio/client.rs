@@ -22,6 +22,21 @@ use crate::secret::{Secret, SecretSource, redact};
 /// records is about 60 KB.
 const MAX_BODY: usize = 4 << 20;
 
+/// What an HTTP call carries.
+#[derive(Debug, Clone, Copy)]
+pub enum Payload<'a> {
+    /// Nothing (`Content-Length: 0`, as the service's examples send).
+    Empty,
+    /// Bytes streamed from a part.
+    Part(&'a PartBody),
+    /// An empty file as `multipart/form-data` (`/post/file`): `uploadFile` named
+    /// `filename`, with the text `fields`.
+    EmptyFileForm {
+        filename: &'a str,
+        fields: &'a [(&'a str, &'a str)],
+    },
+}
+
 /// One HTTP call's answer: the status, the service's own code, the headers.
 #[derive(Debug)]
 pub struct Reply {
@@ -199,9 +214,13 @@ impl Agile {
         &self,
         op: Op,
         path: &str,
-        body: Option<&PartBody>,
+        payload: Payload<'_>,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Reply, BackendError> {
+        let body = match payload {
+            Payload::Part(b) => Some(b),
+            _ => None,
+        };
         let mut relogged = false;
         loop {
             let token = self.token(op).await?;
@@ -220,13 +239,31 @@ impl Agile {
                     .post(format!("{}{path}", self.base))
                     .header("X-Agile-Authorization", auth),
             );
-            let req = match body {
-                Some(b) => req
-                    .header("content-length", b.len())
-                    .body(reqwest::Body::wrap_stream(
-                        b.clone().into_stream(progress.clone()),
-                    )),
-                None => req.header("content-length", 0),
+            let req = match payload {
+                Payload::Part(b) => {
+                    req.header("content-length", b.len())
+                        .body(reqwest::Body::wrap_stream(
+                            b.clone().into_stream(progress.clone()),
+                        ))
+                }
+                Payload::Empty => req.header("content-length", 0),
+                Payload::EmptyFileForm { filename, fields } => {
+                    let file = reqwest::multipart::Part::bytes(Vec::new())
+                        .file_name(filename.to_string())
+                        .mime_str("application/octet-stream")
+                        .map_err(|e| BackendError::Fatal {
+                            op,
+                            status: None,
+                            detail: format!("cannot build the upload form: {e}"),
+                        })?;
+                    let form = fields
+                        .iter()
+                        .fold(reqwest::multipart::Form::new(), |f, (k, v)| {
+                            f.text(k.to_string(), v.to_string())
+                        })
+                        .part("uploadFile", file);
+                    req.multipart(form)
+                }
             };
             let reply = self.finish(op, req, &progress, &[&token]).await?;
             if is_auth(&reply) {

@@ -30,7 +30,7 @@ use serde_json::{Value, json};
 
 pub use self::config::EdgioConfig;
 
-use self::client::{Agile, Reply};
+use self::client::{Agile, Payload, Reply};
 use self::codes::{PIECE_NEW, rpc_code, rpc_refused, state};
 use super::http::{self, check_base_url};
 use super::{
@@ -161,6 +161,35 @@ impl EdgioBackend {
         } else {
             req.header("X-Agile-Encoding", "UTF8")
         }
+    }
+
+    /// An empty file: `/post/raw` refuses a request without a body (`-24`), so it
+    /// goes as the seed's `/post/file` form, which stores a 0-byte file.
+    async fn put_empty(
+        &self,
+        file: &FileSpec,
+        dir: &str,
+        name: &str,
+        mtime: &str,
+    ) -> Result<RemoteObject, BackendError> {
+        let op = Op::PutSingle;
+        let fields = [("basename", name), ("directory", dir), ("mtime", mtime)];
+        let reply = self
+            .agile
+            .call(
+                op,
+                "/post/file",
+                Payload::EmptyFileForm {
+                    filename: name,
+                    fields: &fields,
+                },
+                |r| r.header("X-Agile-Recursive", "true"),
+            )
+            .await?;
+        if !reply.ok() {
+            return Err(codes::classify(op, &reply));
+        }
+        Ok(self.object(&file.key))
     }
 
     /// `getMultipartStatus(token, mpid)`; `None` when the id is unknown (`-2`).
@@ -395,9 +424,12 @@ impl Backend for EdgioBackend {
             .filter(|d| d.kind == DigestKind::Sha256)
             .map(|d| d.hex.clone());
         let mtime = file.mtime.to_string();
+        if file.size == 0 {
+            return self.put_empty(file, &dir, &name, &mtime).await;
+        }
         let reply = self
             .agile
-            .call(op, "/post/raw", Some(&body), |r| {
+            .call(op, "/post/raw", Payload::Part(&body), |r| {
                 let r = Self::named(
                     r,
                     &[("X-Agile-Basename", &name), ("X-Agile-Directory", &dir)],
@@ -443,7 +475,7 @@ impl Backend for EdgioBackend {
         if dir != "/" {
             let reply = self
                 .agile
-                .call(op, "/post/directory", None, |r| {
+                .call(op, "/post/directory", Payload::Empty, |r| {
                     Self::named(r, &[("X-Agile-Directory", &dir)])
                         .header("X-Agile-Recursive", "true")
                 })
@@ -465,7 +497,7 @@ impl Backend for EdgioBackend {
         let mtime = file.mtime.to_string();
         let reply = self
             .agile
-            .call(op, "/multipart/create", None, |r| {
+            .call(op, "/multipart/create", Payload::Empty, |r| {
                 Self::named(
                     r,
                     &[("X-Agile-Basename", &name), ("X-Agile-Directory", &dir)],
@@ -519,7 +551,7 @@ impl Backend for EdgioBackend {
         let number = part.number(1).to_string();
         let reply = self
             .agile
-            .call(op, "/multipart/piece", Some(&body), |r| {
+            .call(op, "/multipart/piece", Payload::Part(&body), |r| {
                 r.header("X-Agile-Multipart", &session.id)
                     .header("X-Agile-Part", &number)
                     .header("content-type", "application/octet-stream")
@@ -617,7 +649,7 @@ impl Backend for EdgioBackend {
         }
         let reply = self
             .agile
-            .call(op, "/multipart/complete", None, |r| {
+            .call(op, "/multipart/complete", Payload::Empty, |r| {
                 r.header("X-Agile-Multipart", mpid)
             })
             .await?;

@@ -1,7 +1,8 @@
 //! Tokens (protocols/edgio.md §Auth and sessions; rules 1–3).
 //!
-//! One user, `testbed`, whose password is the testbed's secret as it is at login
-//! (`PUT /_testbed/secret` changes what new logins need; issued tokens stay valid). A
+//! One user, `testbed`, whose password is the testbed's secret. `PUT /_testbed/secret`
+//! is a password change: new logins need the new one, and every token issued
+//! before it ends (as a password change revokes the sessions it opened). A
 //! token is a UUID; its session remembers the root it is restricted to
 //! (`X-Agile-Subdir`, else the account root) and when and how it expires:
 //!
@@ -71,9 +72,20 @@ pub(crate) struct Caller {
 #[derive(Debug, Default)]
 pub(crate) struct Sessions {
     by_token: HashMap<String, Session>,
+    /// The secret generation the live tokens were issued under.
+    password: u64,
 }
 
 impl Sessions {
+    /// The password changed (`generation` is the testbed's secret generation):
+    /// every token issued before ends.
+    pub(crate) fn follow_password(&mut self, generation: u64) {
+        if generation != self.password {
+            self.password = generation;
+            self.by_token.clear();
+        }
+    }
+
     /// A new token restricted to `root`.
     pub(crate) fn open(&mut self, root: String, expiry: Expiry) -> String {
         let token = crate::hex::uuid_v4();

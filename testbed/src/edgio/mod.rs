@@ -89,7 +89,9 @@ impl Edgio {
     fn lock(&self) -> MutexGuard<'_, EdState> {
         // A panic in a handler while holding the lock leaves at worst one entry
         // half-updated; serving on beats wedging every later test.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.sessions.follow_password(self.shared.secret_generation());
+        st
     }
 
     /// The state, locked, with joins and expiry brought up to date.

@@ -221,7 +221,7 @@ async fn rule2_update_session_once_check_token_and_logout() -> TestResult {
 }
 
 #[tokio::test]
-async fn a_new_secret_is_needed_for_new_logins_only() -> TestResult {
+async fn a_new_secret_ends_issued_tokens_and_is_needed_for_new_logins() -> TestResult {
     let ed = Ed::start(quiet()).await;
     let t = ed.login().await;
     ed.bed.tb.set_secret("rotated");
@@ -234,14 +234,14 @@ async fn a_new_secret_is_needed_for_new_logins_only() -> TestResult {
         .await;
     assert_eq!(old.pair(), (400, -10001));
     assert_eq!(
-        ed.rpc("login", json!([USER, "rotated"])).await[1]["uid"],
-        12020
-    );
-    assert_eq!(
         ed.post_raw(&t, "/", "f", b"x").await.pair(),
-        (200, 0),
-        "issued tokens stay valid"
+        (403, -10001),
+        "a password change ends the tokens issued before it"
     );
+    let fresh = ed.rpc("login", json!([USER, "rotated"])).await;
+    assert_eq!(fresh[1]["uid"], 12020);
+    let fresh = fresh[0].as_str().expect("token").to_string();
+    assert_eq!(ed.post_raw(&fresh, "/", "f", b"x").await.pair(), (200, 0));
     Ok(())
 }
 
