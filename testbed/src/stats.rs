@@ -26,6 +26,9 @@ pub(crate) struct EmulatorCounters {
     gateway_errors: AtomicU64,
     /// Bodies refused because they did not match the digest the client stated.
     digest_mismatches: AtomicU64,
+    /// Accepted calls of the operations an emulator counts by name (Edgio: logins,
+    /// completions, join restarts), for tests that assert how often one happened.
+    calls: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl EmulatorCounters {
@@ -58,6 +61,17 @@ impl EmulatorCounters {
     }
     pub(crate) fn add_digest_mismatch(&self) {
         self.digest_mismatches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one accepted call of `operation`.
+    pub(crate) fn add_call(&self, operation: &'static str) {
+        let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        *calls.entry(operation).or_default() += 1;
+    }
+
+    fn calls(&self) -> BTreeMap<String, u64> {
+        let calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+        calls.iter().map(|(k, v)| ((*k).to_string(), *v)).collect()
     }
 
     fn faults(&self) -> FaultCounts {
@@ -104,6 +118,7 @@ impl Counters {
                 sessions_open: sessions(name),
                 digest_mismatches: c.digest_mismatches.load(Ordering::Relaxed),
                 faults: c.faults(),
+                calls: c.calls(),
             };
             stats.requests += e.requests;
             stats.digest_mismatches += e.digest_mismatches;
@@ -157,6 +172,10 @@ pub struct EmulatorStats {
     pub digest_mismatches: u64,
     /// Faults injected into its requests.
     pub faults: FaultCounts,
+    /// Accepted calls by operation, for the operations this emulator counts (so far
+    /// Edgio: `login`, `multipart/complete`, `restartMultipart`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub calls: BTreeMap<String, u64>,
 }
 
 /// Injected faults by kind.

@@ -53,6 +53,7 @@ pub(crate) async fn login(State(api): State<Arc<Edgio>>, h: HeaderMap, body: Bod
     };
     let path = paths::display(&s.edgio_account, &root);
     let token = st.sessions.open(root, expiry);
+    api.counters.add_call("login");
     tracing::info!(path = %path, "edgio login");
     Ok(Agile::ok()
         .header("x-agile-token", token)

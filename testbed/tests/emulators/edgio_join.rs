@@ -90,6 +90,12 @@ async fn rule8_9_a_failed_join_restarts_only_from_failed() -> TestResult {
         json!(-22),
         "SUCCESS"
     );
+    // Accepted calls are counted by name, refused ones not.
+    let calls = &ed.bed.tb.stats().emulators["edgio"].calls;
+    assert_eq!(calls.get("login"), Some(&1));
+    assert_eq!(calls.get("multipart/create"), Some(&1));
+    assert_eq!(calls.get("multipart/complete"), Some(&1));
+    assert_eq!(calls.get("restartMultipart"), Some(&1));
     Ok(())
 }
 

@@ -50,7 +50,10 @@ pub(crate) fn create(api: &Edgio, p: &Params<'_>) -> RpcResult {
         mtime,
     };
     Ok(match mp_create::create(&mut api.settled(&s), new) {
-        Ok(mpid) => json!({ "code": 0, "mpid": mpid }),
+        Ok(mpid) => {
+            api.counters.add_call("multipart/create");
+            json!({ "code": 0, "mpid": mpid })
+        }
         Err(code) => json!({ "code": code }),
     })
 }
@@ -80,12 +83,11 @@ pub(crate) fn restart(api: &Edgio, p: &Params<'_>) -> RpcResult {
     let mpid = p.required_str(1, "mpid")?;
     let s = api.shared.settings();
     let fails = roll(s.edgio_join_fail_rate);
-    Ok(json!(control::restart(
-        &mut api.settled(&s),
-        &caller,
-        mpid,
-        fails
-    )))
+    let code = control::restart(&mut api.settled(&s), &caller, mpid, fails);
+    if code == 0 {
+        api.counters.add_call("restartMultipart");
+    }
+    Ok(json!(code))
 }
 
 /// `getMultipartStatus(token, mpid)`.

@@ -35,6 +35,7 @@ pub(crate) fn login(api: &Edgio, p: &Params<'_>) -> RpcResult {
         .sessions
         .open(String::new(), Expiry::Default);
     tracing::info!("edgio json-rpc login");
+    api.counters.add_call("login");
     let mut who = json!({ "uid": UID, "gid": GID });
     if detail {
         who["path"] = json!(display(&s.edgio_account, ""));

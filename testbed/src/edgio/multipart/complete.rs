@@ -84,6 +84,7 @@ pub(crate) async fn complete(
         }
     }
     drop(st);
+    api.counters.add_call("multipart/complete");
     nudge(api, s);
     Ok(n)
 }

@@ -92,6 +92,7 @@ pub(crate) async fn http(State(api): State<Arc<Edgio>>, h: HeaderMap, body: Body
     );
     let key = new.key.clone();
     let mpid = create(&mut api.settled(&s), new).map_err(|c| Agile::new(http_status(c), c))?;
+    api.counters.add_call("multipart/create");
     Ok(Agile::ok()
         .header("x-agile-multipart", mpid)
         .header("x-agile-path", paths::display(&s.edgio_account, &key))

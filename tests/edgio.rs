@@ -1,0 +1,222 @@
+//! Edgio behaviour the generic suite cannot stage: the asynchronous join (a file
+//! resting in `joining` holds no worker; a restart polls and never completes again;
+//! a failed join is restarted once, then the file begins again) and a token that
+//! expires under a running upload. The real binary against the testbed's emulator,
+//! on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use dropship_testbed::{DEFAULT_SECRET, Options, Settings, SettingsPatch, Testbed};
+
+use common::{Env, random_bytes, wait_for};
+
+const MIB: usize = 1 << 20;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+fn start(rt: &tokio::runtime::Runtime, store: &std::path::Path, settings: Settings) -> Testbed {
+    rt.block_on(Testbed::start(
+        Options::loopback(store).with_settings(settings),
+    ))
+    .expect("testbed")
+}
+
+/// A daemon's environment against `tb`: multipart above 1 MiB, 1 MiB pieces.
+fn env(tb: &Testbed, upload: &str) -> Env {
+    let base = tb.emulator_url("edgio");
+    let backend = format!(
+        "type = \"edgio\"\nupload_url = \"{base}\"\norigin_url = \"{base}/origin/testbed\"\nusername = \"testbed\"\npassword_file = \"edgio-password\"\ndirectory = \"uploads\"\nmultipart_above = \"1MiB\""
+    );
+    let upload = common::with_defaults("part_size = \"1MiB\"", upload);
+    let env = Env::new("300ms", &upload, &backend, "");
+    std::fs::write(env.dir.path().join("edgio-password"), DEFAULT_SECRET).expect("password");
+    env
+}
+
+fn stored(tb: &Testbed, key: &str) -> Option<Vec<u8>> {
+    tb.object_bytes("edgio", &format!("uploads/{key}")).ok()
+}
+
+/// Accepted calls of `operation` (the emulator counts them by name).
+fn calls(tb: &Testbed, operation: &str) -> u64 {
+    tb.stats()
+        .emulators
+        .get("edgio")
+        .and_then(|e| e.calls.get(operation).copied())
+        .unwrap_or(0)
+}
+
+/// A daemon killed while the service joins the pieces: the next one finds the file
+/// `joining` in the journal, polls the join and verifies, and never asks for the
+/// completion again (nor sends a piece again).
+#[test]
+fn a_restart_while_joining_polls_and_never_completes_again() {
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = start(
+        &rt,
+        store.path(),
+        Settings {
+            edgio_join_delay_ms: 4000,
+            ..Settings::default()
+        },
+    );
+    let env = env(&tb, "");
+    let daemon = env.spawn_ready();
+    let data = random_bytes(5 * MIB + 123, 1);
+    env.drop_file("join/a.bin", &data);
+    let row = env.wait_state("join/a.bin", "joining", Duration::from_secs(30));
+    assert!(row["join_started"].as_i64().is_some(), "{row}");
+    assert!(row["next_attempt_at"].as_i64().is_some(), "{row}");
+    assert_eq!(calls(&tb, "multipart/complete"), 1);
+    let received = tb.stats().bytes_received;
+    daemon.kill9();
+
+    let _daemon = env.spawn_ready();
+    let row = env.wait_state("join/a.bin", "done", Duration::from_secs(30));
+    assert_eq!(stored(&tb, "join/a.bin").as_deref(), Some(&data[..]));
+    assert_eq!(calls(&tb, "multipart/complete"), 1, "completed twice");
+    assert_eq!(calls(&tb, "multipart/create"), 1, "began a second upload");
+    let resent = tb.stats().bytes_received - received;
+    // Polls and the verifying HEAD carry a few hundred bytes of JSON each; a piece
+    // is a MiB.
+    assert!(resent < 64 << 10, "{resent} bytes sent after the restart");
+    println!(
+        "figure: after a restart while joining, {resent} request bytes (polls) and no piece were sent; row {row}"
+    );
+}
+
+/// While one file waits for its join, the only worker delivers another.
+#[test]
+fn a_file_waiting_for_its_join_holds_no_worker() {
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = start(
+        &rt,
+        store.path(),
+        Settings {
+            edgio_join_delay_ms: 6000,
+            ..Settings::default()
+        },
+    );
+    let env = env(&tb, "workers = 1");
+    let _daemon = env.spawn_ready();
+    let big = random_bytes(3 * MIB, 2);
+    env.drop_file("big.bin", &big);
+    env.wait_state("big.bin", "joining", Duration::from_secs(30));
+    env.drop_file("small.txt", b"delivered while the big one joins");
+    env.wait_state("small.txt", "done", Duration::from_secs(20));
+    let big_row = env.rows("big.bin").pop().expect("big row");
+    assert_eq!(
+        big_row["state"], "joining",
+        "the small file waited for the join: {big_row}"
+    );
+    env.wait_state("big.bin", "done", Duration::from_secs(30));
+    assert_eq!(stored(&tb, "big.bin").as_deref(), Some(&big[..]));
+}
+
+/// A join that ends FAILED is restarted once (`restartMultipart`); failing again,
+/// the file begins a new upload, which lands once the service joins again.
+#[test]
+fn a_failed_join_is_restarted_once_then_the_file_begins_again() {
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = start(
+        &rt,
+        store.path(),
+        Settings {
+            edgio_join_delay_ms: 200,
+            edgio_join_fail_rate: 1.0,
+            ..Settings::default()
+        },
+    );
+    let env = env(&tb, "");
+    let _daemon = env.spawn_ready();
+    let data = random_bytes(3 * MIB + 7, 3);
+    env.drop_file("fails.bin", &data);
+    env.wait_log("asking it to restart the join", Duration::from_secs(30));
+    env.wait_log("beginning a new session", Duration::from_secs(30));
+    assert_eq!(
+        calls(&tb, "restartMultipart"),
+        1,
+        "restarted more than once"
+    );
+    // The service joins again: the new upload lands.
+    tb.update_settings(SettingsPatch {
+        edgio_join_fail_rate: Some(0.0),
+        ..Default::default()
+    });
+    env.wait_state("fails.bin", "done", Duration::from_secs(60));
+    assert_eq!(stored(&tb, "fails.bin").as_deref(), Some(&data[..]));
+    let creates = calls(&tb, "multipart/create");
+    assert!(creates >= 2, "{creates} uploads begun");
+    // One restart per session: never more restarts than uploads begun.
+    assert!(calls(&tb, "restartMultipart") <= creates);
+}
+
+/// Tokens that live one second under an upload of many pieces: each expiry costs
+/// one login, no file fails, and the file lands intact.
+#[test]
+fn an_expired_token_costs_one_login_and_no_file() {
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = start(
+        &rt,
+        store.path(),
+        Settings {
+            edgio_token_ttl_s: 1,
+            throttle_bps: 4 << 20,
+            edgio_join_delay_ms: 100,
+            ..Settings::default()
+        },
+    );
+    let env = env(&tb, "parts_in_flight = 2");
+    let _daemon = env.spawn_ready();
+    let data = random_bytes(12 * MIB, 4);
+    env.drop_file("long.bin", &data);
+    let row = env.wait_state("long.bin", "done", Duration::from_secs(60));
+    assert_eq!(stored(&tb, "long.bin").as_deref(), Some(&data[..]));
+    let logins = calls(&tb, "login");
+    // About 3 s of upload with one-second tokens: a few logins, not one per call.
+    assert!(logins >= 2, "the token never expired: {logins} logins");
+    assert!(logins <= 12, "{logins} logins for a 3 s upload");
+    let st = env.status();
+    assert_eq!(st["counts"]["failed"], 0, "{st}");
+    println!("figure: {logins} logins with one-second tokens over a 12 MiB upload; {row}");
+}
+
+/// With the password refused at login, uploads wait; a new password in the file
+/// is picked up and the file lands (the login is what the credentials gate tests).
+#[test]
+fn a_refused_login_waits_and_a_new_password_resumes() {
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = start(&rt, store.path(), Settings::default());
+    let env = env(&tb, "");
+    tb.set_secret("rotated-password");
+    let _daemon = env.spawn_ready();
+    env.drop_file("wait.txt", b"waits for the password");
+    let st = wait_for(Duration::from_secs(30), "the backend to wait", || {
+        let st = env.status();
+        (st["backend"]["state"] == "auth_refused").then_some(st)
+    });
+    let why = st["backend"]["reason"].as_str().unwrap_or_default();
+    assert!(why.contains("edgio-password"), "{why}");
+    assert!(!env.log_text().contains("rotated-password"));
+    std::fs::write(env.dir.path().join("edgio-password"), "rotated-password").expect("write");
+    env.wait_state("wait.txt", "done", Duration::from_secs(30));
+    assert_eq!(
+        stored(&tb, "wait.txt").as_deref(),
+        Some(&b"waits for the password"[..])
+    );
+    let text = format!("{}{}", env.log_text(), env.status());
+    assert!(!text.contains("rotated-password"), "the password leaked");
+}
