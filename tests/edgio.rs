@@ -193,6 +193,64 @@ fn an_expired_token_costs_one_login_and_no_file() {
     println!("figure: {logins} logins with one-second tokens over a 12 MiB upload; {row}");
 }
 
+/// SIGTERM: the daemon logs out (its token ends on the service) before it exits.
+#[test]
+fn shutdown_logs_out() {
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = start(&rt, store.path(), Settings::default());
+    let env = env(&tb, "");
+    let mut daemon = env.spawn_ready();
+    env.drop_file("one.txt", b"one");
+    env.wait_state("one.txt", "done", Duration::from_secs(30));
+    assert_eq!(calls(&tb, "logout"), 0);
+    daemon.sigterm();
+    let status = daemon.wait_exit(Duration::from_secs(20)).expect("exited");
+    assert!(status.success(), "{status:?}");
+    assert_eq!(calls(&tb, "logout"), 1, "no logout at shutdown");
+}
+
+/// Without `origin_url`, verification asks the ingest host's JSON-RPC `stat` for
+/// the size and SHA-256: a corrupted join is still caught, and the file sent again.
+#[test]
+fn without_a_delivery_host_stat_verifies_and_catches_corruption() {
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = start(
+        &rt,
+        store.path(),
+        Settings {
+            corrupt_rate: 1.0,
+            edgio_join_delay_ms: 100,
+            ..Settings::default()
+        },
+    );
+    let base = tb.emulator_url("edgio");
+    let backend = format!(
+        "type = \"edgio\"\nupload_url = \"{base}\"\nusername = \"testbed\"\npassword_file = \"edgio-password\"\nmultipart_above = \"1MiB\""
+    );
+    let env = Env::new(
+        "300ms",
+        "part_size = \"1MiB\"\nverify_attempts = 5",
+        &backend,
+        "",
+    );
+    std::fs::write(env.dir.path().join("edgio-password"), DEFAULT_SECRET).expect("password");
+    let _daemon = env.spawn_ready();
+    let data = random_bytes(2 * MIB + 5, 9);
+    env.drop_file("c.bin", &data);
+    env.wait_log("verification failed", Duration::from_secs(30));
+    tb.update_settings(SettingsPatch {
+        corrupt_rate: Some(0.0),
+        ..Default::default()
+    });
+    env.wait_state("c.bin", "done", Duration::from_secs(60));
+    assert_eq!(
+        tb.object_bytes("edgio", "c.bin").ok().as_deref(),
+        Some(&data[..])
+    );
+}
+
 /// With the password refused at login, uploads wait; a new password in the file
 /// is picked up and the file lands (the login is what the credentials gate tests).
 #[test]

@@ -173,7 +173,8 @@ pub struct EmulatorStats {
     /// Faults injected into its requests.
     pub faults: FaultCounts,
     /// Accepted calls by operation, for the operations this emulator counts (so far
-    /// Edgio: `login`, `multipart/complete`, `restartMultipart`).
+    /// Edgio: `login`, `logout`, `multipart/create`, `multipart/complete`,
+    /// `restartMultipart`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub calls: BTreeMap<String, u64>,
 }

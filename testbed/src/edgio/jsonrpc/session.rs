@@ -48,6 +48,9 @@ pub(crate) fn logout(api: &Edgio, p: &Params<'_>) -> RpcResult {
     let token = p.required_str(0, "token")?;
     let s = api.shared.settings();
     let closed = api.settled(&s).sessions.close(token, s.edgio_token_ttl_s);
+    if closed {
+        api.counters.add_call("logout");
+    }
     Ok(json!(if closed { 0 } else { -1 }))
 }
 
