@@ -662,7 +662,13 @@ fn failed_parts_are_not_read_again(kind: Kind) -> Outcome {
         "no request failed; the case proved nothing".into()
     })?;
     check(read as f64 <= 1.1 * size as f64, || {
-        format!("read {read} bytes for a file of {size}")
+        // What made it read again is in the daemon's INFO lines.
+        let log = w.env.log_text();
+        let info: Vec<&str> = log.lines().filter(|l| !l.contains(" DEBUG ")).collect();
+        format!(
+            "read {read} bytes for a file of {size}; the daemon's log:\n{}",
+            info.join("\n")
+        )
     })
 }
 
