@@ -223,8 +223,18 @@ fn main() {
             .and_then(|l| l.split("join_secs=").nth(1))
             .and_then(|v| v.split_whitespace().next())
             .unwrap_or("?");
+        let at = |needle: &str| {
+            log.lines()
+                .find(|l| l.contains(needle))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(seconds_of_day)
+        };
+        let verified = match (at("completion accepted"), at("delivered and verified")) {
+            (Some(a), Some(b)) => format!("{:.3}", b - a),
+            _ => "?".into(),
+        };
         println!(
-            "{:<44} join {join} s after the completion was accepted (emulator's default delay {} ms)",
+            "{:<44} completion accepted → verified {verified} s; the join took {join} s (emulator's default delay {} ms)",
             "",
             dropship_testbed::Settings::default().edgio_join_delay_ms
         );
@@ -234,4 +244,15 @@ fn main() {
             ""
         );
     }
+}
+
+/// Seconds since midnight of a log line's RFC 3339 UTC timestamp
+/// (`2026-11-24T19:06:26.755479Z`).
+fn seconds_of_day(ts: &str) -> Option<f64> {
+    let time = ts.split('T').nth(1)?.trim_end_matches('Z');
+    let mut f = time.split(':');
+    let h: f64 = f.next()?.parse().ok()?;
+    let m: f64 = f.next()?.parse().ok()?;
+    let s: f64 = f.next()?.parse().ok()?;
+    Some(h * 3600.0 + m * 60.0 + s)
 }
