@@ -94,6 +94,38 @@ fn a_restart_while_joining_polls_and_never_completes_again() {
     );
 }
 
+/// A file rewritten while the service joins its older content: the new content is
+/// uploaded only once the older join has landed, so it is the one that stays.
+#[test]
+fn a_newer_content_waits_for_the_older_join_and_stays() {
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = start(
+        &rt,
+        store.path(),
+        Settings {
+            edgio_join_delay_ms: 3000,
+            ..Settings::default()
+        },
+    );
+    let env = env(&tb, "");
+    let _daemon = env.spawn_ready();
+    let old = random_bytes(3 * MIB, 5);
+    env.drop_file("same.bin", &old);
+    env.wait_state("same.bin", "joining", Duration::from_secs(30));
+    // Small: one /post/raw, which would land at once, before the older join ends.
+    let new = b"the newer content".to_vec();
+    env.drop_file("same.bin", &new);
+    env.wait_log(
+        "an older content of this file is still being joined",
+        Duration::from_secs(20),
+    );
+    env.wait_state("same.bin", "done", Duration::from_secs(30));
+    // Past the older join's end: it cannot land afterwards.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(stored(&tb, "same.bin").as_deref(), Some(&new[..]));
+}
+
 /// While one file waits for its join, the only worker delivers another.
 #[test]
 fn a_file_waiting_for_its_join_holds_no_worker() {

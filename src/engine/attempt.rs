@@ -149,6 +149,9 @@ impl Attempt<'_> {
             _ if row.join_started.is_some() => self.poll_join(&file).await?,
             _ => {
                 self.check_local().await?;
+                if row.session.is_none() && ctx.caps.asynchronous_join {
+                    self.settle_older_joins(&file).await?;
+                }
                 if row.session.is_none() && !row.clash_checked && !self.name_is_free(&file).await? {
                     return Ok(()); // skipped: the service holds the name
                 }
@@ -448,6 +451,34 @@ impl Attempt<'_> {
             .call(move |j| j.to_verifying(id, &r, &d, last_receipt.as_ref()))
             .await?;
         Ok((remote, digests))
+    }
+
+    /// An older content of this file whose completion the service accepted, then
+    /// superseded while it joined: its join could still land after this upload and
+    /// put the older bytes back. This upload begins only once every such join has
+    /// settled (landed, failed or gone); until then the file retries.
+    async fn settle_older_joins(&self, file: &FileSpec) -> Result<(), Stop> {
+        let ctx = self.ctx;
+        let path = self.row.path.clone();
+        let older = ctx.journal.call(move |j| j.unsettled_joins(&path)).await?;
+        for (id, session) in older {
+            match ctx.backend.join(&session, file).await {
+                Ok(Join::Pending { stage }) => {
+                    return Err(Stop::Backend(BackendError::Retry {
+                        op: Op::Begin,
+                        after: Some(join_poll_delay(Duration::from_secs(1))),
+                        cause: format!(
+                            "an older content of this file is still being joined by the service ({stage})"
+                        ),
+                    }));
+                }
+                Ok(Join::Done(_) | Join::Failed(_)) | Err(BackendError::SessionGone { .. }) => {
+                    ctx.journal.call(move |j| j.join_settled(id)).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// Asks where the join of an accepted completion stands (never completing

@@ -235,10 +235,42 @@ impl Journal {
     }
 
     /// Clears the session of a `failed` or `superseded` row once it was aborted.
+    /// A session whose completion the service accepted is kept until its join
+    /// settles (see `unsettled_joins`).
     pub fn forget_session(&mut self, id: FileId) -> Result<()> {
         self.conn.execute(
             "UPDATE files SET session = NULL WHERE id = ?1
-             AND state IN ('failed', 'superseded')",
+             AND state IN ('failed', 'superseded') AND join_started IS NULL",
+            params![id],
+        )?;
+        Ok(())
+    }
+
+    /// Older rows of `path` that were superseded while the service joined their
+    /// upload: until that join settles, the older content could still land over a
+    /// newer one, so the path's next upload waits for it.
+    pub fn unsettled_joins(&self, path: &Path) -> Result<Vec<(FileId, Session)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, session FROM files
+             WHERE path = ?1 AND state IN ('superseded', 'failed')
+               AND join_started IS NOT NULL AND session IS NOT NULL",
+        )?;
+        let rows: Vec<(FileId, String)> = stmt
+            .query_map(params![path.as_os_str().as_bytes()], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        rows.into_iter()
+            .map(|(id, s)| Ok((id, parse_json(id, "session", &s)?)))
+            .collect()
+    }
+
+    /// The join of a superseded row settled (landed, failed or gone): its session
+    /// is forgotten.
+    pub fn join_settled(&mut self, id: FileId) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET join_started = NULL, session = NULL
+             WHERE id = ?1 AND state IN ('superseded', 'failed')",
             params![id],
         )?;
         Ok(())
@@ -298,8 +330,11 @@ impl Journal {
     /// Sessions left open by rows that will never resume them.
     pub fn orphan_sessions(&self) -> Result<Vec<(FileId, Session)>> {
         let mut stmt = self.conn.prepare(
+            // A completion the service accepted cannot be aborted: its join is
+            // settled by the path's next upload first (`unsettled_joins`).
             "SELECT id, session FROM files
-             WHERE state IN ('failed', 'superseded') AND session IS NOT NULL",
+             WHERE state IN ('failed', 'superseded') AND session IS NOT NULL
+               AND join_started IS NULL",
         )?;
         let rows: Vec<(FileId, String)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?

@@ -586,3 +586,41 @@ fn a_joining_row_rests_until_due_and_is_claimed_to_poll_never_to_send() {
     let row = j.file(id).expect("read").expect("row");
     assert_eq!((row.join_started, row.join_restarts), (None, 0));
 }
+
+#[test]
+fn a_join_superseded_before_it_settles_is_kept_for_the_next_upload_to_wait_on() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let id = claimed_with_plan(&mut j);
+    j.to_completing(id, &FileDigests::default())
+        .expect("completing");
+    j.to_joining(id, now_ms() + 60_000, None).expect("joining");
+    // New content of the same path while the service joins the old one.
+    let Enqueued::Replaced { old, new } = j.enqueue(&new_file("/o/a", 11, 2)).expect("enqueue")
+    else {
+        panic!("expected the joining row to be superseded")
+    };
+    assert_eq!(old, id);
+    // Not an orphan to abort, and its session is not forgotten.
+    assert!(j.orphan_sessions().expect("orphans").is_empty());
+    j.forget_session(id).expect("forget");
+    let waits = j.unsettled_joins(Path::new("/o/a")).expect("unsettled");
+    assert_eq!(waits.len(), 1);
+    assert_eq!(waits[0].0, id);
+    assert!(
+        j.unsettled_joins(Path::new("/o/b"))
+            .expect("other path")
+            .is_empty()
+    );
+    j.join_settled(id).expect("settled");
+    assert!(
+        j.unsettled_joins(Path::new("/o/a"))
+            .expect("unsettled")
+            .is_empty()
+    );
+    let row = j.file(id).expect("read").expect("row");
+    assert_eq!((row.session, row.join_started), (None, None));
+    assert_eq!(
+        j.file(new).expect("read").expect("row").state,
+        FileState::Queued
+    );
+}
