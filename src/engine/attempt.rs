@@ -510,6 +510,16 @@ impl Attempt<'_> {
                     .await?;
                 Ok((remote, digests.clone()))
             }
+            Join::Pending { stage } if waited > JOIN_PATIENCE => {
+                warn!(%stage, waited_s = waited.as_secs(), "the service has not finished joining; the file is uploaded again");
+                Err(Stop::Backend(BackendError::SessionGone {
+                    op: Op::Complete,
+                    detail: format!(
+                        "the service's join stayed {stage} for {} s",
+                        waited.as_secs()
+                    ),
+                }))
+            }
             Join::Pending { stage } => {
                 debug!(%stage, waited_ms = waited.as_millis() as u64, "still joining");
                 let at = next();
@@ -753,6 +763,11 @@ impl Attempt<'_> {
         Ok(())
     }
 }
+
+/// How long a join may take before the file is uploaded again: a service whose
+/// join never ends must not hold a file for ever. The service joins at disk speed;
+/// an hour is far beyond any file an edge device sends.
+const JOIN_PATIENCE: Duration = Duration::from_secs(3600);
 
 /// How long a file rests before its join is polled again, after waiting `waited`
 /// since the completion was accepted: a quarter of that, within [0.2 s, 30 s]. A

@@ -73,19 +73,38 @@ pub(crate) async fn complete(
 ) -> Result<usize, i64> {
     let files = begin(&mut api.settled(s), s, caller, mpid)?;
     let n = files.len();
-    let joined = join_files(api, s, files).await;
-    let mut st = api.settled(s);
-    let u = st.uploads.find(mpid, &caller.root).ok_or(-2)?;
-    match joined {
-        Ok((staged, corrupted)) => u.start_join(staged, corrupted, roll(s.edgio_join_fail_rate)),
-        Err(e) => {
-            tracing::error!(mpid, error = %e, "edgio join could not read the pieces");
-            u.enter(UpState::Failed);
-        }
-    }
-    drop(st);
     api.counters.add_call("multipart/complete");
-    nudge(api, s);
+    // The service's join goes on whatever becomes of the request: a client that
+    // disconnects (killed, reset) drops this handler, never the join. Run in a task
+    // of its own, an upload could otherwise stay COMPLETE for ever.
+    let (api, s, root, mpid) = (
+        api.clone(),
+        s.clone(),
+        caller.root.clone(),
+        mpid.to_string(),
+    );
+    let join = tokio::spawn(async move {
+        let joined = join_files(&api, &s, files).await;
+        let mut st = api.settled(&s);
+        if let Some(u) = st.uploads.find(&mpid, &root) {
+            match joined {
+                Ok((staged, corrupted)) => {
+                    u.start_join(staged, corrupted, roll(s.edgio_join_fail_rate))
+                }
+                Err(e) => {
+                    tracing::error!(mpid, error = %e, "edgio join could not read the pieces");
+                    u.enter(UpState::Failed);
+                }
+            }
+        }
+        drop(st);
+        nudge(&api, &s);
+    });
+    // The answer waits for the join to have started, as before; a failed task is
+    // the emulator's own bug, logged, and the upload then stays COMPLETE.
+    if let Err(e) = join.await {
+        tracing::error!(error = %e, "edgio join task failed");
+    }
     Ok(n)
 }
 
