@@ -75,7 +75,30 @@ pub(crate) async fn inject(State(layer): State<FaultLayer>, req: Request, next: 
     if let Some(fault) = refusal {
         tracing::debug!(emulator = layer.emulator.name(), ?fault, "injected refusal");
         drain(body).await;
-        return layer.emulator.fault_response(fault);
+        let answer = layer.emulator.fault_response(fault);
+        if settings.echo_headers {
+            return echoing(answer, &parts.headers);
+        }
+        return answer;
     }
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// `answer` with a body that lists `headers` (`name: value` lines), status and
+/// headers kept (`echo_headers`).
+fn echoing(answer: Response, headers: &axum::http::HeaderMap) -> Response {
+    let mut text = String::from("request headers:\n");
+    for (name, value) in headers {
+        text.push_str(&format!(
+            "{name}: {}\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    let (mut parts, _) = answer.into_parts();
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain"),
+    );
+    Response::from_parts(parts, Body::from(text))
 }

@@ -54,6 +54,10 @@ pub struct Settings {
     /// byte at `corrupt_offset % size`, so a test can put the damage inside or outside
     /// the ranges a client samples.
     pub corrupt_offset: i64,
+    /// Injected refusals (`fail_rate`, `rate_limit_rate`) answer with a body that
+    /// repeats every request header, credentials included, as a debugging proxy or
+    /// server might: for tests that a client never logs what such a body echoes.
+    pub echo_headers: bool,
     /// Part size Box dictates in new sessions.
     pub box_part_size: u64,
     /// Smallest `file_size` Box accepts for a session (protocols/box.md §Small files).
@@ -169,6 +173,7 @@ impl Default for Settings {
             session_ttl_s: 7 * 24 * 3600, // protocols/box.md §Session lifecycle: 7 days
             corrupt_rate: 0.0,
             corrupt_offset: -1,
+            echo_headers: false,
             box_part_size: 8 * 1024 * 1024, // protocols/box.md §Session lifecycle: 8 MiB
             box_min_session_size: 20_000_000, // protocols/box.md §Small files
             box_commit_202: 0,
@@ -246,6 +251,10 @@ pub struct SettingsPatch {
     #[arg(long, allow_negative_numbers = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub corrupt_offset: Option<i64>,
+    /// Injected refusals repeat the request's headers in their body (default false).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub echo_headers: Option<bool>,
     /// Part size Box dictates in new sessions (default 8388608).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -523,6 +532,7 @@ impl Settings {
         set(&mut self.session_ttl_s, p.session_ttl_s);
         set(&mut self.corrupt_rate, p.corrupt_rate);
         set(&mut self.corrupt_offset, p.corrupt_offset);
+        set(&mut self.echo_headers, p.echo_headers);
         set(&mut self.box_part_size, p.box_part_size);
         set(&mut self.box_min_session_size, p.box_min_session_size);
         set(&mut self.box_commit_202, p.box_commit_202);

@@ -157,6 +157,28 @@ async fn rate_limit_rate_one_answers_429_with_retry_after() -> TestResult {
 }
 
 #[tokio::test]
+async fn echo_headers_repeats_the_credentials_in_an_injected_refusal() -> TestResult {
+    let mut patch = small();
+    patch.fail_rate = Some(1.0);
+    patch.echo_headers = Some(true);
+    let bed = start(patch).await;
+    let resp = bed.get("/folders/0").await;
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(
+        resp.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let text = resp.text().await?;
+    assert!(
+        text.contains("authorization: Bearer testbed-secret"),
+        "{text}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn latency_delays_each_request() -> TestResult {
     let mut patch = small();
     patch.latency_ms = Some(150);
