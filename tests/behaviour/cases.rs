@@ -661,7 +661,13 @@ fn failed_parts_are_not_read_again(kind: Kind) -> Outcome {
     check(failed > 0, || {
         "no request failed; the case proved nothing".into()
     })?;
-    check(read as f64 <= 1.1 * size as f64, || {
+    // About once: 10 % for the sampled verification's reads and the journal, plus
+    // one part. An attempt that ends (a part failing PART_TRIES times in a row, a
+    // timeout under load) drops the part read ahead, which the next attempt reads
+    // again; in full-suite runs this happened about once in ten (insights-hub,
+    // exosite: one 5 MiB part), never when run alone.
+    let part = w.part_size as f64;
+    check(read as f64 <= 1.1 * size as f64 + part, || {
         // What made it read again is in the daemon's INFO lines.
         let log = w.env.log_text();
         let info: Vec<&str> = log.lines().filter(|l| !l.contains(" DEBUG ")).collect();
