@@ -14,26 +14,11 @@ use dropship::backend::{
     Backend, BackendConfig, BackendError, FileSpec, Meter, PartBody, PartSpec, Session,
 };
 use dropship::digest::{DigestKind, digest_of};
-use dropship_testbed::{DEFAULT_SECRET, ExositeResend, Options, Settings, Testbed};
+use dropship_testbed::{DEFAULT_SECRET, ExositeResend, Settings, Testbed};
 
-use common::{Env, random_bytes};
+use common::{Env, random_bytes, runtime, start_testbed as start};
 
 const PART: u64 = 5 << 20;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn start(rt: &tokio::runtime::Runtime, store: &std::path::Path, settings: Settings) -> Testbed {
-    rt.block_on(Testbed::start(
-        Options::loopback(store).with_settings(settings),
-    ))
-    .expect("testbed")
-}
 
 fn backend_config(tb: &Testbed, token_file: &str, extra: &str) -> String {
     format!(

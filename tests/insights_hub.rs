@@ -8,27 +8,12 @@ mod common;
 
 use std::time::Duration;
 
-use dropship_testbed::{DEFAULT_SECRET, Options, Settings, Testbed};
+use dropship_testbed::{DEFAULT_SECRET, Settings, Testbed};
 
-use common::{Env, random_bytes, wait_for};
+use common::{Env, random_bytes, runtime, start_testbed as start, wait_for};
 
 const ENTITY: &str = "00189ab4c65243bb9d77f17332dd570a";
 const MIB: usize = 1 << 20;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
-fn start(rt: &tokio::runtime::Runtime, store: &std::path::Path, settings: Settings) -> Testbed {
-    rt.block_on(Testbed::start(
-        Options::loopback(store).with_settings(settings),
-    ))
-    .expect("testbed")
-}
 
 /// A daemon's environment against `tb`, writing into `uploads/` of the asset.
 fn env(tb: &Testbed, upload: &str) -> Env {

@@ -330,3 +330,24 @@ pub fn append(path: &Path, data: &[u8]) {
         .expect("open for append");
     f.write_all(data).expect("append");
 }
+
+/// A runtime for a test's in-process testbed.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// The testbed on loopback, storing under `store`, with `settings`.
+pub fn start_testbed(
+    rt: &tokio::runtime::Runtime,
+    store: &Path,
+    settings: dropship_testbed::Settings,
+) -> dropship_testbed::Testbed {
+    rt.block_on(dropship_testbed::Testbed::start(
+        dropship_testbed::Options::loopback(store).with_settings(settings),
+    ))
+    .expect("testbed")
+}

@@ -221,33 +221,50 @@ impl EdgioBackend {
         }
     }
 
-    /// Every piece record of the upload, in order of arrival (paged by cookie).
+    /// Every piece record of the upload, in order of arrival.
     async fn pieces(&self, op: Op, mpid: &str) -> Result<Vec<Piece>, BackendError> {
+        self.paged(
+            op,
+            "listMultipartPiece",
+            &[json!(mpid)],
+            "pieces",
+            |result| match rpc_code(result) {
+                Some(-2) => Self::gone(op, mpid, "is unknown to the service"),
+                _ => rpc_refused(op, "listMultipartPiece", result),
+            },
+        )
+        .await
+    }
+
+    /// Every record of a JSON-RPC listing paged by cookie (`listMultipartPiece`,
+    /// `listMultipart`): `lead` are the arguments before the cookie and the page
+    /// size, the records are under `field`; a code other than 0 goes to `refused`.
+    async fn paged<T: serde::de::DeserializeOwned>(
+        &self,
+        op: Op,
+        method: &str,
+        lead: &[Value],
+        field: &str,
+        refused: impl Fn(&Value) -> BackendError,
+    ) -> Result<Vec<T>, BackendError> {
         let mut all = Vec::new();
         let mut cookie = 0i64;
         for _ in 0..MAX_PAGES {
-            let result = self
-                .agile
-                .rpc(
-                    op,
-                    "listMultipartPiece",
-                    &[json!(mpid), json!(cookie), json!(PAGE)],
-                )
-                .await?;
-            match rpc_code(&result) {
-                Some(0) => {}
-                Some(-2) => return Err(Self::gone(op, mpid, "is unknown to the service")),
-                _ => return Err(rpc_refused(op, "listMultipartPiece", &result)),
+            let mut args = lead.to_vec();
+            args.extend([json!(cookie), json!(PAGE)]);
+            let result = self.agile.rpc(op, method, &args).await?;
+            if rpc_code(&result) != Some(0) {
+                return Err(refused(&result));
             }
-            let page: Vec<Piece> = result
-                .get("pieces")
+            let page: Vec<T> = result
+                .get(field)
                 .cloned()
                 .map(serde_json::from_value)
                 .transpose()
                 .map_err(|e| BackendError::Retry {
                     op,
                     after: None,
-                    cause: format!("listMultipartPiece: unexpected pieces ({e})"),
+                    cause: format!("{method}: unexpected {field} ({e})"),
                 })?
                 .unwrap_or_default();
             let next = result.get("cookie").and_then(Value::as_i64).unwrap_or(0);
@@ -261,7 +278,7 @@ impl EdgioBackend {
         Err(BackendError::Retry {
             op,
             after: None,
-            cause: format!("listMultipartPiece of {mpid} did not end within {MAX_PAGES} pages"),
+            cause: format!("{method} did not end within {MAX_PAGES} pages"),
         })
     }
 
@@ -811,53 +828,32 @@ impl Backend for EdgioBackend {
         }
         let op = Op::Abort;
         let wanted: Vec<String> = unrecorded.iter().map(|k| self.path(k)).collect();
+        let uploads: Vec<Upload> = self
+            .paged(op, "listMultipart", &[], "multipart", |result| {
+                rpc_refused(op, "listMultipart", result)
+            })
+            .await?;
         let mut aborted = 0;
-        let mut cookie = 0i64;
-        for _ in 0..MAX_PAGES {
-            let result = self
-                .agile
-                .rpc(op, "listMultipart", &[json!(cookie), json!(PAGE)])
-                .await?;
-            if rpc_code(&result) != Some(0) {
-                return Err(rpc_refused(op, "listMultipart", &result));
+        for u in &uploads {
+            // Listed paths carry the account prefix (`/<account>/...`).
+            let unprefixed = u
+                .path
+                .strip_prefix('/')
+                .and_then(|p| p.split_once('/'))
+                .map(|(_, rest)| format!("/{rest}"));
+            let ours = wanted
+                .iter()
+                .any(|w| u.path == *w || unprefixed.as_deref() == Some(w.as_str()));
+            let open = matches!(u.state, state::NEW | state::READY);
+            if ours && open && !known.iter().any(|s| s.id == u.mpid) {
+                let s = Session {
+                    id: u.mpid.clone(),
+                    part_size: None,
+                    extra: Value::Null,
+                };
+                self.abort(&s).await?;
+                aborted += 1;
             }
-            let page: Vec<Upload> = result
-                .get("multipart")
-                .cloned()
-                .map(serde_json::from_value)
-                .transpose()
-                .map_err(|e| BackendError::Retry {
-                    op,
-                    after: None,
-                    cause: format!("listMultipart: unexpected uploads ({e})"),
-                })?
-                .unwrap_or_default();
-            for u in &page {
-                // Listed paths carry the account prefix (`/<account>/...`).
-                let unprefixed = u
-                    .path
-                    .strip_prefix('/')
-                    .and_then(|p| p.split_once('/'))
-                    .map(|(_, rest)| format!("/{rest}"));
-                let ours = wanted
-                    .iter()
-                    .any(|w| u.path == *w || unprefixed.as_deref() == Some(w.as_str()));
-                let open = matches!(u.state, state::NEW | state::READY);
-                if ours && open && !known.iter().any(|s| s.id == u.mpid) {
-                    let s = Session {
-                        id: u.mpid.clone(),
-                        part_size: None,
-                        extra: Value::Null,
-                    };
-                    self.abort(&s).await?;
-                    aborted += 1;
-                }
-            }
-            let next = result.get("cookie").and_then(Value::as_i64).unwrap_or(0);
-            if page.is_empty() || next == 0 {
-                return Ok(aborted);
-            }
-            cookie = next;
         }
         Ok(aborted)
     }
