@@ -295,3 +295,51 @@ fn a_refused_login_waits_and_a_new_password_resumes() {
     let text = format!("{}{}", env.log_text(), env.status());
     assert!(!text.contains("rotated-password"), "the password leaked");
 }
+
+/// The start-up sweep: an upload begun for a key whose `begin` was never recorded
+/// (the daemon died before) is found with `listMultipart` and aborted; one the
+/// journal knows is kept.
+#[test]
+fn the_sweep_aborts_uploads_nobody_recorded_and_keeps_known_ones() {
+    use dropship::backend::{BackendConfig, FileSpec};
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = start(&rt, store.path(), Settings::default());
+    let dir = tempfile::tempdir().expect("dir");
+    let password = dir.path().join("password");
+    std::fs::write(&password, DEFAULT_SECRET).expect("password");
+    let base = tb.emulator_url("edgio");
+    let cfg: BackendConfig = toml::from_str(&format!(
+        "type = \"edgio\"\nupload_url = \"{base}\"\nusername = \"testbed\"\npassword_file = \"{}\"\ndirectory = \"uploads\"",
+        password.display()
+    ))
+    .expect("config");
+    let backend = cfg.build(Default::default()).expect("backend");
+    let file = |key: &str| FileSpec {
+        key: key.into(),
+        size: 10 << 20,
+        mtime: 0,
+    };
+    let open = || tb.stats().emulators["edgio"].sessions_open;
+    rt.block_on(async {
+        let lost = backend.begin(&file("a/lost.bin")).await.expect("begin");
+        let kept = backend.begin(&file("a/kept.bin")).await.expect("begin");
+        let other = backend.begin(&file("b/other.bin")).await.expect("begin");
+        assert_eq!(open(), 3);
+        let n = backend
+            .sweep(
+                std::slice::from_ref(&kept),
+                &["a/lost.bin".into(), "a/kept.bin".into()],
+            )
+            .await
+            .expect("sweep");
+        assert_eq!(n, 1, "only the unrecorded upload of an unrecorded key");
+        assert_eq!(open(), 2);
+        // The known one and one of another key are still open.
+        for s in [&kept, &other] {
+            backend.abort(s).await.expect("abort");
+        }
+        assert_eq!(open(), 0);
+        let _ = lost;
+    });
+}
