@@ -24,14 +24,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::gate::{Ticket, Verdict};
+use super::join::join_poll_delay;
 use super::outcome::{self, Stop};
 use super::post::Post;
 use super::pump::{Carried, PART_TRIES};
 use super::reader::{self, ReadItem, ReadPlan};
 use super::{Ctx, plan, pump};
 use crate::backend::{
-    BackendError, FileDigests, FileSpec, FinalPart, Join, Meter, Op, PartBody, Receipt,
-    RemoteObject, RemoteStat, Session, Source,
+    BackendError, FileDigests, FileSpec, FinalPart, Meter, Op, PartBody, Receipt, RemoteObject,
+    RemoteStat, Session, Source,
 };
 use crate::config::OnExists;
 use crate::confine;
@@ -453,100 +454,6 @@ impl Attempt<'_> {
         Ok((remote, digests))
     }
 
-    /// An older content of this file whose completion the service accepted, then
-    /// superseded while it joined: its join could still land after this upload and
-    /// put the older bytes back. This upload begins only once every such join has
-    /// settled (landed, failed or gone); until then the file retries.
-    async fn settle_older_joins(&self, file: &FileSpec) -> Result<(), Stop> {
-        let ctx = self.ctx;
-        let path = self.row.path.clone();
-        let older = ctx.journal.call(move |j| j.unsettled_joins(&path)).await?;
-        for (id, session) in older {
-            match ctx.backend.join(&session, file).await {
-                Ok(Join::Pending { stage }) => {
-                    return Err(Stop::Backend(BackendError::Retry {
-                        op: Op::Begin,
-                        after: Some(join_poll_delay(Duration::from_secs(1))),
-                        cause: format!(
-                            "an older content of this file is still being joined by the service ({stage})"
-                        ),
-                    }));
-                }
-                Ok(Join::Done(_) | Join::Failed(_)) | Err(BackendError::SessionGone { .. }) => {
-                    ctx.journal.call(move |j| j.join_settled(id)).await?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
-    }
-
-    /// Asks where the join of an accepted completion stands (never completing
-    /// again): the object is there → verify it; still joining → rest until the next
-    /// poll; failed → have the service run it again, once per session, then begin a
-    /// new upload.
-    async fn poll_join(&self, file: &FileSpec) -> Result<(RemoteObject, FileDigests), Stop> {
-        let (ctx, row) = (self.ctx, self.row);
-        let id = row.id;
-        let (Some(session), Some(digests)) = (&row.session, &row.digests) else {
-            // The columns are written together; a row without them is damaged.
-            return Err(Stop::Backend(BackendError::SessionGone {
-                op: Op::Complete,
-                detail: "the journal holds a join without its session".into(),
-            }));
-        };
-        let started = row.join_started.unwrap_or_else(now_ms);
-        let waited = Duration::from_millis(now_ms().saturating_sub(started).max(0) as u64);
-        let next = move || now_ms() + join_poll_delay(waited).as_millis() as i64;
-        match ctx.backend.join(session, file).await? {
-            Join::Done(remote) => {
-                info!(
-                    join_secs = waited.as_secs_f64(),
-                    "the service finished joining"
-                );
-                let (r, d) = (remote.clone(), digests.clone());
-                ctx.journal
-                    .call(move |j| j.to_verifying(id, &r, &d, None))
-                    .await?;
-                Ok((remote, digests.clone()))
-            }
-            Join::Pending { stage } if waited > JOIN_PATIENCE => {
-                warn!(%stage, waited_s = waited.as_secs(), "the service has not finished joining; the file is uploaded again");
-                Err(Stop::Backend(BackendError::SessionGone {
-                    op: Op::Complete,
-                    detail: format!(
-                        "the service's join stayed {stage} for {} s",
-                        waited.as_secs()
-                    ),
-                }))
-            }
-            Join::Pending { stage } => {
-                debug!(%stage, waited_ms = waited.as_millis() as u64, "still joining");
-                let at = next();
-                ctx.journal
-                    .call(move |j| j.to_joining(id, at, None))
-                    .await?;
-                Err(Stop::Joining)
-            }
-            Join::Failed(why) if row.join_restarts == 0 => {
-                warn!(%why, "the service failed to join the parts; asking it to restart the join");
-                ctx.backend.restart_join(session).await?;
-                ctx.journal.call(move |j| j.join_restarted(id)).await?;
-                let at = now_ms() + join_poll_delay(Duration::ZERO).as_millis() as i64;
-                ctx.journal
-                    .call(move |j| j.to_joining(id, at, None))
-                    .await?;
-                Err(Stop::Joining)
-            }
-            Join::Failed(why) => Err(Stop::Backend(BackendError::SessionGone {
-                op: Op::Complete,
-                detail: format!(
-                    "the service failed to join the parts again after a restart: {why}"
-                ),
-            })),
-        }
-    }
-
     /// Asks the service to complete the session, carrying the last part where it
     /// rides on the completion. A temporary failure is tried again after a backoff,
     /// from the part's buffer, as `pump.rs` does for parts (up to [`PART_TRIES`]
@@ -762,19 +669,6 @@ impl Attempt<'_> {
             .await?;
         Ok(())
     }
-}
-
-/// How long a join may take before the file is uploaded again: a service whose
-/// join never ends must not hold a file for ever. The service joins at disk speed;
-/// an hour is far beyond any file an edge device sends.
-const JOIN_PATIENCE: Duration = Duration::from_secs(3600);
-
-/// How long a file rests before its join is polled again, after waiting `waited`
-/// since the completion was accepted: a quarter of that, within [0.2 s, 30 s]. A
-/// quick join is seen soon after it ends; a join of hours is asked about twice a
-/// minute, not hundreds of times.
-fn join_poll_delay(waited: Duration) -> Duration {
-    (waited / 4).clamp(Duration::from_millis(200), Duration::from_secs(30))
 }
 
 /// Compares what the service stores with what was read from disk: the size, and

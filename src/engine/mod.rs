@@ -10,7 +10,8 @@
 //! queue, and the backend sweeps what the journal does not account for (sessions
 //! begun but never recorded).
 //!
-//! Rooms: `attempt` (one file's way), `pump` (its parts in flight), `outcome` (what a
+//! Rooms: `attempt` (one file's way), `pump` (its parts in flight), `join` (waiting
+//! for a service that assembles the object after completion), `outcome` (what a
 //! stop does to the row), `reader` (the read pass), `budget` (memory), `post` and
 //! `writers` (the post-action), `plan` (part sizes), `backoff`.
 
@@ -18,6 +19,7 @@ mod attempt;
 mod backoff;
 mod budget;
 mod gate;
+mod join;
 mod outcome;
 mod plan;
 mod post;
