@@ -16,6 +16,22 @@ const IN_PROGRESS: [FileState; 3] = [
     FileState::Verifying,
 ];
 
+/// Records, in `tx`, the receipt of a part whose bytes rode on the finishing
+/// request (a single request's one part, a last part carried by `complete`).
+fn record_carried(
+    tx: &rusqlite::Transaction<'_>,
+    id: FileId,
+    carried: Option<&Receipt>,
+) -> Result<()> {
+    if let Some(r) = carried {
+        tx.execute(
+            "UPDATE parts SET state = 'uploaded', receipt = ?3 WHERE file_id = ?1 AND idx = ?2",
+            params![id, r.index, to_json(r)?],
+        )?;
+    }
+    Ok(())
+}
+
 impl Journal {
     // ---- the watcher's side ---------------------------------------------------------
 
@@ -382,16 +398,8 @@ impl Journal {
     ) -> Result<()> {
         let remote = to_json(remote)?;
         let digests = to_json(digests)?;
-        let receipt = carried
-            .map(|r| to_json(r).map(|j| (r.index, j)))
-            .transpose()?;
         let tx = self.conn.transaction()?;
-        if let Some((index, receipt)) = receipt {
-            tx.execute(
-                "UPDATE parts SET state = 'uploaded', receipt = ?3 WHERE file_id = ?1 AND idx = ?2",
-                params![id, index, receipt],
-            )?;
-        }
+        record_carried(&tx, id, carried)?;
         let n = tx.execute(
             "UPDATE files SET state = 'verifying', updated_at = ?2, remote = ?3, digests = ?4
              WHERE id = ?1 AND state IN ('uploading', 'completing')",
@@ -415,16 +423,8 @@ impl Journal {
         poll_at: i64,
         carried: Option<&Receipt>,
     ) -> Result<()> {
-        let receipt = carried
-            .map(|r| to_json(r).map(|j| (r.index, j)))
-            .transpose()?;
         let tx = self.conn.transaction()?;
-        if let Some((index, receipt)) = receipt {
-            tx.execute(
-                "UPDATE parts SET state = 'uploaded', receipt = ?3 WHERE file_id = ?1 AND idx = ?2",
-                params![id, index, receipt],
-            )?;
-        }
+        record_carried(&tx, id, carried)?;
         let now = now_ms();
         let n = tx.execute(
             "UPDATE files SET state = 'joining', next_attempt_at = ?2, updated_at = ?3,
