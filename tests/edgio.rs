@@ -111,6 +111,85 @@ fn a_newer_content_waits_for_the_older_join_and_stays() {
     assert_eq!(stored(&tb, "same.bin").as_deref(), Some(&new[..]));
 }
 
+/// A daemon killed after the service accepted the completion but before the answer
+/// was recorded, the file then rewritten: the older content's join is still waited
+/// for (the journal noted the completion before sending it), never taken for an
+/// open upload to abort, so it cannot land over the newer content afterwards.
+#[test]
+fn an_unrecorded_accepted_completion_still_holds_back_a_newer_content() {
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = start(
+        &rt,
+        store.path(),
+        Settings {
+            edgio_join_delay_ms: 3000,
+            // The answer is held back: the daemon dies before it can record it.
+            edgio_complete_answer_delay_ms: 10_000,
+            ..Settings::default()
+        },
+    );
+    let env = env(&tb, "");
+    let daemon = env.spawn_ready();
+    let old = random_bytes(3 * MIB, 8);
+    env.drop_file("same.bin", &old);
+    wait_for(
+        Duration::from_secs(30),
+        "the completion to be accepted",
+        || (calls(&tb, "multipart/complete") == 1).then_some(()),
+    );
+    daemon.kill9();
+    let new = b"the newer content, written while the daemon was down".to_vec();
+    env.drop_file("same.bin", &new);
+    let _daemon = env.spawn_ready();
+    env.wait_log(
+        "an older content of this file is still being joined",
+        Duration::from_secs(20),
+    );
+    env.wait_state("same.bin", "done", Duration::from_secs(30));
+    // Past the older join's end: it cannot land afterwards.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(stored(&tb, "same.bin").as_deref(), Some(&new[..]));
+    assert_eq!(calls(&tb, "multipart/complete"), 1);
+}
+
+/// A completion the service refused (`-13`, lock expired) until the attempt gave
+/// up: the next attempt finds the upload still open, completes it, and sends no
+/// piece again.
+#[test]
+fn a_completion_that_never_took_is_asked_again_on_the_same_upload() {
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = start(
+        &rt,
+        store.path(),
+        Settings {
+            edgio_join_delay_ms: 100,
+            edgio_complete_error_rate: 1.0,
+            ..Settings::default()
+        },
+    );
+    let env = env(&tb, "");
+    let _daemon = env.spawn_ready();
+    let data = random_bytes(3 * MIB + 11, 9);
+    env.drop_file("again.bin", &data);
+    env.wait_state("again.bin", "retrying", Duration::from_secs(60));
+    let received = tb.stats().bytes_received;
+    tb.update_settings(SettingsPatch {
+        edgio_complete_error_rate: Some(0.0),
+        ..Default::default()
+    });
+    env.wait_log(
+        "the service never received the completion",
+        Duration::from_secs(30),
+    );
+    env.wait_state("again.bin", "done", Duration::from_secs(30));
+    assert_eq!(stored(&tb, "again.bin").as_deref(), Some(&data[..]));
+    assert_eq!(calls(&tb, "multipart/create"), 1, "began a second upload");
+    let resent = tb.stats().bytes_received - received;
+    assert!(resent < 64 << 10, "{resent} bytes sent after the refusals");
+}
+
 /// While one file waits for its join, the only worker delivers another.
 #[test]
 fn a_file_waiting_for_its_join_holds_no_worker() {

@@ -92,6 +92,9 @@ pub enum Join {
     Pending { stage: String },
     /// The service gave up assembling it; [`Backend::restart_join`] may run it again.
     Failed(String),
+    /// The service holds the upload but no completion of it: the request that the
+    /// journal noted before sending it never arrived. Complete it (again).
+    NotRequested,
 }
 
 /// The file being uploaded, as the backend sees it.

@@ -146,8 +146,12 @@ impl Attempt<'_> {
                 ctx.journal.call(move |j| j.resume_verifying(id)).await?;
                 (r.clone(), d.clone())
             }
-            // The service accepted the completion: only its join is left to wait for.
-            _ if row.join_started.is_some() => self.poll_join(&file).await?,
+            // The completion was asked for: only its join is left to wait for, unless
+            // the request never reached the service.
+            _ if row.join_started.is_some() => match self.poll_join(&file).await? {
+                Some(done) => done,
+                None => self.in_parts(&file).await?,
+            },
             _ => {
                 self.check_local().await?;
                 if row.session.is_none() && ctx.caps.asynchronous_join {
@@ -403,6 +407,9 @@ impl Attempt<'_> {
         };
         let d = digests.clone();
         ctx.journal.call(move |j| j.to_completing(id, &d)).await?;
+        if ctx.caps.asynchronous_join {
+            ctx.journal.call(move |j| j.note_completion(id)).await?;
+        }
         let carried_index = carried.as_ref().map(|c| c.spec.index);
         let receipts: Vec<Receipt> = ctx
             .journal

@@ -34,20 +34,26 @@ impl Attempt<'_> {
                 Ok(Join::Done(_) | Join::Failed(_)) | Err(BackendError::SessionGone { .. }) => {
                     ctx.journal.call(move |j| j.join_settled(id)).await?;
                 }
+                // Never completed: an open upload that nothing will finish.
+                Ok(Join::NotRequested) => {
+                    ctx.backend.abort(&session).await?;
+                    ctx.journal.call(move |j| j.join_settled(id)).await?;
+                }
                 Err(e) => return Err(e.into()),
             }
         }
         Ok(())
     }
 
-    /// Asks where the join of an accepted completion stands (never completing
-    /// again): the object is there → verify it; still joining → rest until the next
-    /// poll; failed → have the service run it again, once per session, then begin a
-    /// new upload.
+    /// Asks where the join of a completion stands (never completing again while
+    /// the service holds one): the object is there → verify it; still joining →
+    /// rest until the next poll; failed → have the service run it again, once per
+    /// session, then begin a new upload; never requested (the daemon died before
+    /// the request went out) → `None`: the upload is to be completed.
     pub(super) async fn poll_join(
         &self,
         file: &FileSpec,
-    ) -> Result<(RemoteObject, FileDigests), Stop> {
+    ) -> Result<Option<(RemoteObject, FileDigests)>, Stop> {
         let (ctx, row) = (self.ctx, self.row);
         let id = row.id;
         let (Some(session), Some(digests)) = (&row.session, &row.digests) else {
@@ -70,7 +76,14 @@ impl Attempt<'_> {
                 ctx.journal
                     .call(move |j| j.to_verifying(id, &r, &d, None))
                     .await?;
-                Ok((remote, digests.clone()))
+                Ok(Some((remote, digests.clone())))
+            }
+            Join::NotRequested => {
+                info!("the service never received the completion; it is asked again");
+                ctx.journal
+                    .call(move |j| j.completion_unrequested(id))
+                    .await?;
+                Ok(None)
             }
             Join::Pending { stage } if waited > JOIN_PATIENCE => {
                 warn!(%stage, waited_s = waited.as_secs(), "the service has not finished joining; the file is uploaded again");

@@ -440,6 +440,37 @@ impl Journal {
         Ok(())
     }
 
+    /// Notes, before the completion request goes out, that the service may accept
+    /// it and join the parts on its own (`asynchronous_join`): if the daemon dies
+    /// before the answer is recorded, the row still counts as joining. Superseded
+    /// then, its join is waited for (`unsettled_joins`), never taken for an orphan
+    /// to abort: an accepted join cannot be aborted and would land over the newer
+    /// content.
+    pub fn note_completion(&mut self, id: FileId) -> Result<()> {
+        let n = self.conn.execute(
+            "UPDATE files SET join_started = ?2 WHERE id = ?1 AND state = 'completing'",
+            params![id, now_ms()],
+        )?;
+        if n == 0 {
+            return Err(self.stale(id, "completing"));
+        }
+        Ok(())
+    }
+
+    /// The service never received the completion noted by
+    /// [`Journal::note_completion`]: the row is an upload to complete again.
+    pub fn completion_unrequested(&mut self, id: FileId) -> Result<()> {
+        let n = self.conn.execute(
+            "UPDATE files SET join_started = NULL
+             WHERE id = ?1 AND state IN ('uploading', 'completing')",
+            params![id],
+        )?;
+        if n == 0 {
+            return Err(self.stale(id, "uploading|completing"));
+        }
+        Ok(())
+    }
+
     /// The service ran a failed join again: counted, and its clock restarts.
     pub fn join_restarted(&mut self, id: FileId) -> Result<()> {
         let n = self.conn.execute(

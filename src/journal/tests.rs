@@ -624,3 +624,41 @@ fn a_join_superseded_before_it_settles_is_kept_for_the_next_upload_to_wait_on() 
         FileState::Queued
     );
 }
+
+#[test]
+fn a_completion_noted_before_it_is_sent_makes_a_superseded_row_wait_not_abort() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let id = claimed_with_plan(&mut j);
+    j.to_completing(id, &FileDigests::default())
+        .expect("completing");
+    j.note_completion(id).expect("noted");
+    // The daemon dies before the answer is recorded; the file is rewritten.
+    assert_eq!(j.recover().expect("recover"), 1);
+    let Enqueued::Replaced { old, .. } = j.enqueue(&new_file("/o/a", 11, 2)).expect("enqueue")
+    else {
+        panic!("expected the row to be superseded")
+    };
+    assert_eq!(old, id);
+    assert!(j.orphan_sessions().expect("orphans").is_empty());
+    let waits = j.unsettled_joins(Path::new("/o/a")).expect("unsettled");
+    assert_eq!(waits.iter().map(|w| w.0).collect::<Vec<_>>(), vec![id]);
+}
+
+#[test]
+fn a_completion_never_received_is_unnoted_and_may_be_noted_again() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let id = claimed_with_plan(&mut j);
+    // Only a completing row notes its completion.
+    assert!(j.note_completion(id).is_err());
+    j.to_completing(id, &FileDigests::default())
+        .expect("completing");
+    j.note_completion(id).expect("noted");
+    j.retry_later(id, 0, 1, "refused").expect("retry later");
+    let row = j.claim_next(now_ms(), &[]).expect("claim").expect("row");
+    assert!(row.join_started.is_some(), "the next attempt polls first");
+    j.completion_unrequested(id).expect("unrequested");
+    assert_eq!(j.file(id).expect("read").expect("row").join_started, None);
+    j.to_completing(id, &FileDigests::default())
+        .expect("completing again");
+    j.note_completion(id).expect("noted again");
+}

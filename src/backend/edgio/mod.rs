@@ -702,11 +702,8 @@ impl Backend for EdgioBackend {
             },
             state::SUCCESS => Join::Done(self.object(&file.key)),
             state::FAILED => Join::Failed(format!("the join of {mpid} FAILED: {}", st.error)),
-            // Accepted, yet back before completion: nothing to wait for.
-            state::NEW | state::READY => Join::Failed(format!(
-                "upload {mpid} is {} after its completion was accepted",
-                state::name(st.state)
-            )),
+            // The completion noted before it was sent never arrived.
+            state::NEW | state::READY => Join::NotRequested,
             s => return Err(Self::gone(op, mpid, &format!("is {}", state::name(s)))),
         })
     }

@@ -136,6 +136,10 @@ pub struct Settings {
     /// Fraction (0..=1) of Edgio completes answered 500 `-13` (lock expired) with
     /// nothing changed (rule 14).
     pub edgio_complete_error_rate: f64,
+    /// An accepted Edgio completion is answered this long after the upload became
+    /// COMPLETE (its join goes on meanwhile): a test can kill the client between the
+    /// service's acceptance and the client's record of it, the way a lost answer does.
+    pub edgio_complete_answer_delay_ms: u64,
     /// Edgio upload-host requests per second per account above which the answer is 429
     /// (protocols/edgio.md §Conventions: 100/s; rule 13). 0 = no limit.
     pub edgio_rate_limit_rps: u64,
@@ -201,6 +205,7 @@ impl Default for Settings {
             edgio_join_delay_ms: 1000,
             edgio_join_fail_rate: 0.0,
             edgio_complete_error_rate: 0.0,
+            edgio_complete_answer_delay_ms: 0,
             edgio_rate_limit_rps: 100, // protocols/edgio.md §Conventions
             edgio_upload_ttl_s: 24 * 3600, // protocols/edgio.md §Multipart 6: 1 day
             edgio_max_piece: 100_000_000_000, // protocols/edgio.md §Multipart 2: 100 GB
@@ -364,6 +369,10 @@ pub struct SettingsPatch {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub edgio_complete_error_rate: Option<f64>,
+    /// Edgio: an accepted completion is answered this many ms late (default 0).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edgio_complete_answer_delay_ms: Option<u64>,
     /// Edgio upload-host requests per second before 429; 0 = off (default 100).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -578,6 +587,10 @@ impl Settings {
         set(
             &mut self.edgio_complete_error_rate,
             p.edgio_complete_error_rate,
+        );
+        set(
+            &mut self.edgio_complete_answer_delay_ms,
+            p.edgio_complete_answer_delay_ms,
         );
         set(&mut self.edgio_rate_limit_rps, p.edgio_rate_limit_rps);
         set(&mut self.edgio_upload_ttl_s, p.edgio_upload_ttl_s);

@@ -182,3 +182,26 @@ async fn rule11_the_garbage_collector_expires_new_uploads_and_open_pieces() -> T
     assert_eq!(ed.bed.tb.stats().emulators["edgio"].sessions_open, 1);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_late_answer_to_a_completion_leaves_the_join_going_on_meanwhile() -> TestResult {
+    let ed = Ed::start(SettingsPatch {
+        edgio_join_delay_ms: Some(60_000),
+        edgio_complete_answer_delay_ms: Some(1500),
+        ..quiet()
+    })
+    .await;
+    let t = ed.login().await;
+    ed.mkdir(&t, "/mp").await;
+    let mpid = ed.create(&t, "/mp", "f.bin").await;
+    ed.piece(&t, &mpid, "1", &content(1000)).await;
+    let t0 = std::time::Instant::now();
+    let (answer, state) = tokio::join!(ed.complete(&t, &mpid), async {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        ed.state(&t, &mpid).await
+    });
+    assert_eq!(state, 5, "JOINing while the answer is held back");
+    assert_eq!(answer.pair(), (200, 0));
+    assert!(t0.elapsed() >= std::time::Duration::from_millis(1500));
+    Ok(())
+}

@@ -2,7 +2,8 @@
 //!
 //! Refused: `-2` unknown mpid, `-17` aborted, `-8` already completed (COMPLETE, JOIN,
 //! SUCCESS, FAILED) or expired, `-4` no live piece, `-5` live part numbers other than
-//! exactly 1..n. `edgio_complete_error_rate` answers 500 `-13` (lock expired) after
+//! exactly 1..n. An accepted completion is answered `edgio_complete_answer_delay_ms`
+//! late. `edgio_complete_error_rate` answers 500 `-13` (lock expired) after
 //! those checks, with nothing changed. Otherwise the upload becomes COMPLETE, its live
 //! pieces are concatenated in number order (on the blocking pool, outside the lock;
 //! pieces cannot change meanwhile, as COMPLETE refuses them), `corrupt_rate` may flip
@@ -73,6 +74,7 @@ pub(crate) async fn complete(
 ) -> Result<usize, i64> {
     let files = begin(&mut api.settled(s), s, caller, mpid)?;
     let n = files.len();
+    let answer_delay = Duration::from_millis(s.edgio_complete_answer_delay_ms);
     api.counters.add_call("multipart/complete");
     // The service's join goes on whatever becomes of the request: a client that
     // disconnects (killed, reset) drops this handler, never the join. Run in a task
@@ -105,6 +107,7 @@ pub(crate) async fn complete(
     if let Err(e) = join.await {
         tracing::error!(error = %e, "edgio join task failed");
     }
+    tokio::time::sleep(answer_delay).await;
     Ok(n)
 }
 
