@@ -1,8 +1,8 @@
 //! `dropship status`: the journal's view, as a table for people or JSON for scripts.
 //!
 //! The JSON shape is an interface: `counts` has one key per file state, `backend`
-//! says whether the service accepts the credentials (`{"state": "ok" |
-//! "auth_refused", "since", "reason"}`), `notices` lists every condition the daemon
+//! says whether the service accepts work (`{"state": "ok" | "auth_refused" |
+//! "unreachable", "since", "reason", "retry_at", "tries"}`), `notices` lists every condition the daemon
 //! reports (`{"topic", "state", "since", "reason"}`), and `files` has one object per
 //! journal row with at least `id`, `path`, `state`, `size`, `bytes_sent`, `attempts`
 //! and `last_error`. Fields may be added, never renamed.
@@ -40,9 +40,16 @@ pub fn table(report: &StatusReport, running: bool, recent_done: usize) -> String
     if report.backend.state != "ok" {
         let _ = writeln!(
             out,
-            "backend: {} since {} — {}",
+            "backend: {} since {}{} — {}",
             report.backend.state,
             report.backend.since.map_or("?".into(), ago),
+            match (report.backend.tries, report.backend.retry_at) {
+                (Some(n), Some(at)) => format!(
+                    ", {n} tries, next in {}s",
+                    ((at - now_ms()).max(0) + 999) / 1000
+                ),
+                _ => String::new(),
+            },
             report.backend.reason.as_deref().unwrap_or("")
         );
     }

@@ -46,6 +46,12 @@ pub enum BackendError {
         after: Option<Duration>,
         cause: String,
     },
+    /// No connection to the service at all (refused, no route, name not resolved,
+    /// connect timeout): it is away, not this file's request. The engine stops
+    /// claiming files and probes with one at a time, backing off up to `retry_max`,
+    /// until the service answers again (`engine/gate.rs`).
+    #[error("{op}: service unreachable: {cause}")]
+    Unreachable { op: Op, cause: String },
     /// The remote session expired or is unknown: begin again.
     #[error("{op}: upload session no longer exists: {detail}")]
     SessionGone { op: Op, detail: String },
@@ -80,6 +86,7 @@ impl BackendError {
     pub fn op(&self) -> Op {
         match self {
             BackendError::Retry { op, .. }
+            | BackendError::Unreachable { op, .. }
             | BackendError::SessionGone { op, .. }
             | BackendError::AuthRefused { op, .. }
             | BackendError::Conflict { op, .. }

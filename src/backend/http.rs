@@ -207,9 +207,11 @@ fn timed_out(err: &reqwest::Error) -> bool {
     false
 }
 
-/// A request that got no HTTP answer: refused, reset, timed out. Always `Retry`:
-/// every operation of the trait is safe to repeat (STYLE §2.3).
+/// A request that got no HTTP answer: refused, reset, timed out. Always retried:
+/// every operation of the trait is safe to repeat (STYLE §2.3). No connection at
+/// all is `Unreachable` (the service is away); anything after one is `Retry`.
 pub fn transport(op: Op, err: reqwest::Error) -> BackendError {
+    let unreachable = err.is_connect();
     // Without the URL: it may carry ids, and the cause chain says what happened.
     let err = err.without_url();
     let mut cause = err.to_string();
@@ -218,6 +220,9 @@ pub fn transport(op: Op, err: reqwest::Error) -> BackendError {
         cause.push_str(": ");
         cause.push_str(&s.to_string());
         source = s.source();
+    }
+    if unreachable {
+        return BackendError::Unreachable { op, cause };
     }
     BackendError::Retry {
         op,

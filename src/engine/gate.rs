@@ -1,19 +1,28 @@
-//! The credentials gate: while the service refuses the credentials, uploads pause.
+//! The gate: while the service refuses the credentials, or cannot be reached at
+//! all, uploads pause.
 //!
 //! A token that a rotating agent renews late, a password changed on the server, a
-//! folder whose permission was taken away: none of these is the fault of the files
-//! waiting, and each is fixed for all of them at once. So when an attempt ends with
+//! folder whose permission was taken away, an uplink that is down for days: none of
+//! these is the fault of the files waiting, and each is fixed for all of them at
+//! once. So when an attempt ends with
 //! [`BackendError::AuthRefused`](crate::backend::BackendError) (the backend already
-//! re-read its credential once), the gate closes:
+//! re-read its credential once) or `Unreachable` (no connection at all), the gate
+//! closes:
 //!
-//! - no more files are claimed; the refused file waits in `retrying` with its
-//!   session and parts (nothing is aborted, nothing marked failed);
-//! - one ERROR line is logged and `status` shows `backend: auth_refused`;
-//! - the credential source is re-read every [`RELOAD_EVERY`]; a changed credential is
-//!   tried at once, otherwise one file is tried again after a growing wait (the
-//!   upload backoff: `retry_base` doubling up to `retry_max`), since the fix may be
-//!   on the server's side;
+//! - no more files are claimed; the stopped file waits with its session and parts
+//!   (nothing is aborted, nothing marked failed, no failure counted);
+//! - one line is logged and `status` shows `backend: auth_refused` or `unreachable`;
+//! - one file at a time tries again after a growing wait (the upload backoff:
+//!   `retry_base` doubling up to `retry_max`; for an unreachable service with equal
+//!   jitter, so that devices cut off together do not all return in one second).
+//!   While the credentials are refused, their source is also re-read every
+//!   [`RELOAD_EVERY`], and a changed credential is tried at once;
 //! - the first attempt that the service accepts opens the gate, and work resumes.
+//!
+//! With the service unreachable, one connection attempt per wait is all the daemon
+//! makes, however many files queue up; the plan of the next one is kept in the
+//! journal (`status` shows it), so that a restart resumes the backoff instead of
+//! trying every file at once.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -28,39 +37,92 @@ use crate::backend::Backend;
 /// How often the credential source is read while the service refuses it.
 pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
-/// How an attempt ended, as far as the credentials are concerned.
+/// How an attempt ended, as far as the gate is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     /// The service answered the attempt's requests (delivered, or parts acknowledged).
     Accepted,
     /// The service refused the credentials; the reason, for `status`.
     Refused(String),
-    /// Nothing was learnt (a network failure, a file that changed...).
+    /// No connection to the service; the reason, for `status`.
+    Unreachable(String),
+    /// Nothing was learnt (a temporary failure, a file that changed...).
     Unknown,
+}
+
+/// Why the gate is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    Credentials,
+    Unreachable,
+}
+
+impl Cause {
+    /// The `backend` state `status` shows.
+    pub fn state(self) -> &'static str {
+        match self {
+            Cause::Credentials => "auth_refused",
+            Cause::Unreachable => "unreachable",
+        }
+    }
 }
 
 /// What the gate's state did after an attempt, for the caller to log and record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     None,
-    /// The gate just closed.
-    Closed(String),
+    /// The gate just closed, or is closed now for another cause.
+    Closed(Cause, String),
+    /// A try failed; the gate stays closed until the next one.
+    TryFailed,
     /// The gate just opened again.
     Opened,
 }
 
+/// The next try while the gate is closed, as kept in the journal across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub cause: Cause,
+    pub tries: u32,
+    /// From now until the next try.
+    pub wait: Duration,
+}
+
 #[derive(Debug)]
-struct Refused {
+struct Closed {
+    cause: Cause,
     /// Tries since the gate closed; drives the wait before the next one.
     tries: u32,
     next_try: Instant,
-    /// A claimed file is trying the credentials now: claim nothing more until it ends.
+    /// A claimed file is trying the service now: claim nothing more until it ends.
     trying: bool,
+}
+
+impl Closed {
+    fn new(cause: Cause, backoff: &Backoff) -> Closed {
+        Closed {
+            cause,
+            tries: 1,
+            next_try: Instant::now() + wait(cause, 1, backoff),
+            trying: false,
+        }
+    }
+}
+
+/// The wait before try `tries + 1`: the backoff's ceiling; for an unreachable
+/// service between half of it and all of it (equal jitter: spread, yet never
+/// much sooner than the backoff means).
+fn wait(cause: Cause, tries: u32, backoff: &Backoff) -> Duration {
+    let ceiling = backoff.ceiling(tries);
+    match cause {
+        Cause::Credentials => ceiling,
+        Cause::Unreachable => ceiling.mul_f64(0.5 + fastrand::f64() / 2.0),
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
-    refused: Option<Refused>,
+    refused: Option<Closed>,
     /// Bumped each time the gate closes: only an attempt claimed since then is
     /// evidence that the credentials work again (an older one may have had its
     /// parts acknowledged before the refusal).
@@ -88,6 +150,28 @@ pub struct Gate {
 impl Gate {
     pub fn is_closed(&self) -> bool {
         self.lock().refused.is_some()
+    }
+
+    /// While closed: why, how many tries so far, and how long until the next.
+    pub fn plan(&self) -> Option<Plan> {
+        self.lock().refused.as_ref().map(|c| Plan {
+            cause: c.cause,
+            tries: c.tries,
+            wait: c.next_try.saturating_duration_since(Instant::now()),
+        })
+    }
+
+    /// At start: the last daemon found the service unreachable and planned its next
+    /// try; this one keeps to that plan instead of trying every file at once.
+    pub fn resume(&self, plan: Plan) {
+        let mut st = self.lock();
+        st.refused = Some(Closed {
+            cause: plan.cause,
+            tries: plan.tries.max(1),
+            next_try: Instant::now() + plan.wait,
+            trying: false,
+        });
+        st.generation += 1;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -158,15 +242,16 @@ impl Gate {
     pub fn ended(&self, ticket: Ticket, verdict: &Verdict, backoff: &Backoff) -> Change {
         let mut st = self.lock();
         let current = ticket.generation == st.generation;
+        let closing = match verdict {
+            Verdict::Refused(reason) => Some((Cause::Credentials, reason)),
+            Verdict::Unreachable(reason) => Some((Cause::Unreachable, reason)),
+            _ => None,
+        };
         let change = match (st.refused.as_mut(), verdict) {
-            (None, Verdict::Refused(reason)) => {
-                st.refused = Some(Refused {
-                    tries: 1,
-                    next_try: Instant::now() + backoff.ceiling(1),
-                    trying: false,
-                });
+            (None, _) if let Some((cause, reason)) = closing => {
+                st.refused = Some(Closed::new(cause, backoff));
                 st.generation += 1;
-                Change::Closed(reason.clone())
+                Change::Closed(cause, reason.clone())
             }
             (None, Verdict::Accepted) => {
                 st.accepted_at = Some(Instant::now());
@@ -179,9 +264,16 @@ impl Gate {
             }
             (Some(r), _) if ticket.trying => {
                 r.tries = r.tries.saturating_add(1);
-                r.next_try = Instant::now() + backoff.ceiling(r.tries);
                 r.trying = false;
-                Change::None
+                let change = match closing {
+                    Some((cause, reason)) if cause != r.cause => {
+                        r.cause = cause;
+                        Change::Closed(cause, reason.clone())
+                    }
+                    _ => Change::TryFailed,
+                };
+                r.next_try = Instant::now() + wait(r.cause, r.tries, backoff);
+                change
             }
             // An attempt begun before the gate closed: it tells nothing new.
             _ => Change::None,
@@ -209,7 +301,7 @@ mod tests {
         let other = g.claimed();
         assert_eq!(
             g.ended(other, &Verdict::Refused("401".into()), &B),
-            Change::Closed("401".into())
+            Change::Closed(Cause::Credentials, "401".into())
         );
         assert!(g.is_closed());
         // An attempt claimed before the refusal, whose parts were acknowledged
@@ -218,7 +310,7 @@ mod tests {
         assert!(g.is_closed());
         let first_try = g.claimed();
         assert!(first_try.trying, "the next claim is a try");
-        assert_eq!(g.ended(first_try, &Verdict::Unknown, &B), Change::None);
+        assert_eq!(g.ended(first_try, &Verdict::Unknown, &B), Change::TryFailed);
         assert!(g.is_closed());
         let second_try = g.claimed();
         assert_eq!(g.ended(second_try, &Verdict::Accepted, &B), Change::Opened);
@@ -255,5 +347,74 @@ mod tests {
             g.ended(ticket, &Verdict::Refused("401".into()), &B);
         }
         assert_eq!(waits, vec![1, 2, 4, 8, 8]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_service_is_tried_by_one_file_with_jittered_backoff_to_the_cap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = crate::backend::local::LocalBackend::new(dir.path()).expect("backend");
+        let g = Gate::default();
+        let cancel = CancellationToken::new();
+        let first = g.claimed();
+        let down = Verdict::Unreachable("connection refused".into());
+        assert_eq!(
+            g.ended(first, &down, &B),
+            Change::Closed(Cause::Unreachable, "connection refused".into())
+        );
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let t0 = Instant::now();
+            assert!(g.wait_turn(&backend, &cancel).await);
+            waits.push(t0.elapsed());
+            let probe = g.claimed();
+            assert!(probe.trying, "one file tries at a time");
+            assert_eq!(g.ended(probe, &down, &B), Change::TryFailed);
+        }
+        // Equal jitter: between half the ceiling and all of it; the ceiling doubles
+        // from 1 s to the 8 s cap.
+        let ceilings = [1u64, 2, 4, 8, 8, 8, 8, 8];
+        for (w, c) in waits.iter().zip(ceilings) {
+            let c = Duration::from_secs(c);
+            assert!(*w >= c / 2 && *w <= c, "{waits:?}");
+        }
+        assert!(
+            waits[3..].windows(2).any(|p| p[0] != p[1]),
+            "no jitter: {waits:?}"
+        );
+        assert_eq!(
+            g.plan().map(|p| (p.cause, p.tries)),
+            Some((Cause::Unreachable, 9))
+        );
+        // The credentials refused once the service is back: the cause changes.
+        let probe = g.claimed();
+        assert_eq!(
+            g.ended(probe, &Verdict::Refused("401".into()), &B),
+            Change::Closed(Cause::Credentials, "401".into())
+        );
+        let probe = g.claimed();
+        assert_eq!(g.ended(probe, &Verdict::Accepted, &B), Change::Opened);
+        assert_eq!(g.plan(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resumed_plan_waits_out_its_time_before_the_first_try() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let backend = crate::backend::local::LocalBackend::new(dir.path()).expect("backend");
+        let g = Gate::default();
+        g.resume(Plan {
+            cause: Cause::Unreachable,
+            tries: 6,
+            wait: Duration::from_secs(5),
+        });
+        let t0 = Instant::now();
+        assert!(g.wait_turn(&backend, &CancellationToken::new()).await);
+        assert_eq!(t0.elapsed(), Duration::from_secs(5));
+        let probe = g.claimed();
+        assert!(probe.trying);
+        g.ended(probe, &Verdict::Unreachable("refused".into()), &B);
+        let p = g.plan().expect("still closed");
+        // The backoff goes on from the kept tries: at the cap, not back at the base.
+        assert_eq!(p.tries, 7);
+        assert!(p.wait >= Duration::from_secs(4), "{p:?}");
     }
 }

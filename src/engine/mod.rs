@@ -34,12 +34,12 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 pub use backoff::Backoff;
 pub use budget::Budget;
 
-use self::gate::{Change, Gate};
+use self::gate::{Cause, Change, Gate};
 use crate::backend::{Backend, Capabilities};
 use crate::config::{After, Config, OnExists, VerifyMode};
 use crate::journal::{BACKEND_TOPIC, JournalError, JournalHandle, now_ms};
@@ -168,11 +168,31 @@ impl Engine {
         if resumed > 0 {
             info!(files = resumed, "resuming unfinished uploads");
         }
-        // Whatever the last daemon reported of the service is re-learnt by this one.
-        self.ctx
-            .journal
-            .call(|j| j.clear_notice(BACKEND_TOPIC).map(|_| ()))
-            .await?;
+        // Whatever the last daemon reported of the service is re-learnt by this one,
+        // except an unreachable service's backoff: resumed, so that a restart (a
+        // power cut, a watchdog) does not try every file at once.
+        match self.ctx.journal.call(|j| j.backend_plan()).await? {
+            Some(plan) if plan.state == Cause::Unreachable.state() => {
+                let wait =
+                    Duration::from_millis(plan.retry_at.saturating_sub(now_ms()).max(0) as u64);
+                info!(
+                    tries = plan.tries,
+                    wait_ms = wait.as_millis() as u64,
+                    "the service was unreachable; its next try is kept"
+                );
+                self.ctx.gate.resume(gate::Plan {
+                    cause: Cause::Unreachable,
+                    tries: plan.tries,
+                    wait,
+                });
+            }
+            _ => {
+                self.ctx
+                    .journal
+                    .call(|j| j.clear_notice(BACKEND_TOPIC).map(|_| ()))
+                    .await?;
+            }
+        }
         tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             () = sweep(&self.ctx) => {}
@@ -270,31 +290,49 @@ impl Engine {
     }
 }
 
-/// Logs and records a change of the credentials gate: one ERROR line when uploads
-/// pause, one INFO line when they resume. Workers report concurrently, so what is
-/// written is the gate's state at writing time, one writer at a time: the notice
-/// can never end up saying the opposite of the gate.
+/// Logs and records a change of the gate: one line when uploads pause, one when
+/// they resume, the plan of the next try after each failed one. Workers report
+/// concurrently, so what is written is the gate's state at writing time, one writer
+/// at a time: the notice can never end up saying the opposite of the gate.
 async fn report(ctx: &Ctx, change: Change) {
+    let try_failed = change == Change::TryFailed;
     let reason = match change {
         Change::None => return,
-        Change::Closed(reason) => {
+        Change::Closed(Cause::Credentials, reason) => {
             error!(%reason, "the service refuses the credentials; uploads are paused (nothing is failed) and resume once they are accepted");
-            reason
+            Some(reason)
         }
+        Change::Closed(Cause::Unreachable, reason) => {
+            warn!(%reason, "the service cannot be reached; uploads are paused (nothing is failed), one file at a time tries again with backoff");
+            Some(reason)
+        }
+        Change::TryFailed => None,
         Change::Opened => {
-            info!("the service accepts the credentials again; uploads resume");
-            String::new()
+            info!("the service accepts uploads again; uploads resume");
+            None
         }
     };
     let _one_writer = ctx.notice_writer.lock().await;
-    let closed = ctx.gate.is_closed();
+    let plan = ctx.gate.plan();
+    if let (true, Some(p)) = (try_failed, &plan) {
+        debug!(
+            cause = p.cause.state(),
+            tries = p.tries,
+            wait_ms = p.wait.as_millis() as u64,
+            "still paused; next try planned"
+        );
+    }
     let recorded = ctx
         .journal
-        .call(move |j| match closed {
-            true if !reason.is_empty() => j.set_notice(BACKEND_TOPIC, "auth_refused", &reason),
-            // Closed again by another worker, which records its own reason.
-            true => Ok(()),
-            false => j.clear_notice(BACKEND_TOPIC).map(|_| ()),
+        .call(move |j| {
+            let Some(p) = plan else {
+                return j.clear_notice(BACKEND_TOPIC).map(|_| ());
+            };
+            // A failed try changes only the plan: the reason that closed it stands.
+            if let Some(reason) = reason {
+                j.set_notice(BACKEND_TOPIC, p.cause.state(), &reason)?;
+            }
+            j.set_backend_plan(now_ms() + p.wait.as_millis() as i64, p.tries)
         })
         .await;
     if let Err(e) = recorded {

@@ -84,6 +84,8 @@ pub(super) const FILE_REFUSALS: u32 = 5;
 pub(super) fn verdict(stop: &Stop, answered: bool) -> Verdict {
     match stop {
         Stop::Backend(e @ BackendError::AuthRefused { .. }) => Verdict::Refused(e.to_string()),
+        // Whatever the attempt had sent before: the service is away now.
+        Stop::Backend(e @ BackendError::Unreachable { .. }) => Verdict::Unreachable(e.to_string()),
         Stop::Postponed(_) | Stop::Joining => Verdict::Accepted,
         _ if answered => Verdict::Accepted,
         _ => Verdict::Unknown,
@@ -155,6 +157,17 @@ pub(super) async fn settle(ctx: &Ctx, row: &FileRow, stop: Stop) {
                         let _ = ctx.backend.abort(&s).await;
                     }
                     retry_later(ctx, id, None, e.to_string()).await
+                }
+                BackendError::Unreachable { .. } => {
+                    // Not the file's fault either: back in the queue in its place,
+                    // session and parts kept, failures not counted; the gate probes
+                    // the service with one file at a time until it answers.
+                    let why = format!("waiting for the service: {e}");
+                    ignore_stale(
+                        ctx.journal
+                            .call(move |j| j.wait_service(id, &why))
+                            .await,
+                    )
                 }
                 BackendError::Conflict { .. } => mismatch(ctx, id, e.to_string()).await,
                 BackendError::AuthRefused { .. } => {

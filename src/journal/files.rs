@@ -550,6 +550,20 @@ impl Journal {
         )
     }
 
+    /// The service could not be reached: the row goes back to the queue in its
+    /// place (oldest first once the service answers), with its session and parts,
+    /// its failure streak untouched.
+    pub fn wait_service(&mut self, id: FileId, why: &str) -> Result<()> {
+        self.transition(
+            id,
+            &IN_PROGRESS,
+            FileState::Queued,
+            // 0, as when it was first queued: claimed by age among the others.
+            "next_attempt_at = 0, last_error = ?4",
+            &[&why],
+        )
+    }
+
     /// Counts a verification mismatch; returns the new count.
     pub fn count_verify_failure(&mut self, id: FileId) -> Result<u32> {
         Ok(self.conn.query_row(

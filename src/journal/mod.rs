@@ -33,7 +33,7 @@ use serde::Serialize;
 
 pub use handle::JournalHandle;
 pub use states::{FileState, PartState};
-pub use status::{BACKEND_TOPIC, BackendHealth, FileStatus, Notice, StatusReport};
+pub use status::{BACKEND_TOPIC, BackendHealth, BackendPlan, FileStatus, Notice, StatusReport};
 
 use crate::backend::{FileDigests, Receipt, RemoteObject, Session};
 use crate::digest::HashCheckpoint;
@@ -55,6 +55,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0004_asynchronous_join",
         include_str!("../../migrations/0004_asynchronous_join.sql"),
+    ),
+    (
+        "0005_backend_retry_plan",
+        include_str!("../../migrations/0005_backend_retry_plan.sql"),
     ),
 ];
 

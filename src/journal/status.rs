@@ -24,10 +24,23 @@ pub struct StatusReport {
 /// `status --json`'s `backend` object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BackendHealth {
+    /// `ok`, `auth_refused` or `unreachable`.
     pub state: String,
     /// Unix milliseconds when the state began; `null` when `ok`.
     pub since: Option<i64>,
     pub reason: Option<String>,
+    /// Unix milliseconds of the next try while paused; `null` when `ok`.
+    pub retry_at: Option<i64>,
+    /// Tries since the state began; `null` when `ok`.
+    pub tries: Option<u32>,
+}
+
+/// The backend notice's plan of its next try (see [`Journal::set_backend_plan`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendPlan {
+    pub state: String,
+    pub retry_at: i64,
+    pub tries: u32,
 }
 
 /// A condition that outlasts one file. Topics: `backend` (state `auth_refused`),
@@ -47,6 +60,8 @@ impl BackendHealth {
             state: "ok".into(),
             since: None,
             reason: None,
+            retry_at: None,
+            tries: None,
         }
     }
 }
@@ -100,6 +115,32 @@ impl Journal {
             params![topic, state, now_ms(), reason],
         )?;
         Ok(())
+    }
+
+    /// The plan of the backend's next try while it is paused: `retry_at` (Unix
+    /// milliseconds) and the tries so far. A no-op without a backend notice.
+    pub fn set_backend_plan(&mut self, retry_at: i64, tries: u32) -> Result<()> {
+        self.conn.execute(
+            "UPDATE notices SET retry_at = ?2, tries = ?3 WHERE topic = ?1",
+            params![BACKEND_TOPIC, retry_at, tries],
+        )?;
+        Ok(())
+    }
+
+    /// The backend notice's plan, if it has one.
+    pub fn backend_plan(&self) -> Result<Option<BackendPlan>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT state, retry_at, tries FROM notices
+             WHERE topic = ?1 AND retry_at IS NOT NULL AND tries IS NOT NULL",
+        )?;
+        let mut rows = stmt.query_map(params![BACKEND_TOPIC], |r| {
+            Ok(BackendPlan {
+                state: r.get(0)?,
+                retry_at: r.get(1)?,
+                tries: r.get(2)?,
+            })
+        })?;
+        Ok(rows.next().transpose()?)
     }
 
     /// The condition of `topic` is over. Returns whether there was one.
@@ -182,11 +223,14 @@ impl Journal {
         })?;
         let files = rows.collect::<rusqlite::Result<Vec<_>>>()?;
         let notices = self.notices()?;
+        let plan = self.backend_plan()?;
         let backend = match notices.iter().find(|n| n.topic == BACKEND_TOPIC) {
             Some(n) => BackendHealth {
                 state: n.state.clone(),
                 since: Some(n.since),
                 reason: n.reason.clone(),
+                retry_at: plan.as_ref().map(|p| p.retry_at),
+                tries: plan.as_ref().map(|p| p.tries),
             },
             None => BackendHealth::ok(),
         };

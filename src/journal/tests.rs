@@ -662,3 +662,45 @@ fn a_completion_never_received_is_unnoted_and_may_be_noted_again() {
         .expect("completing again");
     j.note_completion(id).expect("noted again");
 }
+
+#[test]
+fn a_file_waiting_for_an_unreachable_service_keeps_its_place_and_its_streak() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let older = claimed_with_plan(&mut j);
+    j.retry_later(older, 0, 2, "503").expect("retry later");
+    j.enqueue(&new_file("/o/b", 5, 1)).expect("enqueue");
+    let row = j.claim_next(now_ms(), &[]).expect("claim").expect("row");
+    assert_eq!(row.id, older);
+    j.wait_service(older, "waiting for the service: refused")
+        .expect("wait");
+    let row = j.file(older).expect("read").expect("row");
+    assert_eq!(row.state, FileState::Queued);
+    assert_eq!(row.failures, 2, "no failure counted");
+    assert!(row.session.is_some(), "its session kept");
+    // Back in its place: claimed before the younger file.
+    let next = j.claim_next(now_ms(), &[]).expect("claim").expect("row");
+    assert_eq!(next.id, older);
+}
+
+#[test]
+fn the_backend_plan_is_kept_with_its_notice_and_goes_with_it() {
+    let mut j = Journal::open_in_memory().expect("open");
+    j.set_backend_plan(5, 1).expect("no notice: a no-op");
+    assert_eq!(j.backend_plan().expect("plan"), None);
+    j.set_notice(BACKEND_TOPIC, "unreachable", "refused")
+        .expect("notice");
+    j.set_backend_plan(123_456, 7).expect("plan");
+    let plan = j.backend_plan().expect("plan").expect("kept");
+    assert_eq!(
+        (plan.state.as_str(), plan.retry_at, plan.tries),
+        ("unreachable", 123_456, 7)
+    );
+    let st = j.status().expect("status");
+    assert_eq!(
+        (st.backend.retry_at, st.backend.tries),
+        (Some(123_456), Some(7))
+    );
+    j.clear_notice(BACKEND_TOPIC).expect("clear");
+    assert_eq!(j.backend_plan().expect("plan"), None);
+    assert_eq!(j.status().expect("status").backend.tries, None);
+}

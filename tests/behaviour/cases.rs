@@ -291,7 +291,9 @@ fn unreachable_service(kind: Kind) -> Outcome {
         format!("gave up on a network error: {row}")
     })?;
     let why = row["last_error"].as_str().unwrap_or_default();
-    check(why.contains("temporary"), || format!("{row}"))?;
+    check(why.contains("unreachable"), || format!("{row}"))?;
+    let backend = w.env.status()["backend"].clone();
+    check(backend["state"] == "unreachable", || format!("{backend}"))?;
     w.start_service_at(addr);
     w.env.wait_state("later/data.bin", "done", secs(60));
     w.assert_stored("later/data.bin", b"sent once the uplink is back")
