@@ -133,5 +133,8 @@ const JOIN_PATIENCE: Duration = Duration::from_secs(3600);
 /// quick join is seen soon after it ends; a join of hours is asked about twice a
 /// minute, not hundreds of times.
 pub(super) fn join_poll_delay(waited: Duration) -> Duration {
-    (waited / 4).clamp(Duration::from_millis(200), Duration::from_secs(30))
+    (waited / 4).clamp(Duration::from_millis(200), MAX_POLL_DELAY)
 }
+
+/// The longest rest between two polls of a join.
+pub(super) const MAX_POLL_DELAY: Duration = Duration::from_secs(30);

@@ -164,6 +164,17 @@ impl Engine {
 
     /// Runs until `cancel`, then lets the workers stop at their next step.
     pub async fn run(self, cancel: CancellationToken) -> Result<(), JournalError> {
+        // Nothing is scheduled further ahead than the backoff's cap or a join's
+        // poll; a minute of slack for a clock that NTP slews.
+        let horizon =
+            self.ctx.settings.backoff.max.max(join::MAX_POLL_DELAY) + Duration::from_secs(60);
+        self.ctx
+            .journal
+            .call(move |j| {
+                j.set_horizon(horizon);
+                Ok(())
+            })
+            .await?;
         let resumed = self.ctx.journal.call(|j| j.recover()).await?;
         if resumed > 0 {
             info!(files = resumed, "resuming unfinished uploads");

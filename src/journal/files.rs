@@ -136,10 +136,13 @@ impl Journal {
         let tx = self.conn.transaction()?;
         let mut stmt = tx.prepare(
             "SELECT id, path FROM files
-             WHERE state = 'queued' OR (state IN ('retrying', 'joining') AND next_attempt_at <= ?1)
+             WHERE state = 'queued'
+                OR (state IN ('retrying', 'joining')
+                    AND (next_attempt_at <= ?1 OR next_attempt_at > ?2))
              ORDER BY next_attempt_at, id",
         )?;
-        let mut rows = stmt.query(params![now])?;
+        // Beyond the horizon: scheduled before the clock jumped backwards.
+        let mut rows = stmt.query(params![now, now.saturating_add(self.horizon_ms)])?;
         let mut chosen = None;
         while let Some(r) = rows.next()? {
             let path = PathBuf::from(std::ffi::OsString::from_vec(r.get::<_, Vec<u8>>(1)?));

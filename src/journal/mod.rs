@@ -207,6 +207,9 @@ pub fn now_ms() -> i64 {
 pub struct Journal {
     conn: Connection,
     path: PathBuf,
+    /// The longest wait the engine ever schedules, in ms (see
+    /// [`Journal::set_horizon`]); `i64::MAX` until it is told.
+    horizon_ms: i64,
 }
 
 impl std::fmt::Debug for Journal {
@@ -244,6 +247,7 @@ impl Journal {
         let mut j = Journal {
             conn,
             path: path.to_path_buf(),
+            horizon_ms: i64::MAX,
         };
         j.configure(true)?;
         j.quick_check()?;
@@ -264,6 +268,7 @@ impl Journal {
         let j = Journal {
             conn,
             path: path.to_path_buf(),
+            horizon_ms: i64::MAX,
         };
         j.conn
             .busy_timeout(Duration::from_secs(5))
@@ -286,11 +291,20 @@ impl Journal {
         Ok(j)
     }
 
+    /// The longest wait the engine ever schedules (`retry_max`, a join's poll). A
+    /// row due further ahead than that was scheduled by a clock that has since
+    /// jumped backwards (a device that booted without a real-time clock, then NTP):
+    /// it is due now, rather than in however long the jump was.
+    pub fn set_horizon(&mut self, longest_wait: Duration) {
+        self.horizon_ms = i64::try_from(longest_wait.as_millis()).unwrap_or(i64::MAX);
+    }
+
     /// A private journal in memory, for tests.
     pub fn open_in_memory() -> Result<Journal> {
         let mut j = Journal {
             conn: Connection::open_in_memory()?,
             path: PathBuf::from(":memory:"),
+            horizon_ms: i64::MAX,
         };
         j.configure(false)?;
         j.migrate()?;

@@ -704,3 +704,21 @@ fn the_backend_plan_is_kept_with_its_notice_and_goes_with_it() {
     assert_eq!(j.backend_plan().expect("plan"), None);
     assert_eq!(j.status().expect("status").backend.tries, None);
 }
+
+#[test]
+fn a_row_scheduled_beyond_the_horizon_is_due_after_the_clock_jumped_back() {
+    let mut j = Journal::open_in_memory().expect("open");
+    j.set_horizon(Duration::from_secs(360));
+    let id = claimed_with_plan(&mut j);
+    // Scheduled 5 minutes ahead by a clock that was a day fast.
+    let day = 86_400_000;
+    let now = now_ms();
+    j.retry_later(id, now + 300_000, 1, "503")
+        .expect("retry later");
+    // The same clock, 4 minutes on: not due yet.
+    assert_eq!(j.claim_next(now + 240_000, &[]).expect("claim"), None);
+    // NTP set the clock back a day: 5 minutes ahead became a day and 5 minutes,
+    // far beyond any wait the engine schedules, so it is due now, not tomorrow.
+    let row = j.claim_next(now - day, &[]).expect("claim").expect("due");
+    assert_eq!(row.id, id);
+}
