@@ -43,6 +43,43 @@ pub enum DaemonError {
     Backend(#[from] BackendError),
     #[error("watcher: {0}")]
     Watch(#[from] WatchError),
+    #[error(
+        "the journal {} was {what} while the daemon ran: stopping, since what it recorded since is lost and a fresh journal would send every file in the outbox again; check what removed it, then start dropship again (a missing journal is created anew)",
+        path.display()
+    )]
+    JournalLost { path: PathBuf, what: &'static str },
+}
+
+impl DaemonError {
+    /// Whether a person has to look before the daemon may run again (a journal that
+    /// is damaged or was lost): the exit code tells systemd not to restart it.
+    pub fn needs_a_person(&self) -> bool {
+        matches!(
+            self,
+            DaemonError::JournalLost { .. } | DaemonError::Journal(JournalError::Damaged { .. })
+        )
+    }
+}
+
+/// How often the journal's file is looked at (see [`journal_lost`]).
+const JOURNAL_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+/// Resolves when the journal's file is no longer the one the daemon opened:
+/// deleted (SQLite would go on writing to the unlinked inode, and the next start
+/// would find nothing) or replaced by another file.
+async fn journal_lost(path: PathBuf) -> DaemonError {
+    use std::os::unix::fs::MetadataExt;
+    let opened = std::fs::metadata(&path).map(|m| (m.dev(), m.ino())).ok();
+    loop {
+        tokio::time::sleep(JOURNAL_CHECK_EVERY).await;
+        let what = match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "deleted",
+            Ok(m) if opened.is_some_and(|o| o != (m.dev(), m.ino())) => "replaced",
+            // Unreadable for a moment (a permission being changed): looked at again.
+            _ => continue,
+        };
+        return DaemonError::JournalLost { path, what };
+    }
 }
 
 /// The lock next to the journal that keeps a second daemon away from it.
@@ -112,6 +149,8 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Daem
     );
     let mut engine_task = tasks.spawn(engine.run(cancel.child_token()));
     tasks.close();
+    let lost = journal_lost(cfg.journal.path.clone());
+    tokio::pin!(lost);
 
     let mut failure: Option<DaemonError> = None;
     tokio::pin!(stop);
@@ -134,6 +173,10 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Daem
     if !stopped_early {
         tokio::select! {
             _ = &mut stop => info!("termination signal: stopping"),
+            e = &mut lost => {
+                error!(error = %e, "the journal is gone");
+                failure = Some(e);
+            }
             r = &mut watch_task => {
                 let e = r.map_err(|e| JournalError::Task(e.to_string())).and_then(|r| r.map_err(|e| match e {
                     WatchError::Journal(j) => j,

@@ -1,6 +1,8 @@
 //! The `dropship` command: parses the CLI and hands over to the library.
 //!
-//! Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage.
+//! Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage, 3 the
+//! journal needs a person (damaged, or deleted under the running daemon); the
+//! systemd unit does not restart on 2 or 3.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -166,8 +168,12 @@ fn run(cfg: Config) -> Result<(), Failure> {
         .thread_name("dropship")
         .build()
         .context("starting the runtime")?;
-    rt.block_on(daemon::run(cfg, stop))
-        .context("the daemon stopped")?;
+    if let Err(e) = rt.block_on(daemon::run(cfg, stop)) {
+        return Err(Failure {
+            code: if e.needs_a_person() { 3 } else { 1 },
+            error: anyhow::Error::from(e).context("the daemon stopped"),
+        });
+    }
     // Do not wait for blocking tasks (a part write cut off by the deadline).
     rt.shutdown_background();
     Ok(())

@@ -271,3 +271,33 @@ fn a_burst_of_files_faster_than_the_watcher_loses_none() {
         log.contains("the kernel dropped file events")
     );
 }
+
+/// The journal deleted, or replaced by another file, under a running daemon: SQLite
+/// would go on writing to the unlinked file, and the next start would send every
+/// file still in the outbox again. The daemon notices, says so and exits 3, which
+/// the systemd unit does not restart.
+#[test]
+fn a_journal_deleted_or_replaced_under_the_daemon_stops_it_with_exit_3() {
+    for what in ["deleted", "replaced"] {
+        let env = Env::local("200ms", "", "");
+        let mut daemon = env.spawn_ready();
+        env.drop_file("kept.txt", b"delivered before the journal went");
+        env.wait_done(1, secs(30));
+        let journal = env.dir.path().join("state/journal.db");
+        match what {
+            "deleted" => std::fs::remove_file(&journal).expect("delete"),
+            _ => {
+                let other = env.dir.path().join("state/other.db");
+                std::fs::copy(&journal, &other).expect("copy");
+                std::fs::rename(&other, &journal).expect("replace");
+            }
+        }
+        let status = daemon.wait_exit(secs(15)).expect("the daemon exits");
+        assert_eq!(status.code(), Some(3), "{what}: {}", env.log_text());
+        let log = env.log_text();
+        assert!(
+            log.contains(&format!("was {what} while the daemon ran")),
+            "{what}: {log}"
+        );
+    }
+}
