@@ -19,6 +19,7 @@ pub mod config;
 pub mod confine;
 pub mod daemon;
 pub mod digest;
+pub mod disk;
 pub mod engine;
 pub mod identity;
 pub mod journal;

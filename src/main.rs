@@ -203,10 +203,12 @@ fn show_status(cfg: &Config, json: bool, recent: usize) -> Result<(), Failure> {
         Some(j) => j.status().context("reading the journal")?,
         None => dropship::journal::StatusReport::empty(),
     };
+    let disk = status::JournalDisk::of(&cfg.journal.path);
     if json {
         let out = status::StatusJson {
             daemon_running: running,
             journal: cfg.journal.path.display().to_string(),
+            journal_disk: disk,
             report: &report,
         };
         println!(
@@ -214,7 +216,7 @@ fn show_status(cfg: &Config, json: bool, recent: usize) -> Result<(), Failure> {
             serde_json::to_string_pretty(&out).context("encoding JSON")?
         );
     } else {
-        print!("{}", status::table(&report, running, recent));
+        print!("{}", status::table(&report, running, disk, recent));
     }
     Ok(())
 }

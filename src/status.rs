@@ -18,19 +18,49 @@ use crate::units::human_bytes;
 pub struct StatusJson<'a> {
     pub daemon_running: bool,
     pub journal: String,
+    /// The journal's filesystem, as `status` finds it: a daemon that cannot write
+    /// its journal cannot say so in it.
+    pub journal_disk: Option<JournalDisk>,
     #[serde(flatten)]
     pub report: &'a StatusReport,
 }
 
+/// Free space and writability of the filesystem that holds the journal.
+pub use crate::disk::Disk as JournalDisk;
+
+/// Below this much free space the journal may fail to record anything.
+pub const JOURNAL_LOW_SPACE: u64 = 1 << 20;
+
+/// What is wrong with the journal's filesystem, for the table; `None` when nothing is.
+fn disk_problem(d: &JournalDisk) -> Option<String> {
+    if d.read_only {
+        Some("its filesystem is read-only: no file can be recorded or sent".into())
+    } else if d.free_bytes < JOURNAL_LOW_SPACE {
+        Some(format!(
+            "{} free on its filesystem: files may not be recorded or sent until space returns",
+            human_bytes(d.free_bytes)
+        ))
+    } else {
+        None
+    }
+}
 /// The table `status` prints by default: active and failed files first, then the
 /// most recent finished ones.
-pub fn table(report: &StatusReport, running: bool, recent_done: usize) -> String {
+pub fn table(
+    report: &StatusReport,
+    running: bool,
+    disk: Option<JournalDisk>,
+    recent_done: usize,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "daemon: {}",
         if running { "running" } else { "not running" }
     );
+    if let Some(problem) = disk.as_ref().and_then(disk_problem) {
+        let _ = writeln!(out, "journal: {problem}");
+    }
     let counts: Vec<String> = report
         .counts
         .iter()

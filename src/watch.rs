@@ -35,7 +35,7 @@ use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
 use crate::confine;
@@ -75,6 +75,9 @@ pub struct Watcher {
     unreadable: HashMap<PathBuf, String>,
     /// The inotify watch limit was met (reported once).
     watch_limit_met: bool,
+    /// The journal refused to record a file (a full or read-only disk): reported
+    /// once, until a file is recorded again.
+    journal_refused: bool,
 }
 
 /// notify's watcher and the folders it watches.
@@ -102,6 +105,7 @@ impl Watcher {
             watches: None,
             unreadable: HashMap::new(),
             watch_limit_met: false,
+            journal_refused: false,
         }
     }
 
@@ -441,7 +445,7 @@ impl Watcher {
     /// Records a file found finished. Callers have checked that it is a regular file
     /// reached without crossing a link (`confined_file`, or a walk, which never
     /// enters one).
-    async fn record(&self, path: &Path, id: Identity) -> Result<(), WatchError> {
+    async fn record(&mut self, path: &Path, id: Identity) -> Result<(), WatchError> {
         let f = NewFile {
             path: path.to_path_buf(),
             key: self.cfg.remote_key(path),
@@ -452,13 +456,29 @@ impl Watcher {
         let shown = path.display().to_string();
         let recorded = match self.journal.call(move |j| j.enqueue(&f)).await {
             Ok(r) => r,
-            // A full disk or a long lock: the file stays where it is, and the next
-            // scan (or its next event) records it.
+            // A full or read-only disk, a long lock: the file stays where it is, a
+            // candidate again, tried once more after `settle`. Said once per spell,
+            // not once per file and try.
             Err(e) => {
-                warn!(path = %path.display(), error = %e, "cannot record the file in the journal");
+                if self.journal_refused {
+                    debug!(path = %path.display(), error = %e, "cannot record the file in the journal yet");
+                } else {
+                    error!(path = %path.display(), error = %e, "cannot record files in the journal; they stay where they are and are recorded once it can be written");
+                    self.journal_refused = true;
+                }
+                self.candidates.insert(
+                    path.to_path_buf(),
+                    Candidate {
+                        identity: Some(id),
+                        since: Instant::now(),
+                    },
+                );
                 return Ok(());
             }
         };
+        if std::mem::take(&mut self.journal_refused) {
+            info!("the journal can be written again; files are recorded");
+        }
         match recorded {
             Enqueued::Added(file) => {
                 info!(file, path = %shown, size = id.size, "queued");

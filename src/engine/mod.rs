@@ -215,6 +215,7 @@ impl Engine {
         // Paths a worker holds: another row of the same path waits for it, so that
         // an older content's upload can never land after a newer one's.
         let busy: Arc<Mutex<Vec<PathBuf>>> = Arc::default();
+        let mut claims_failing = false;
         loop {
             if !self.ctx.gate.wait_turn(&*self.ctx.backend, &cancel).await {
                 break;
@@ -241,6 +242,9 @@ impl Engine {
                 .await
             {
                 Ok(Some(row)) => {
+                    if std::mem::take(&mut claims_failing) {
+                        info!("the journal can be written again; work resumes");
+                    }
                     busy.lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .push(row.path.clone());
@@ -273,7 +277,12 @@ impl Engine {
                 }
                 Err(e) => {
                     drop(permit);
-                    error!(error = %e, "cannot claim work from the journal");
+                    // A full or read-only disk lasts: said once, until a claim works.
+                    if std::mem::replace(&mut claims_failing, true) {
+                        debug!(error = %e, "cannot claim work from the journal yet");
+                    } else {
+                        error!(error = %e, "cannot claim work from the journal; no file is taken until it can be written");
+                    }
                     tokio::select! {
                         _ = cancel.cancelled() => break,
                         _ = tokio::time::sleep(POLL) => {}

@@ -218,6 +218,22 @@ impl std::fmt::Debug for Journal {
     }
 }
 
+/// `file:` URI of `path` with `immutable=1`: no locks, no shared memory.
+fn immutable_uri(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut uri = String::from("file:");
+    for &b in path.as_os_str().as_bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                uri.push(b as char)
+            }
+            _ => uri.push_str(&format!("%{b:02X}")),
+        }
+    }
+    uri.push_str("?immutable=1");
+    uri
+}
+
 /// SQLite's "this is not a usable database" codes: reported as damage, never
 /// "fixed" by recreating the file.
 fn is_damage(e: &rusqlite::Error) -> bool {
@@ -256,15 +272,33 @@ impl Journal {
     }
 
     /// Opens an existing journal read-only, for `status` while the daemon runs.
+    ///
+    /// On a filesystem mounted read-only (an ext4 that remounted itself after an
+    /// error), SQLite cannot create the WAL's shared-memory file a reader needs;
+    /// nobody can write there either, so the file is opened as immutable instead.
     pub fn open_read_only(path: &Path) -> Result<Journal> {
-        let conn = Connection::open_with_flags(
-            path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|source| JournalError::Open {
+        match Journal::read_only(path, false) {
+            Err(JournalError::Open { .. })
+                if crate::disk::Disk::of(path).is_some_and(|d| d.read_only) =>
+            {
+                Journal::read_only(path, true)
+            }
+            other => other,
+        }
+    }
+
+    fn read_only(path: &Path, immutable: bool) -> Result<Journal> {
+        let open_error = |source| JournalError::Open {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = if immutable {
+            Connection::open_with_flags(immutable_uri(path), flags | OpenFlags::SQLITE_OPEN_URI)
+        } else {
+            Connection::open_with_flags(path, flags)
+        }
+        .map_err(open_error)?;
         let j = Journal {
             conn,
             path: path.to_path_buf(),
@@ -273,6 +307,8 @@ impl Journal {
         j.conn
             .busy_timeout(Duration::from_secs(5))
             .map_err(|e| j.damage_or(e))?;
+        // The first read is where SQLite finds it cannot open the WAL's files
+        // (`Open`, not damage).
         let found = j.user_version()?;
         if found > SCHEMA_VERSION {
             return Err(JournalError::TooNew {

@@ -722,3 +722,15 @@ fn a_row_scheduled_beyond_the_horizon_is_due_after_the_clock_jumped_back() {
     let row = j.claim_next(now - day, &[]).expect("claim").expect("due");
     assert_eq!(row.id, id);
 }
+
+#[test]
+fn an_immutable_uri_escapes_what_a_uri_would_read_otherwise() {
+    assert_eq!(
+        immutable_uri(Path::new("/var/lib/dropship/journal.db")),
+        "file:/var/lib/dropship/journal.db?immutable=1"
+    );
+    assert_eq!(
+        immutable_uri(Path::new("/a b/j?#%.db")),
+        "file:/a%20b/j%3F%23%25.db?immutable=1"
+    );
+}
