@@ -1,6 +1,6 @@
 //! The device itself failing under a running daemon: the journal's disk full or
-//! read-only. Needs root to mount a small tmpfs for the journal (the tests run as
-//! root here); elsewhere it says so and does nothing.
+//! read-only. Needs root with CAP_SYS_ADMIN to mount a small tmpfs for the journal
+//! (the tests run so here); elsewhere it prints that it skipped.
 
 mod common;
 
@@ -110,7 +110,11 @@ fn a_full_or_read_only_journal_disk_pauses_the_daemon_and_it_resumes_by_itself()
     }
     let env = Env::local("200ms", "", "");
     let state = env.dir.path().join("state");
-    let mount = Mount::tmpfs(&state, "2m").expect("mount a tmpfs (root without CAP_SYS_ADMIN?)");
+    let Some(mount) = Mount::tmpfs(&state, "2m") else {
+        // Root without CAP_SYS_ADMIN (a container): said, never a silent pass.
+        println!("skipped: cannot mount a tmpfs here");
+        return;
+    };
     let mut daemon = env.spawn_ready();
     let before = drop_files(&env, "before", 1);
     env.wait_done(1, secs(30));
