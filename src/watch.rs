@@ -78,6 +78,8 @@ pub struct Watcher {
     /// The journal refused to record a file (a full or read-only disk): reported
     /// once, until a file is recorded again.
     journal_refused: bool,
+    /// The watched folder itself is gone (reported once, until it is back).
+    root_gone: bool,
 }
 
 /// notify's watcher and the folders it watches.
@@ -106,6 +108,7 @@ impl Watcher {
             unreadable: HashMap::new(),
             watch_limit_met: false,
             journal_refused: false,
+            root_gone: false,
         }
     }
 
@@ -182,6 +185,7 @@ impl Watcher {
                         self.rescan_all().await?;
                     }
                     self.settle_candidates().await?;
+                    self.check_root(&root).await?;
                     if let Some(at) = next_rescan
                         && Instant::now() >= at
                     {
@@ -254,6 +258,26 @@ impl Watcher {
             w.dirs.retain(|d| *d == root);
         }
         self.scan(&root, Arrival::Rescan).await
+    }
+
+    /// The watched folder itself removed (a careless cleanup) loses its watch with
+    /// it: once a folder of that name is back, it is watched and listed again.
+    async fn check_root(&mut self, root: &Path) -> Result<(), WatchError> {
+        let watched = self.watches.as_ref().is_none_or(|w| w.dirs.contains(root));
+        if watched {
+            return Ok(());
+        }
+        if !std::fs::symlink_metadata(root).is_ok_and(|m| m.is_dir()) {
+            if !self.root_gone {
+                warn!(folder = %root.display(), "the watched folder is gone; files are found again once it is back");
+                self.root_gone = true;
+            }
+            return Ok(());
+        }
+        info!(folder = %root.display(), "the watched folder is back; watching it again");
+        self.root_gone = false;
+        self.scan(root, Arrival::Rescan).await?;
+        Ok(())
     }
 
     /// Forgets that `path` (and what is below it) is watched.

@@ -301,3 +301,23 @@ fn a_journal_deleted_or_replaced_under_the_daemon_stops_it_with_exit_3() {
         );
     }
 }
+
+/// The watched folder removed (a careless cleanup) and made again: files dropped
+/// into the new folder are found without waiting for the periodic rescan.
+#[test]
+fn the_watched_folder_removed_and_made_again_is_watched_again() {
+    let env = Env::local("200ms", "", "");
+    let _daemon = env.spawn_ready();
+    env.drop_file("first.txt", b"before the folder went");
+    env.wait_done(1, secs(30));
+    std::fs::remove_dir_all(&env.outbox).expect("remove the outbox");
+    std::thread::sleep(Duration::from_millis(500));
+    std::fs::create_dir_all(&env.outbox).expect("make it again");
+    std::thread::sleep(Duration::from_millis(500));
+    env.drop_file("sub/second.txt", b"after it came back");
+    env.wait_done(2, secs(20));
+    assert_eq!(
+        read(&env.dir.path().join("remote/sub/second.txt")),
+        b"after it came back"
+    );
+}
