@@ -123,9 +123,11 @@ fn an_unrecorded_accepted_completion_still_holds_back_a_newer_content() {
         &rt,
         store.path(),
         Settings {
-            edgio_join_delay_ms: 3000,
+            // Long enough that the restarted daemon (start, login, sweep, scan,
+            // settle) asks while the older join still runs, on a loaded machine.
+            edgio_join_delay_ms: 10_000,
             // The answer is held back: the daemon dies before it can record it.
-            edgio_complete_answer_delay_ms: 10_000,
+            edgio_complete_answer_delay_ms: 30_000,
             ..Settings::default()
         },
     );
@@ -146,9 +148,9 @@ fn an_unrecorded_accepted_completion_still_holds_back_a_newer_content() {
         "an older content of this file is still being joined",
         Duration::from_secs(20),
     );
-    env.wait_state("same.bin", "done", Duration::from_secs(30));
-    // Past the older join's end: it cannot land afterwards.
-    std::thread::sleep(Duration::from_millis(3500));
+    env.wait_state("same.bin", "done", Duration::from_secs(40));
+    // The newer content went only after the older join had landed: nothing of the
+    // older one can land afterwards.
     assert_eq!(stored(&tb, "same.bin").as_deref(), Some(&new[..]));
     assert_eq!(calls(&tb, "multipart/complete"), 1);
 }

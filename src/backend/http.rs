@@ -193,6 +193,19 @@ pub fn from_status(
     }
 }
 
+/// Whether a TLS error is in `err`'s chain: rustls's own, possibly wrapped in
+/// `io::Error`s by the connector (whose `source` skips the error they wrap).
+fn tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
+    if err.is::<rustls::Error>() {
+        return true;
+    }
+    let wrapped = err
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .is_some_and(|inner| tls_failure(inner));
+    wrapped || err.source().is_some_and(tls_failure)
+}
+
 /// Whether the connection timed out in the kernel (`ETIMEDOUT`).
 fn timed_out(err: &reqwest::Error) -> bool {
     let mut source = std::error::Error::source(err);
@@ -211,7 +224,9 @@ fn timed_out(err: &reqwest::Error) -> bool {
 /// every operation of the trait is safe to repeat (STYLE §2.3). No connection at
 /// all is `Unreachable` (the service is away); anything after one is `Retry`.
 pub fn transport(op: Op, err: reqwest::Error) -> BackendError {
-    let unreachable = err.is_connect();
+    // The connector makes the TCP connection and the TLS handshake: a certificate
+    // or handshake refused is a service that was reached, not one that is away.
+    let unreachable = err.is_connect() && !tls_failure(&err);
     // Without the URL: it may carry ids, and the cause chain says what happened.
     let err = err.without_url();
     let mut cause = err.to_string();
@@ -234,6 +249,47 @@ pub fn transport(op: Op, err: reqwest::Error) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A closed port is a service that is away; a handshake that fails (TLS spoken
+    /// to a plain HTTP server) is one that was reached.
+    #[tokio::test]
+    async fn no_connection_is_unreachable_a_failed_handshake_is_not() {
+        let c = client(Timeouts::default()).expect("client");
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr")
+        }; // dropped: nothing listens there now
+        let e = c
+            .get(format!("http://{closed}/"))
+            .send()
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(transport(Op::Stat, e), BackendError::Unreachable { .. }),
+            "refused"
+        );
+        let plain = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = plain.local_addr().expect("addr");
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            while let Ok((mut s, _)) = plain.accept().await {
+                let mut buf = [0u8; 512];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            }
+        });
+        let e = c
+            .get(format!("https://{addr}/"))
+            .send()
+            .await
+            .expect_err("handshake");
+        let mapped = transport(Op::Stat, e);
+        assert!(matches!(mapped, BackendError::Retry { .. }), "{mapped}");
+    }
 
     #[test]
     fn plain_http_only_on_loopback_unless_allowed() {

@@ -46,7 +46,12 @@ pub enum Verdict {
     Refused(String),
     /// No connection to the service; the reason, for `status`.
     Unreachable(String),
-    /// Nothing was learnt (a temporary failure, a file that changed...).
+    /// The service was reached but did not take the attempt (a 503, a reset after
+    /// the connection was made, a lost session...): evidence that it is reachable,
+    /// none about the credentials.
+    Reached,
+    /// Nothing was learnt about the service (the file changed or vanished before a
+    /// request went out, shutdown...): a try that did not happen.
     Unknown,
 }
 
@@ -262,6 +267,16 @@ impl Gate {
                 st.accepted_at = Some(Instant::now());
                 Change::Opened
             }
+            // An unreachable service that answered: the uplink is back.
+            (Some(r), Verdict::Reached) if current && r.cause == Cause::Unreachable => {
+                st.refused = None;
+                Change::Opened
+            }
+            // The probe never asked the service: the next file tries at once.
+            (Some(r), Verdict::Unknown) if ticket.trying => {
+                r.trying = false;
+                Change::None
+            }
             (Some(r), _) if ticket.trying => {
                 r.tries = r.tries.saturating_add(1);
                 r.trying = false;
@@ -310,7 +325,13 @@ mod tests {
         assert!(g.is_closed());
         let first_try = g.claimed();
         assert!(first_try.trying, "the next claim is a try");
-        assert_eq!(g.ended(first_try, &Verdict::Unknown, &B), Change::TryFailed);
+        // A try that never reached the service does not count.
+        let due = g.plan().expect("closed").wait;
+        assert_eq!(g.ended(first_try, &Verdict::Unknown, &B), Change::None);
+        assert!(g.plan().expect("closed").wait <= due);
+        let next_try = g.claimed();
+        assert!(next_try.trying);
+        assert_eq!(g.ended(next_try, &Verdict::Reached, &B), Change::TryFailed);
         assert!(g.is_closed());
         let second_try = g.claimed();
         assert_eq!(g.ended(second_try, &Verdict::Accepted, &B), Change::Opened);

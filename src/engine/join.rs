@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use tracing::{debug, info, warn};
 
+use super::Ctx;
 use super::attempt::Attempt;
 use super::outcome::Stop;
-use crate::backend::{BackendError, FileDigests, FileSpec, Join, Op, RemoteObject};
-use crate::journal::now_ms;
+use crate::backend::{BackendError, FileDigests, FileSpec, Join, Op, RemoteObject, Session};
+use crate::journal::{FileId, now_ms};
 
 impl Attempt<'_> {
     /// An older content of this file whose completion the service accepted, then
@@ -21,25 +22,14 @@ impl Attempt<'_> {
         let path = self.row.path.clone();
         let older = ctx.journal.call(move |j| j.unsettled_joins(&path)).await?;
         for (id, session) in older {
-            match ctx.backend.join(&session, file).await {
-                Ok(Join::Pending { stage }) => {
-                    return Err(Stop::Backend(BackendError::Retry {
-                        op: Op::Begin,
-                        after: Some(join_poll_delay(Duration::from_secs(1))),
-                        cause: format!(
-                            "an older content of this file is still being joined by the service ({stage})"
-                        ),
-                    }));
-                }
-                Ok(Join::Done(_) | Join::Failed(_)) | Err(BackendError::SessionGone { .. }) => {
-                    ctx.journal.call(move |j| j.join_settled(id)).await?;
-                }
-                // Never completed: an open upload that nothing will finish.
-                Ok(Join::NotRequested) => {
-                    ctx.backend.abort(&session).await?;
-                    ctx.journal.call(move |j| j.join_settled(id)).await?;
-                }
-                Err(e) => return Err(e.into()),
+            if let Some(stage) = settle_join(ctx, id, &session, file).await? {
+                return Err(Stop::Backend(BackendError::Retry {
+                    op: Op::Begin,
+                    after: Some(join_poll_delay(Duration::from_secs(1))),
+                    cause: format!(
+                        "an older content of this file is still being joined by the service ({stage})"
+                    ),
+                }));
             }
         }
         Ok(())
@@ -119,6 +109,66 @@ impl Attempt<'_> {
                     "the service failed to join the parts again after a restart: {why}"
                 ),
             })),
+        }
+    }
+}
+
+/// Settles the join of row `id` (superseded or failed) if it can: `None` once it
+/// has (landed, failed or gone, or never requested and aborted now), the stage
+/// while the service still joins it.
+pub(super) async fn settle_join(
+    ctx: &Ctx,
+    id: FileId,
+    session: &Session,
+    file: &FileSpec,
+) -> Result<Option<String>, Stop> {
+    match ctx.backend.join(session, file).await {
+        Ok(Join::Pending { stage }) => return Ok(Some(stage)),
+        Ok(Join::Done(_) | Join::Failed(_)) | Err(BackendError::SessionGone { .. }) => {}
+        // Never completed: an open upload that nothing will finish. A completion
+        // sent by the daemon that died may still land just before the abort, so
+        // the service is asked once more.
+        Ok(Join::NotRequested) => {
+            ctx.backend.abort(session).await?;
+            match ctx.backend.join(session, file).await {
+                Ok(Join::Pending { stage }) => return Ok(Some(stage)),
+                Ok(Join::NotRequested) => {
+                    return Err(Stop::Backend(BackendError::Retry {
+                        op: Op::Abort,
+                        after: None,
+                        cause: "the service kept an upload open after aborting it".into(),
+                    }));
+                }
+                Ok(_) | Err(BackendError::SessionGone { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    ctx.journal.call(move |j| j.join_settled(id)).await?;
+    Ok(None)
+}
+
+/// At start: settles the joins that superseded or failed rows left (their path
+/// may never be written again, and an upload never completed would stay open on
+/// the service for ever). Best effort: what is still joining, or cannot be asked
+/// now, is settled by the path's next upload or the next start.
+pub(super) async fn settle_left_joins(ctx: &Ctx) {
+    let left = match ctx.journal.call(|j| j.all_unsettled_joins()).await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(error = %e, "cannot list the joins left unsettled");
+            return;
+        }
+    };
+    for (id, session, file) in left {
+        match settle_join(ctx, id, &session, &file).await {
+            Ok(None) => debug!(file = id, "a join left unsettled is settled"),
+            Ok(Some(stage)) => debug!(file = id, %stage, "a join left unsettled is still running"),
+            Err(e) => {
+                debug!(file = id, error = ?e, "cannot settle a join left unsettled now");
+                return;
+            }
         }
     }
 }

@@ -184,8 +184,11 @@ impl Engine {
         // power cut, a watchdog) does not try every file at once.
         match self.ctx.journal.call(|j| j.backend_plan()).await? {
             Some(plan) if plan.state == Cause::Unreachable.state() => {
+                // Never longer than the backoff would wait now: a clock stepped back,
+                // or a lower `retry_max` since, must not hold the files longer.
                 let wait =
-                    Duration::from_millis(plan.retry_at.saturating_sub(now_ms()).max(0) as u64);
+                    Duration::from_millis(plan.retry_at.saturating_sub(now_ms()).max(0) as u64)
+                        .min(self.ctx.settings.backoff.ceiling(plan.tries));
                 info!(
                     tries = plan.tries,
                     wait_ms = wait.as_millis() as u64,
@@ -264,8 +267,10 @@ impl Engine {
                         busy.lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .retain(|p| *p != path);
-                        drop(permit);
+                        // The gate first: with the slot free, the claim loop must
+                        // already see the gate this attempt closed.
                         let change = ctx.gate.ended(ticket, &verdict, &ctx.settings.backoff);
+                        drop(permit);
                         report(&ctx, change).await;
                         // A row of the same path may have waited for this one.
                         wake.notify_one();
@@ -320,11 +325,11 @@ async fn report(ctx: &Ctx, change: Change) {
         Change::None => return,
         Change::Closed(Cause::Credentials, reason) => {
             error!(%reason, "the service refuses the credentials; uploads are paused (nothing is failed) and resume once they are accepted");
-            Some(reason)
+            Some((Cause::Credentials, reason))
         }
         Change::Closed(Cause::Unreachable, reason) => {
             warn!(%reason, "the service cannot be reached; uploads are paused (nothing is failed), one file at a time tries again with backoff");
-            Some(reason)
+            Some((Cause::Unreachable, reason))
         }
         Change::TryFailed => None,
         Change::Opened => {
@@ -348,9 +353,10 @@ async fn report(ctx: &Ctx, change: Change) {
             let Some(p) = plan else {
                 return j.clear_notice(BACKEND_TOPIC).map(|_| ());
             };
-            // A failed try changes only the plan: the reason that closed it stands.
-            if let Some(reason) = reason {
-                j.set_notice(BACKEND_TOPIC, p.cause.state(), &reason)?;
+            // A failed try changes only the plan: the reason that closed it stands;
+            // so does one of another cause that closed it again since.
+            if let Some((cause, reason)) = reason.filter(|(c, _)| *c == p.cause) {
+                j.set_notice(BACKEND_TOPIC, cause.state(), &reason)?;
             }
             j.set_backend_plan(now_ms() + p.wait.as_millis() as i64, p.tries)
         })
@@ -413,8 +419,15 @@ async fn sweep(ctx: &Ctx) {
     }
 }
 
-/// Aborts the sessions of failed or superseded rows that a crash left open.
+/// Aborts the sessions of failed or superseded rows that a crash left open, and
+/// settles the joins they left (where the service joins on its own).
 async fn abort_orphans(ctx: Arc<Ctx>, cancel: CancellationToken) {
+    if ctx.caps.asynchronous_join {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            () = join::settle_left_joins(&ctx) => {}
+        }
+    }
     let orphans = match ctx.journal.call(|j| j.orphan_sessions()).await {
         Ok(o) => o,
         Err(e) => {

@@ -80,7 +80,7 @@ impl From<ReadError> for Stop {
 /// file is marked failed.
 pub(super) const FILE_REFUSALS: u32 = 5;
 
-/// What a stop tells the credentials gate.
+/// What a stop tells the gate.
 pub(super) fn verdict(stop: &Stop, answered: bool) -> Verdict {
     match stop {
         Stop::Backend(e @ BackendError::AuthRefused { .. }) => Verdict::Refused(e.to_string()),
@@ -88,6 +88,8 @@ pub(super) fn verdict(stop: &Stop, answered: bool) -> Verdict {
         Stop::Backend(e @ BackendError::Unreachable { .. }) => Verdict::Unreachable(e.to_string()),
         Stop::Postponed(_) | Stop::Joining => Verdict::Accepted,
         _ if answered => Verdict::Accepted,
+        // The service answered, or a connection to it was made.
+        Stop::Backend(_) | Stop::Mismatch(_) | Stop::RefusedForFile(_) => Verdict::Reached,
         _ => Verdict::Unknown,
     }
 }

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use rusqlite::{OptionalExtension, params};
 
+use crate::backend::FileSpec;
+
 use super::*;
 
 /// The states of a row a worker holds.
@@ -281,6 +283,32 @@ impl Journal {
             .collect::<rusqlite::Result<_>>()?;
         rows.into_iter()
             .map(|(id, s)| Ok((id, parse_json(id, "session", &s)?)))
+            .collect()
+    }
+
+    /// Every superseded or failed row whose join has not settled, with what the
+    /// backend needs to ask about it.
+    pub fn all_unsettled_joins(&self) -> Result<Vec<(FileId, Session, FileSpec)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, session, key, size, mtime_ns FROM files
+             WHERE state IN ('superseded', 'failed')
+               AND join_started IS NOT NULL AND session IS NOT NULL AND key IS NOT NULL
+             ORDER BY id",
+        )?;
+        let rows: Vec<(FileId, String, String, i64, i64)> = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        rows.into_iter()
+            .map(|(id, s, key, size, mtime_ns)| {
+                let file = FileSpec {
+                    key,
+                    size: size.max(0) as u64,
+                    mtime: mtime_ns.div_euclid(1_000_000_000),
+                };
+                Ok((id, parse_json(id, "session", &s)?, file))
+            })
             .collect()
     }
 

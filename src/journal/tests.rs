@@ -734,3 +734,24 @@ fn an_immutable_uri_escapes_what_a_uri_would_read_otherwise() {
         "file:/a%20b/j%3F%23%25.db?immutable=1"
     );
 }
+
+#[test]
+fn every_unsettled_join_is_listed_with_what_the_backend_asks_about() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let id = claimed_with_plan(&mut j);
+    j.to_completing(id, &FileDigests::default())
+        .expect("completing");
+    j.note_completion(id).expect("noted");
+    j.recover().expect("recover");
+    j.enqueue(&new_file("/o/a", 11, 2)).expect("enqueue");
+    let left = j.all_unsettled_joins().expect("list");
+    assert_eq!(left.len(), 1);
+    let (found, _, file) = &left[0];
+    assert_eq!(*found, id);
+    assert_eq!(
+        file.key,
+        j.file(id).expect("read").expect("row").key.expect("key")
+    );
+    j.join_settled(id).expect("settled");
+    assert!(j.all_unsettled_joins().expect("list").is_empty());
+}
