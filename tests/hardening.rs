@@ -321,3 +321,45 @@ fn the_watched_folder_removed_and_made_again_is_watched_again() {
         b"after it came back"
     );
 }
+
+/// A file the daemon may not read (a producer that fixes the mode after writing):
+/// skipped with the reason in `status`, tried again later, sent once readable.
+#[test]
+fn a_file_without_read_permission_waits_with_its_reason_and_is_sent_once_readable() {
+    // Permissions do not stop root: run the daemon as another user when we are root.
+    let root = unsafe { libc::geteuid() } == 0;
+    let env = Env::local("200ms", "retry_max = \"500ms\"", "");
+    if root {
+        for dir in [env.dir.path(), env.outbox.as_path()] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        }
+        std::fs::set_permissions(&env.config, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+    }
+    let _d = if root {
+        env.spawn_as(65534)
+    } else {
+        env.spawn()
+    };
+    let path = env.outbox.join("closed.txt");
+    std::fs::write(&path, b"readable at last").expect("write");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o000)).expect("chmod");
+    let row = wait_for(secs(30), "several refused reads", || {
+        env.rows("closed.txt")
+            .pop()
+            .filter(|r| r["attempts"].as_u64() >= Some(3))
+    });
+    // Between tries (or in one): never given up.
+    assert!(
+        row["state"] == "retrying" || row["state"] == "uploading",
+        "{row}"
+    );
+    let why = row["last_error"].as_str().unwrap_or_default();
+    assert!(why.contains("cannot read the local file"), "{row}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    env.wait_state("closed.txt", "done", secs(30));
+    assert_eq!(
+        read(&env.dir.path().join("remote/closed.txt")),
+        b"readable at last"
+    );
+}

@@ -3,8 +3,8 @@
 //! Each reason has one resting state: temporary failures wait in `retrying` with
 //! backoff; a refusal of the credentials waits without counting against the file;
 //! a mismatch begins again a bounded number of times; only reasons that belong to
-//! the file (it vanished, it cannot be read, the service refuses this file) mark
-//! it `failed`. Every path here writes the journal before anything else happens.
+//! the file (it vanished, the service refuses this file) mark it `failed`; a file
+//! that cannot be read waits for its permission to be fixed. Every path here writes the journal before anything else happens.
 
 use tracing::{info, warn};
 
@@ -126,9 +126,12 @@ pub(super) async fn settle(ctx: &Ctx, row: &FileRow, stop: Stop) {
                 warn!(%why, "the local file may not be sent");
                 fail(ctx, id, why).await
             }
+            // A producer that fixes the mode after writing, a wrong umask fixed by
+            // a person: the file waits with the reason, tried again with backoff
+            // (up to `retry_max`), never given up.
             Stop::LocalIo(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                warn!(error = %e, "cannot read the local file");
-                fail(ctx, id, format!("cannot read the local file: {e}")).await
+                warn!(error = %e, "cannot read the local file; it is tried again later");
+                retry_later(ctx, id, None, format!("cannot read the local file: {e}")).await
             }
             Stop::LocalIo(e) => {
                 retry_later(ctx, id, None, format!("reading the local file: {e}")).await
