@@ -187,6 +187,11 @@ impl Backend for LocalBackend {
         "local"
     }
 
+    /// A local folder stores any UTF-8 name a file already has.
+    fn name_problem(&self, _key: &str) -> Option<String> {
+        None
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             addressing: Addressing::ByteOffset,

@@ -83,6 +83,16 @@ pub struct Capabilities {
     pub asynchronous_join: bool,
 }
 
+/// The name's first control character (U+0000–U+001F, U+007F), as a reason.
+pub fn control_character(key: &str) -> Option<String> {
+    key.chars().find(|c| c.is_ascii_control()).map(|c| {
+        format!(
+            "the name contains the control character {:?}, which the service cannot store",
+            c
+        )
+    })
+}
+
 /// Where an accepted completion stands under [`Capabilities::asynchronous_join`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Join {
@@ -237,6 +247,15 @@ pub trait Backend: Send + Sync + fmt::Debug {
     fn name(&self) -> &'static str;
 
     fn capabilities(&self) -> Capabilities;
+
+    /// Why the service cannot store a file under `key` exactly (it would keep it
+    /// under another name, or refuse it whatever the retries); `None` when it can.
+    /// Asked before the first request; such a file is failed with the reason.
+    /// By default a name with a control character is refused: it cannot travel in
+    /// an HTTP header or a form's file name, and no vendor documents it.
+    fn name_problem(&self, key: &str) -> Option<String> {
+        control_character(key)
+    }
 
     /// Uploads a small file in one request.
     /// # Behavior

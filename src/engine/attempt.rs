@@ -154,6 +154,9 @@ impl Attempt<'_> {
             },
             _ => {
                 self.check_local().await?;
+                if let Some(why) = ctx.backend.name_problem(&file.key) {
+                    return Err(Stop::Refused(why));
+                }
                 if row.session.is_none() && ctx.caps.asynchronous_join {
                     self.settle_older_joins(&file).await?;
                 }

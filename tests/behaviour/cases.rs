@@ -95,6 +95,11 @@ pub const ALL: &[Case] = &[
     ),
     case("name_with_spaces_and_non_ascii", Need::Nothing, odd_name),
     case(
+        "hostile_names_are_sent_or_refused",
+        Need::Nothing,
+        hostile_names,
+    ),
+    case(
         "same_name_again_is_a_new_version",
         Need::Nothing,
         same_name_again,
@@ -784,6 +789,133 @@ fn odd_name(kind: Kind) -> Outcome {
     w.env.drop_file(key, "contenu accentué\n".as_bytes());
     w.env.wait_state(key, "done", secs(60));
     w.assert_stored(key, "contenu accentué\n".as_bytes())
+}
+
+/// Names a producer should not make, but might: each file is delivered under its
+/// own key, byte-identical, or failed with a reason; never stored elsewhere (no
+/// path outside the remote folder, no other name), never a crash.
+fn hostile_names(kind: Kind) -> Outcome {
+    use std::os::unix::ffi::OsStrExt;
+    let mut w = World::new(kind, Setup::default());
+    w.start();
+    let long = format!("{}.txt", "n".repeat(251)); // 255 bytes, the most a name may have
+    let deep = (0..24)
+        .map(|i| format!("d{i}"))
+        .collect::<Vec<_>>()
+        .join("/")
+        + "/deep.txt";
+    let names: Vec<String> = [
+        "with  spaces .txt",
+        "quote\"double'single`.txt",
+        "-leading-dash.txt",
+        "--help",
+        "new\nline.txt",
+        "tab\tand\rcr.txt",
+        "back\\slash.txt",
+        "percent%2F..%2Fand?query#frag.txt",
+        "dots..in..the..middle.txt",
+        "x..",
+        " leading-space.txt",
+        "trailing-space.txt ",
+        "trailing-dot.",
+        "con.txt",
+        &long,
+        &deep,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for n in &names {
+        let path = w.env.outbox.join(n);
+        std::fs::create_dir_all(path.parent().expect("parent")).map_err(|e| e.to_string())?;
+        std::fs::write(&path, n.as_bytes()).map_err(|e| format!("{n:?}: {e}"))?;
+    }
+    // Latin-1 bytes: not UTF-8, so no key can be made of them.
+    let latin1 = std::ffi::OsStr::from_bytes(b"latin1-\xe9t\xe9.txt");
+    std::fs::write(w.env.outbox.join(latin1), b"latin-1").map_err(|e| e.to_string())?;
+    let t0 = std::time::Instant::now();
+    let settled = loop {
+        let files = w.env.status()["files"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let done = files.len() == names.len() + 1
+            && files
+                .iter()
+                .all(|f| f["state"] == "done" || f["state"] == "failed");
+        if done {
+            break files;
+        }
+        check(t0.elapsed() < secs(60), || {
+            format!("not every hostile name settled in 60 s: {files:#?}")
+        })?;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let mut sent = Vec::new();
+    let mut refused = Vec::new();
+    for f in &settled {
+        let path = f["path"].as_str().unwrap_or_default();
+        let rel = path
+            .strip_prefix(&format!("{}/", w.env.outbox.display()))
+            .unwrap_or(path)
+            .to_string();
+        if f["state"] == "failed" {
+            let why = f["last_error"].as_str().unwrap_or_default();
+            check(!why.is_empty(), || {
+                format!("{rel:?} failed without a reason")
+            })?;
+            refused.push(format!("{rel:?}: {why}"));
+            continue;
+        }
+        check(names.contains(&rel), || {
+            format!("{rel:?} done, yet not a name dropped")
+        })?;
+        w.assert_stored(&rel, rel.as_bytes())?;
+        sent.push(rel);
+    }
+    check(refused.iter().any(|r| r.starts_with("\"latin1-")), || {
+        format!("the Latin-1 name was not refused: {refused:?}")
+    })?;
+    // Nothing stored under a name no file has.
+    let expected: Vec<String> = sent.iter().map(|k| w.service_path(k)).collect();
+    let stray: Vec<String> = match &w.testbed {
+        Some(tb) => tb
+            .objects()
+            .into_iter()
+            .filter(|o| o.emulator == kind.emulator() && !expected.contains(&o.path))
+            .map(|o| o.path)
+            .collect(),
+        None => {
+            let mut found = Vec::new();
+            let root = w.env.remote();
+            let mut stack = vec![root.clone()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).map_err(|e| e.to_string())?.flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else {
+                        let rel = p.strip_prefix(&root).unwrap_or(&p).display().to_string();
+                        if !expected.contains(&rel) {
+                            found.push(rel);
+                        }
+                    }
+                }
+            }
+            found
+        }
+    };
+    check(stray.is_empty(), || {
+        format!("stored under other names: {stray:?}")
+    })?;
+    check(w.daemon().is_running(), || "the daemon died".into())?;
+    println!(
+        "figure: hostile names on {}: {} sent, {} refused: {refused:#?}",
+        kind.name(),
+        sent.len(),
+        refused.len()
+    );
+    Ok(())
 }
 
 fn same_name_again(kind: Kind) -> Outcome {

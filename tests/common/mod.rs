@@ -241,6 +241,17 @@ impl Daemon {
         self.child.id() as i32
     }
 
+    /// Whether the process still runs (not exited, not a zombie waiting for us).
+    pub fn is_running(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .ok()
+            .and_then(|s| {
+                let state = s.rsplit_once(") ")?.1.chars().next()?;
+                Some(state != 'Z' && state != 'X')
+            })
+            .unwrap_or(false)
+    }
+
     pub fn sigterm(&self) {
         // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
         let rc = unsafe { libc::kill(self.pid(), libc::SIGTERM) };

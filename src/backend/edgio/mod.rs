@@ -406,6 +406,17 @@ impl Backend for EdgioBackend {
         "edgio"
     }
 
+    /// Names travel in HTTP headers (`X-Agile-Basename`, `X-Agile-Path`), whose
+    /// values lose leading and trailing spaces (RFC 9110 §5.5): " a.txt" would be
+    /// stored as "a.txt", perhaps over another file.
+    fn name_problem(&self, key: &str) -> Option<String> {
+        crate::backend::control_character(key).or_else(|| {
+            key.split('/')
+                .find(|seg| seg.trim_matches(' ') != *seg)
+                .map(|seg| format!("{seg:?} begins or ends with a space, which Edgio's headers drop (the file would be stored under another name)"))
+        })
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             addressing: Addressing::PartNumber { first: 1 },
