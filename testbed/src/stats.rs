@@ -24,6 +24,8 @@ pub(crate) struct EmulatorCounters {
     corrupted: AtomicU64,
     commit_202: AtomicU64,
     gateway_errors: AtomicU64,
+    mangled_answers: AtomicU64,
+    hung: AtomicU64,
     /// Bodies refused because they did not match the digest the client stated.
     digest_mismatches: AtomicU64,
     /// Accepted calls of the operations an emulator counts by name (Edgio: logins,
@@ -59,6 +61,12 @@ impl EmulatorCounters {
     pub(crate) fn add_gateway_error(&self) {
         self.gateway_errors.fetch_add(1, Ordering::Relaxed);
     }
+    pub(crate) fn add_mangled_answer(&self) {
+        self.mangled_answers.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn add_hung(&self) {
+        self.hung.fetch_add(1, Ordering::Relaxed);
+    }
     pub(crate) fn add_digest_mismatch(&self) {
         self.digest_mismatches.fetch_add(1, Ordering::Relaxed);
     }
@@ -84,6 +92,8 @@ impl EmulatorCounters {
             corrupted: get(&self.corrupted),
             commit_202: get(&self.commit_202),
             gateway_errors: get(&self.gateway_errors),
+            mangled_answers: get(&self.mangled_answers),
+            hung: get(&self.hung),
         }
     }
 }
@@ -198,6 +208,13 @@ pub struct FaultCounts {
     /// 502/504 answers from `exosite_gateway_error_rate`.
     #[serde(default)]
     pub gateway_errors: u64,
+    /// Answers whose body was replaced or cut after the request was handled, by
+    /// `answer_garbage_rate`, `answer_truncate_rate` and `answer_huge_rate`.
+    #[serde(default)]
+    pub mangled_answers: u64,
+    /// Requests never answered, by `hang_rate`.
+    #[serde(default)]
+    pub hung: u64,
 }
 
 impl FaultCounts {
@@ -209,6 +226,8 @@ impl FaultCounts {
         self.corrupted += o.corrupted;
         self.commit_202 += o.commit_202;
         self.gateway_errors += o.gateway_errors;
+        self.mangled_answers += o.mangled_answers;
+        self.hung += o.hung;
     }
 
     /// All injected faults.
@@ -220,5 +239,7 @@ impl FaultCounts {
             + self.corrupted
             + self.commit_202
             + self.gateway_errors
+            + self.mangled_answers
+            + self.hung
     }
 }

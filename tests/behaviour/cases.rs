@@ -49,6 +49,11 @@ pub const ALL: &[Case] = &[
         errors_and_resets_are_survived,
     ),
     case(
+        "hostile_answers_are_survived",
+        Need::Emulator,
+        hostile_answers_are_survived,
+    ),
+    case(
         "corrupt_store_is_never_done",
         Need::Emulator,
         corrupt_store_is_never_done,
@@ -340,6 +345,78 @@ fn errors_and_resets_are_survived(kind: Kind) -> Outcome {
         "no fault was injected; the case proved nothing".into()
     })?;
     check(st["counts"]["failed"] == 0, || format!("{st}"))
+}
+
+/// A server that answers 200 with garbage, cuts its answers, sends 64 MiB of junk,
+/// or never answers at all, on every kind of request: every file still lands once,
+/// byte-identical and verified; nothing fails, nothing is stored twice or
+/// elsewhere, and the daemon neither dies nor holds the junk in memory.
+fn hostile_answers_are_survived(kind: Kind) -> Outcome {
+    let settings = Settings {
+        answer_garbage_rate: 0.05,
+        answer_truncate_rate: 0.05,
+        answer_huge_rate: 0.02,
+        hang_rate: 0.03,
+        ..Settings::default()
+    };
+    let caps = kind.capabilities();
+    // A service without a checksum is verified by reading it back, which a mangled
+    // answer must not pass for the file's bytes.
+    let upload = if caps.object_digest.is_none() {
+        "answer_timeout = \"2s\"\nstall_timeout = \"2s\"\nverify = \"full\"\nverify_attempts = 20"
+    } else {
+        "answer_timeout = \"2s\"\nstall_timeout = \"2s\"\nverify_attempts = 20"
+    };
+    let mut w = World::new(
+        kind,
+        Setup {
+            upload,
+            settings,
+            ..Setup::default()
+        },
+    );
+    w.start();
+    let big = random_bytes(w.multipart_size(3), 18);
+    w.env.drop_file("big.bin", &big);
+    let mut files = vec![("big.bin".to_string(), big)];
+    for i in 0..20u64 {
+        let key = format!("small/{i}.dat");
+        let data = random_bytes(300 + i as usize * 211, 180 + i);
+        w.env.drop_file(&key, &data);
+        files.push((key, data));
+    }
+    let st = w.env.wait_done(files.len() as u64, secs(300));
+    check(st["counts"]["failed"] == 0, || format!("{st}"))?;
+    for (key, data) in &files {
+        w.assert_stored(key, data)?;
+    }
+    let tb = w.testbed.as_ref().ok_or("an emulated service")?;
+    let expected: Vec<String> = files.iter().map(|(k, _)| w.service_path(k)).collect();
+    let stray: Vec<String> = tb
+        .objects()
+        .into_iter()
+        .filter(|o| o.emulator == kind.emulator() && !expected.contains(&o.path))
+        .map(|o| o.path)
+        .collect();
+    check(stray.is_empty(), || {
+        format!("stored under other names: {stray:?}")
+    })?;
+    check(w.daemon().is_running(), || "the daemon died".into())?;
+    let peak = w.daemon().status_bytes("VmHWM");
+    let f = tb.stats().faults;
+    println!(
+        "figure: {}::hostile_answers_are_survived: {} garbage/cut/huge answers, {} hangs; peak RSS {} MiB",
+        kind.name(),
+        f.mangled_answers,
+        f.hung,
+        peak >> 20
+    );
+    check(f.mangled_answers + f.hung > 0, || {
+        "no answer was mangled; the case proved nothing".into()
+    })?;
+    // A 64 MiB answer is dropped as it comes, never held whole (parts in flight
+    // and a full read-back take up to about 50 MiB here without any).
+    check(peak < 64 << 20, || format!("peak RSS {} MiB", peak >> 20))
 }
 
 /// A store that flips a byte of everything it keeps: every file ends `failed` after

@@ -1,7 +1,8 @@
 //! The middleware in front of every emulator: counts the request, then applies
-//! latency, refusal (503), rate limit (429) and the body faults (throttle, then reset
-//! or stall), in that order. At most one of refusal, rate limit, reset and stall hits
-//! a request, so each fault count is exact.
+//! latency, a hang (never answered), refusal (503), rate limit (429) and the body
+//! faults (throttle, then reset or stall), in that order; after the emulator handled
+//! the request, the answer faults (garbage, truncated or huge body). At most one
+//! fault hits a request, so each fault count is exact.
 //!
 //! A refused request's body is drained before answering (and counted), so the client
 //! reads the 503/429 instead of failing on a half-sent body.
@@ -13,6 +14,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use futures_util::StreamExt as _;
 use http_body::Body as _;
 
 use super::body::{ConnectionControl, Cut, CutPlan, FaultBody, drain};
@@ -43,6 +45,12 @@ pub(crate) async fn inject(State(layer): State<FaultLayer>, req: Request, next: 
     let has_body = !body.is_end_stream();
     let expected = body.size_hint().exact();
 
+    if roll(settings.hang_rate) {
+        layer.counters.add_hung();
+        tracing::debug!(emulator = layer.emulator.name(), "injected hang");
+        // Dropped with the connection when the client gives up.
+        std::future::pending::<()>().await;
+    }
     let refusal = if roll(settings.fail_rate) {
         layer.counters.add_failed();
         Some(Fault::Unavailable)
@@ -66,6 +74,7 @@ pub(crate) async fn inject(State(layer): State<FaultLayer>, req: Request, next: 
         }
         _ => None,
     };
+    let faulted_body = cut.is_some();
     let body = Body::new(FaultBody::new(
         body,
         layer.counters.clone(),
@@ -81,7 +90,86 @@ pub(crate) async fn inject(State(layer): State<FaultLayer>, req: Request, next: 
         }
         return answer;
     }
-    next.run(Request::from_parts(parts, body)).await
+    let answer = next.run(Request::from_parts(parts, body)).await;
+    if faulted_body {
+        return answer;
+    }
+    let mangle = if roll(settings.answer_garbage_rate) {
+        Some(Mangle::Garbage)
+    } else if roll(settings.answer_truncate_rate) {
+        Some(Mangle::Truncate)
+    } else if roll(settings.answer_huge_rate) {
+        Some(Mangle::Huge)
+    } else {
+        None
+    };
+    match mangle {
+        Some(m) => {
+            layer.counters.add_mangled_answer();
+            tracing::debug!(
+                emulator = layer.emulator.name(),
+                ?m,
+                "injected answer fault"
+            );
+            mangled(answer, m).await
+        }
+        None => answer,
+    }
+}
+
+/// What an answer fault does to an answer the emulator gave.
+#[derive(Debug, Clone, Copy)]
+enum Mangle {
+    Garbage,
+    Truncate,
+    Huge,
+}
+
+/// Size of the body `answer_huge_rate` sends.
+const HUGE_ANSWER: usize = 64 << 20;
+
+async fn mangled(answer: Response, m: Mangle) -> Response {
+    use axum::http::header::CONTENT_LENGTH;
+    let (mut parts, body) = answer.into_parts();
+    match m {
+        Mangle::Garbage => {
+            parts.headers.remove(CONTENT_LENGTH);
+            // Now junk bytes, now JSON of a shape no client expects.
+            let junk: &'static [u8] = if fastrand::bool() {
+                b"\x00\xff\xfegarbage\x01{\"\x80"
+            } else {
+                b"{\"hostile\": true, \"entries\": \"not a list\"}"
+            };
+            Response::from_parts(parts, Body::from(junk))
+        }
+        Mangle::Truncate => {
+            // The whole body is promised (its length kept), half of it comes, then
+            // the stream fails and hyper drops the connection.
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .unwrap_or_default();
+            parts
+                .headers
+                .insert(CONTENT_LENGTH, bytes.len().max(2).into());
+            let half = bytes.slice(..bytes.len() / 2);
+            // The failure comes a moment later, so that the headers and the half
+            // leave first (an immediate failure would drop them unsent).
+            let cut = futures_util::stream::once(async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Err(std::io::Error::other("answer cut by answer_truncate_rate"))
+            });
+            let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(half)]).chain(cut);
+            Response::from_parts(parts, Body::from_stream(stream))
+        }
+        Mangle::Huge => {
+            parts.headers.remove(CONTENT_LENGTH);
+            let chunk = bytes::Bytes::from(vec![b'x'; 64 << 10]);
+            let stream = futures_util::stream::iter(
+                std::iter::repeat_n(chunk, HUGE_ANSWER / (64 << 10)).map(Ok::<_, std::io::Error>),
+            );
+            Response::from_parts(parts, Body::from_stream(stream))
+        }
+    }
 }
 
 /// `answer` with a body that lists `headers` (`name: value` lines), status and

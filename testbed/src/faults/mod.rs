@@ -54,6 +54,19 @@ pub struct Settings {
     /// byte at `corrupt_offset % size`, so a test can put the damage inside or outside
     /// the ranges a client samples.
     pub corrupt_offset: i64,
+    /// Fraction (0..=1) of emulator requests handled as usual whose answer body is
+    /// then replaced by garbage (binary junk, or JSON of the wrong shape), status
+    /// and headers kept: a proxy that mangles answers. The request took effect.
+    pub answer_garbage_rate: f64,
+    /// Fraction (0..=1) of handled requests whose answer is cut: the headers promise
+    /// the whole body, half of it comes, then the connection is dropped.
+    pub answer_truncate_rate: f64,
+    /// Fraction (0..=1) of handled requests whose answer body is replaced by 64 MiB
+    /// of junk, status kept: a client must not read (or hold) it all.
+    pub answer_huge_rate: f64,
+    /// Fraction (0..=1) of emulator requests, of any kind, never answered and never
+    /// handled: the connection stays open and silent.
+    pub hang_rate: f64,
     /// Injected refusals (`fail_rate`, `rate_limit_rate`) answer with a body that
     /// repeats every request header, credentials included, as a debugging proxy or
     /// server might: for tests that a client never logs what such a body echoes.
@@ -170,6 +183,10 @@ impl Default for Settings {
         Settings {
             fail_rate: 0.0,
             rate_limit_rate: 0.0,
+            answer_garbage_rate: 0.0,
+            answer_truncate_rate: 0.0,
+            answer_huge_rate: 0.0,
+            hang_rate: 0.0,
             reset_rate: 0.0,
             stall_rate: 0.0,
             latency_ms: 0,
@@ -227,6 +244,22 @@ pub struct SettingsPatch {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit_rate: Option<f64>,
+    /// Fraction (0..1) of handled requests whose answer body is replaced by garbage.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer_garbage_rate: Option<f64>,
+    /// Fraction (0..1) of handled requests whose answer is cut half-way.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer_truncate_rate: Option<f64>,
+    /// Fraction (0..1) of handled requests answered with 64 MiB of junk.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer_huge_rate: Option<f64>,
+    /// Fraction (0..1) of requests never answered.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hang_rate: Option<f64>,
     /// Fraction (0..1) of requests with a body whose connection is reset mid-body.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -419,6 +452,10 @@ impl Settings {
         for rate in [
             &mut self.fail_rate,
             &mut self.rate_limit_rate,
+            &mut self.answer_garbage_rate,
+            &mut self.answer_truncate_rate,
+            &mut self.answer_huge_rate,
+            &mut self.hang_rate,
             &mut self.reset_rate,
             &mut self.stall_rate,
             &mut self.corrupt_rate,
@@ -442,6 +479,10 @@ impl Settings {
         let rates = [
             ("fail_rate", self.fail_rate),
             ("rate_limit_rate", self.rate_limit_rate),
+            ("answer_garbage_rate", self.answer_garbage_rate),
+            ("answer_truncate_rate", self.answer_truncate_rate),
+            ("answer_huge_rate", self.answer_huge_rate),
+            ("hang_rate", self.hang_rate),
             ("reset_rate", self.reset_rate),
             ("stall_rate", self.stall_rate),
             ("corrupt_rate", self.corrupt_rate),
@@ -534,6 +575,10 @@ impl Settings {
         }
         set(&mut self.fail_rate, p.fail_rate);
         set(&mut self.rate_limit_rate, p.rate_limit_rate);
+        set(&mut self.answer_garbage_rate, p.answer_garbage_rate);
+        set(&mut self.answer_truncate_rate, p.answer_truncate_rate);
+        set(&mut self.answer_huge_rate, p.answer_huge_rate);
+        set(&mut self.hang_rate, p.hang_rate);
         set(&mut self.reset_rate, p.reset_rate);
         set(&mut self.stall_rate, p.stall_rate);
         set(&mut self.latency_ms, p.latency_ms);

@@ -514,3 +514,55 @@ async fn corrupt_offset_places_the_flipped_byte() -> TestResult {
     }
     Ok(())
 }
+
+/// Each answer fault, at rate 1: the request took effect (a folder listing is read
+/// anyway), its answer is mangled, and the fault is counted.
+#[tokio::test]
+async fn answer_faults_mangle_what_the_emulator_answered() -> TestResult {
+    // Garbage: the status stays, the body is no longer the emulator's.
+    let mut patch = small();
+    patch.answer_garbage_rate = Some(1.0);
+    let bed = start(patch).await;
+    let resp = bed.get("/folders/0").await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let body = resp.bytes().await?;
+    assert!(
+        serde_json::from_slice::<serde_json::Value>(&body)
+            .map_or(true, |v| v.get("item_collection").is_none()),
+        "{body:?}"
+    );
+    assert_eq!(bed.tb.stats().faults.mangled_answers, 1);
+
+    // Truncated: the length promised, half of it sent, the connection dropped.
+    let mut patch = small();
+    patch.answer_truncate_rate = Some(1.0);
+    let bed = start(patch).await;
+    let resp = bed.get("/folders/0").await;
+    assert_eq!(resp.status().as_u16(), 200);
+    assert!(resp.bytes().await.is_err(), "a cut body reads as an error");
+
+    // Huge: 64 MiB of junk.
+    let mut patch = small();
+    patch.answer_huge_rate = Some(1.0);
+    let bed = start(patch).await;
+    let resp = bed.get("/folders/0").await;
+    let mut n = 0usize;
+    let mut resp = resp;
+    while let Some(chunk) = resp.chunk().await? {
+        n += chunk.len();
+    }
+    assert_eq!(n, 64 << 20);
+
+    // Hang: no answer at all, for a request without a body too.
+    let mut patch = small();
+    patch.hang_rate = Some(1.0);
+    let bed = start(patch).await;
+    let r = bed
+        .req(Method::GET, "/folders/0")
+        .timeout(Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(r.as_ref().is_err_and(reqwest::Error::is_timeout), "{r:?}");
+    assert_eq!(bed.tb.stats().faults.hung, 1);
+    Ok(())
+}
