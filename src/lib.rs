@@ -29,3 +29,6 @@ pub mod throttle;
 pub mod units;
 pub mod verify;
 pub mod watch;
+
+#[cfg(test)]
+mod props;

@@ -76,22 +76,30 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             "{text:?} is not a duration: expected e.g. \"2s\" or \"300ms\""
         ));
     }
-    let value: f64 = num
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration: {num:?} is not a number"))?;
-    let secs = match unit.trim() {
-        "ms" => value / 1000.0,
-        "" | "s" | "sec" => value,
-        "m" | "min" => value * 60.0,
-        "h" => value * 3600.0,
-        "d" => value * 86_400.0,
+    let ms_per_unit: u64 = match unit.trim() {
+        "ms" => 1,
+        "" | "s" | "sec" => 1000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
         other => {
             return Err(format!(
                 "{text:?} has an unknown duration unit {other:?}: use ms, s, m, h or d"
             ));
         }
     };
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text:?} is out of range"))
+    let out_of_range = || format!("{text:?} is out of range");
+    // A whole number is counted exactly; only a fraction goes through floats.
+    if let Ok(whole) = num.parse::<u64>() {
+        return whole
+            .checked_mul(ms_per_unit)
+            .map(Duration::from_millis)
+            .ok_or_else(out_of_range);
+    }
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration: {num:?} is not a number"))?;
+    Duration::try_from_secs_f64(value * ms_per_unit as f64 / 1000.0).map_err(|_| out_of_range())
 }
 
 /// Parses `"2MiB/s"`; `"0"` means unlimited. The `/s` suffix is optional.

@@ -30,6 +30,31 @@ pub struct Refusal {
 }
 
 impl Refusal {
+    /// A refusal from its status, `Retry-After` and body, whatever the body holds
+    /// (JSON of any shape, or not JSON at all); `token` is masked in the body.
+    pub fn parse(
+        status: StatusCode,
+        retry_after: Option<std::time::Duration>,
+        body: &[u8],
+        token: &Secret,
+    ) -> Refusal {
+        let text = String::from_utf8_lossy(body);
+        let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Refusal {
+            status,
+            // Box: `code`; Insights Hub's newer endpoints: `errors[0].code`.
+            code: parsed
+                .get("code")
+                .or_else(|| parsed.pointer("/errors/0/code"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            context: parsed.get("context_info").cloned().unwrap_or(Value::Null),
+            retry_after,
+            body: redact(&text, &[token]),
+        }
+    }
+
     pub fn describe(&self) -> String {
         format!("HTTP {}: {}", self.status, self.body)
     }
@@ -208,21 +233,7 @@ impl BearerClient {
         let status = resp.status();
         let after = retry_after(resp.headers());
         let bytes = http::read_body(op, resp, MAX_ERROR_BODY, self.timeouts.answer).await?;
-        let text = String::from_utf8_lossy(&bytes);
-        let parsed: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        Ok(Refusal {
-            status,
-            // Box: `code`; Insights Hub's newer endpoints: `errors[0].code`.
-            code: parsed
-                .get("code")
-                .or_else(|| parsed.pointer("/errors/0/code"))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string(),
-            context: parsed.get("context_info").cloned().unwrap_or(Value::Null),
-            retry_after: after,
-            body: redact(&text, &[token]),
-        })
+        Ok(Refusal::parse(status, after, &bytes, token))
     }
 
     /// Reads a success body of at most `limit` bytes, within the answer timeout.

@@ -96,3 +96,27 @@ mod tests {
         assert_eq!(w("bytes=-1", 0), Wanted::Unsatisfiable);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a client sends as `Range`: no panic, and a span inside the object.
+        #[test]
+        fn any_range_header_gives_a_span_inside_the_object(range in ".{0,40}", size in 0u64..1 << 40) {
+            if let Wanted::Span(first, last) = wanted(Some(&range), size) {
+                prop_assert!(first <= last && last < size);
+            }
+        }
+
+        #[test]
+        fn a_well_formed_range_is_read_as_written(size in 1u64..1 << 40, a in 0u64..1 << 40, len in 0u64..1 << 20) {
+            let first = a % size;
+            let last = first + len;
+            let got = wanted(Some(&format!("bytes={first}-{last}")), size);
+            prop_assert_eq!(got, Wanted::Span(first, last.min(size - 1)));
+        }
+    }
+}

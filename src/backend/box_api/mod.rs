@@ -12,8 +12,8 @@
 //! Keys with folders (`a/b/c.bin`) are mirrored as Box folders under `folder_id`.
 //! A name that already exists gets a new version of that file.
 
-mod classify;
-mod client;
+pub(crate) mod classify;
+pub(crate) mod client;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -18,8 +18,8 @@
 //!   size and SHA-256; where it cannot (not configured, not replicated yet, no
 //!   checksum header) the ingest host's `stat(token, path, true)` answers.
 
-mod client;
-mod codes;
+pub(crate) mod client;
+pub(crate) mod codes;
 mod config;
 
 use async_trait::async_trait;

@@ -78,7 +78,7 @@ pub struct ExositeBackend {
 
 /// What the content info says of an id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Info {
+pub(crate) enum Info {
     /// Stored content of this size.
     Stored(u64),
     /// An upload in progress, with the bytes received so far.
@@ -252,7 +252,7 @@ pub fn content_id(key: &str) -> String {
 /// (a MIME type), so the second field is the size; a meta of `uploading` marks an
 /// unfinished upload and its bytes received (the emulator's reading; the service's
 /// is unknown).
-fn parse_info(text: &str) -> Option<Info> {
+pub(crate) fn parse_info(text: &str) -> Option<Info> {
     let mut fields = text.lines().next()?.split(',');
     let size = fields.nth(1)?.trim().parse().ok()?;
     let meta = fields.nth(1).unwrap_or_default().trim();
@@ -271,7 +271,7 @@ fn digest_refused(r: &Refusal) -> bool {
 }
 
 /// Exosite's refusals → the engine's next action (exosite.md §Errors).
-fn classify(op: Op, r: Refusal) -> BackendError {
+pub(crate) fn classify(op: Op, r: Refusal) -> BackendError {
     let status = r.status.as_u16();
     let detail = r.describe();
     match (op, status) {

@@ -17,7 +17,7 @@
 //! - Every request must finish within the gateway's 60 s or it gets 502
 //!   ([`Capabilities::request_deadline`]).
 
-mod classify;
+pub(crate) mod classify;
 mod config;
 
 use std::time::Duration;

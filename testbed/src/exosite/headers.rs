@@ -143,3 +143,39 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a client sends as `Content-Range`: no panic, and only a range
+        /// with start <= end < total is taken.
+        #[test]
+        fn any_content_range_is_refused_or_consistent(text in ".{0,60}") {
+            if let Some(r) = parse(&text) {
+                prop_assert!(r.start <= r.end && r.end < r.total);
+                prop_assert!(r.len() >= 1);
+            }
+        }
+
+        #[test]
+        fn a_well_formed_content_range_is_read_as_written(start in 0u64..1 << 50, len in 1u64..1 << 30, extra in 0u64..1 << 30) {
+            let end = start + len - 1;
+            let total = end + 1 + extra;
+            let r = parse(&format!("bytes {start}-{end}/{total}"));
+            prop_assert_eq!(r, Some(ContentRange { start, end, total }));
+        }
+
+        /// Any `MD5` header value: no panic; a digest only from 16 bytes of base64.
+        #[test]
+        fn any_md5_header_is_refused_or_sixteen_bytes(text in "[ -~]{0,40}") {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = axum::http::HeaderValue::from_str(&text) {
+                h.insert("md5", v);
+                let _ = md5(&h);
+            }
+        }
+    }
+}
