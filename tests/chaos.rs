@@ -9,6 +9,9 @@
 //!
 //! A short run by default (CI); `DROPSHIP_CHAOS_CYCLES=200` runs the long one,
 //! `DROPSHIP_CHAOS_SEED` replays one, `DROPSHIP_CHAOS_KINDS=box,edgio` picks backends.
+//! To account for the bytes sent beyond the files' own, one cause at a time:
+//! `DROPSHIP_CHAOS_KILLS=0` keeps the daemon running (faults only),
+//! `DROPSHIP_CHAOS_FAULTS=0` turns the service's faults and expiries off (kills only).
 //! Prints figures; asserts only the promises.
 
 mod common;
@@ -85,7 +88,14 @@ fn write_slowly(w: &World, rel: &str, data: &[u8]) {
     }
 }
 
-fn run(kind: Kind, cycles: u32, seed: u64) -> Result<Figures, String> {
+/// Which causes of waste a run injects.
+#[derive(Debug, Clone, Copy)]
+struct Causes {
+    kills: bool,
+    faults: bool,
+}
+
+fn run(kind: Kind, cycles: u32, seed: u64, causes: Causes) -> Result<Figures, String> {
     let mut rng = fastrand::Rng::with_seed(seed);
     // A service without a checksum (Insights Hub, Exosite) is verified by reading
     // back: only the whole object catches every corrupted store (a sample of a few
@@ -106,7 +116,9 @@ fn run(kind: Kind, cycles: u32, seed: u64) -> Result<Figures, String> {
             ..Setup::default()
         },
     );
-    w.faults(faults_on());
+    if causes.faults {
+        w.faults(faults_on());
+    }
     w.start();
     let ps = w.part_size;
     let max_size = 3 * ps as usize;
@@ -139,10 +151,19 @@ fn run(kind: Kind, cycles: u32, seed: u64) -> Result<Figures, String> {
         }
         std::thread::sleep(Duration::from_millis(rng.u64(200..1500)));
         // Every fifth cycle the service forgets its open sessions.
-        if cycle % 5 == 4 {
+        if causes.faults && cycle % 5 == 4 {
             w.expire_sessions(true);
         }
-        if rng.u8(0..5) == 0 {
+        // The same draws either way, so that a seed drops the same files.
+        let term = rng.u8(0..5) == 0;
+        if !causes.kills {
+            if causes.faults && cycle % 5 == 4 {
+                std::thread::sleep(Duration::from_millis(1500));
+                w.expire_sessions(false);
+            }
+            continue;
+        }
+        if term {
             if let Some(mut d) = w.daemon.take() {
                 d.sigterm();
                 if d.wait_exit(Duration::from_secs(30)).is_none() {
@@ -239,7 +260,7 @@ fn run(kind: Kind, cycles: u32, seed: u64) -> Result<Figures, String> {
         + (e.faults.resets + e.faults.failed + e.faults.rate_limited + e.faults.stalled) * per_fault
         + e.faults.corrupted * max_size as u64
         // Sessions lost on purpose: at most the files open then, once each.
-        + u64::from(cycles / 5) * IN_FLIGHT * max_size as u64;
+        + if causes.faults { u64::from(cycles / 5) * IN_FLIGHT * max_size as u64 } else { 0 };
     // The journal is whole.
     w.daemon.take();
     let journal = w.env.dir.path().join("state/journal.db");
@@ -286,11 +307,17 @@ fn nothing_lost_duplicated_or_corrupt_under_kills_and_faults() {
                 .is_none_or(|w| w.split(',').any(|n| n.trim() == k.name()))
         })
         .collect();
-    println!("chaos: seed {seed} (DROPSHIP_CHAOS_SEED replays it), {cycles} cycles per backend");
+    let causes = Causes {
+        kills: env_u64("DROPSHIP_CHAOS_KILLS", 1) != 0,
+        faults: env_u64("DROPSHIP_CHAOS_FAULTS", 1) != 0,
+    };
+    println!(
+        "chaos: seed {seed} (DROPSHIP_CHAOS_SEED replays it), {cycles} cycles per backend, {causes:?}"
+    );
     let mut failures = Vec::new();
     for kind in kinds {
         let t0 = Instant::now();
-        match run(kind, cycles, seed) {
+        match run(kind, cycles, seed, causes) {
             Ok(f) => println!(
                 "figure: chaos {:<12} {} cycles ({} SIGKILL, {} SIGTERM), {} files ({} versions, {:.1} MiB), {} faults ({} resets, {} corrupted stores): 0 lost, 0 duplicated, 0 corrupt; server received {:.3} × the bytes dropped (bound {:.3} ×) in {:.0} s",
                 kind.name(),
