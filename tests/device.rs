@@ -184,3 +184,29 @@ fn a_full_or_read_only_journal_disk_pauses_the_daemon_and_it_resumes_by_itself()
     drop(daemon);
     drop(mount);
 }
+
+/// The watched folder on a filesystem of its own (a tmpfs here), delivered files
+/// moved to a folder on another one: inotify sees the files, and the move, which
+/// `rename` refuses across filesystems, is a copy then a delete.
+#[test]
+fn an_outbox_on_its_own_filesystem_is_watched_and_moved_out_of() {
+    if !is_root() {
+        println!("skipped: mounting a tmpfs for the outbox needs root");
+        return;
+    }
+    let env = Env::local("200ms", "after = \"move\"\nmove_to = \"sent\"", "");
+    let Some(_mount) = Mount::tmpfs(&env.outbox, "8m") else {
+        println!("skipped: cannot mount a tmpfs here");
+        return;
+    };
+    let _daemon = env.spawn_ready();
+    let files = drop_files(&env, "sub", 3);
+    env.wait_done(3, secs(30));
+    assert_delivered(&env, &files);
+    for (rel, data) in &files {
+        let moved = env.dir.path().join("sent").join(rel);
+        wait_for(secs(10), "the file moved", || moved.exists().then_some(()));
+        assert_eq!(&read(&moved), data, "{rel}");
+        assert!(!env.outbox.join(rel).exists(), "{rel} left in the outbox");
+    }
+}

@@ -49,12 +49,25 @@ fn symbolic_links_are_never_followed_out_of_the_outbox() {
     // Written after the start: with the link followed, it would arrive as link/...
     std::fs::write(elsewhere.join("after.txt"), b"written after the start").expect("write");
     std::fs::write(elsewhere.join("sub/deeper.txt"), b"deeper").expect("write");
+    // A link to the outbox itself (a loop), and one to a file inside it.
+    std::os::unix::fs::symlink(&env.outbox, env.outbox.join("loop")).expect("loop link");
+    std::fs::write(env.outbox.join("inside.txt"), b"inside").expect("write");
+    std::os::unix::fs::symlink(
+        env.outbox.join("inside.txt"),
+        env.outbox.join("inside-link.txt"),
+    )
+    .expect("inside link");
     // A real file, so that there is something to wait for.
     env.drop_file("real.txt", b"a real file");
     env.wait_state("real.txt", "done", secs(30));
     // Three settle periods for anything that slipped through to show.
     std::thread::sleep(Duration::from_millis(1200));
-    assert_eq!(recorded(&env), vec!["real.txt".to_string()]);
+    // The file inside is sent as itself, once; no link is sent or followed.
+    let mut got = recorded(&env);
+    got.sort();
+    assert_eq!(got, vec!["inside.txt".to_string(), "real.txt".to_string()]);
+    assert!(!env.remote().join("inside-link.txt").exists());
+    assert!(!env.remote().join("loop").exists());
     for f in ["before.txt", "after.txt", "sub/deeper.txt"] {
         assert!(
             elsewhere.join(f).exists(),
@@ -361,5 +374,39 @@ fn a_file_without_read_permission_waits_with_its_reason_and_is_sent_once_readabl
     assert_eq!(
         read(&env.dir.path().join("remote/closed.txt")),
         b"readable at last"
+    );
+}
+
+/// A journal damaged while the daemon was down: it refuses to start, says which
+/// file and why, and exits 3 (not restarted by systemd); the file is left as it was.
+#[test]
+fn a_damaged_journal_is_refused_with_exit_3_and_left_untouched() {
+    let env = Env::local("200ms", "", "");
+    {
+        let mut d = env.spawn_ready();
+        env.drop_file("one.txt", b"one");
+        env.wait_done(1, secs(30));
+        d.sigterm();
+        assert_eq!(d.wait_exit(secs(30)).and_then(|s| s.code()), Some(0));
+    }
+    let journal = env.dir.path().join("state/journal.db");
+    let mut bytes = std::fs::read(&journal).expect("journal");
+    // Past the header: pages of the tables, overwritten with junk.
+    for b in bytes.iter_mut().skip(4096) {
+        *b = 0xA5;
+    }
+    std::fs::write(&journal, &bytes).expect("damage");
+    let mut d = env.spawn();
+    let code = d.wait_exit(secs(30)).and_then(|s| s.code());
+    assert_eq!(code, Some(3), "{}", env.log_text());
+    let log = env.log_text();
+    assert!(
+        log.contains("journal.db") && log.contains("damaged"),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read(&journal).expect("journal"),
+        bytes,
+        "the journal was changed"
     );
 }
