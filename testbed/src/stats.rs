@@ -16,6 +16,8 @@ pub(crate) struct EmulatorCounters {
     requests: AtomicU64,
     /// Request-body bytes read from the socket, whatever became of the request.
     bytes_received: AtomicU64,
+    /// Body bytes of requests not answered with success (see `EmulatorStats`).
+    bytes_wasted: AtomicU64,
     /// Injected faults by kind; see [`FaultCounts`] for each.
     failed: AtomicU64,
     rate_limited: AtomicU64,
@@ -39,6 +41,9 @@ impl EmulatorCounters {
     }
     pub(crate) fn add_bytes(&self, n: u64) {
         self.bytes_received.fetch_add(n, Ordering::Relaxed);
+    }
+    pub(crate) fn add_wasted(&self, n: u64) {
+        self.bytes_wasted.fetch_add(n, Ordering::Relaxed);
     }
     pub(crate) fn add_failed(&self) {
         self.failed.fetch_add(1, Ordering::Relaxed);
@@ -124,6 +129,7 @@ impl Counters {
             let e = EmulatorStats {
                 requests: c.requests.load(Ordering::Relaxed),
                 bytes_received: c.bytes_received.load(Ordering::Relaxed),
+                bytes_wasted: c.bytes_wasted.load(Ordering::Relaxed),
                 objects: objects(name),
                 sessions_open: sessions(name),
                 digest_mismatches: c.digest_mismatches.load(Ordering::Relaxed),
@@ -133,6 +139,7 @@ impl Counters {
             stats.requests += e.requests;
             stats.digest_mismatches += e.digest_mismatches;
             stats.bytes_received += e.bytes_received;
+            stats.bytes_wasted += e.bytes_wasted;
             stats.objects += e.objects;
             stats.sessions_open += e.sessions_open;
             stats.faults.add(&e.faults);
@@ -150,6 +157,10 @@ pub struct Stats {
     pub requests: u64,
     /// Request-body bytes read, retries and interrupted requests included.
     pub bytes_received: u64,
+    /// The part of `bytes_received` in requests not answered with success: refused
+    /// (injected or not), cut by a reset or stall, or abandoned by the client.
+    #[serde(default)]
+    pub bytes_wasted: u64,
     /// Objects stored now.
     pub objects: u64,
     /// Upload sessions open now (not committed, aborted or expired).
@@ -172,6 +183,12 @@ pub struct EmulatorStats {
     pub requests: u64,
     /// Request-body bytes read for this emulator.
     pub bytes_received: u64,
+    /// The part of `bytes_received` in requests not answered with success: refused
+    /// (injected or not), cut by a reset or stall, or abandoned by the client (a
+    /// killed daemon). What is left beyond the data's own size was accepted, then
+    /// sent again.
+    #[serde(default)]
+    pub bytes_wasted: u64,
     /// Objects this emulator holds now.
     pub objects: u64,
     /// Its open upload sessions now.

@@ -91,6 +91,9 @@ pub(crate) struct FaultBody {
     cut: Option<CutPlan>,
     /// Bytes read so far from this body.
     seen: u64,
+    /// The same, for the layer, which charges them as waste unless the request
+    /// is answered with success.
+    tally: Arc<std::sync::atomic::AtomicU64>,
     /// A chunk already read and counted, waiting for its throttle slot.
     held: Option<(Frame<Bytes>, Pin<Box<Sleep>>)>,
     /// Set once the cut happened; from then on the body only returns Pending and
@@ -104,12 +107,14 @@ impl FaultBody {
         counters: Arc<EmulatorCounters>,
         throttle: Arc<Throttle>,
         cut: Option<CutPlan>,
+        tally: Arc<std::sync::atomic::AtomicU64>,
     ) -> Self {
         FaultBody {
             inner,
             counters,
             throttle,
             cut,
+            tally,
             seen: 0,
             held: None,
             cut_done: false,
@@ -146,6 +151,8 @@ impl http_body::Body for FaultBody {
             return Poll::Ready(Some(Ok(frame)));
         }
         this.counters.add_bytes(len);
+        this.tally
+            .fetch_add(len, std::sync::atomic::Ordering::Relaxed);
         this.seen += len;
         if let Some(plan) = &this.cut
             && this.seen >= plan.cutoff

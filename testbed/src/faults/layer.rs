@@ -75,11 +75,17 @@ pub(crate) async fn inject(State(layer): State<FaultLayer>, req: Request, next: 
         _ => None,
     };
     let faulted_body = cut.is_some();
+    let mut waste = Waste {
+        tally: Arc::default(),
+        counters: layer.counters.clone(),
+        succeeded: false,
+    };
     let body = Body::new(FaultBody::new(
         body,
         layer.counters.clone(),
         layer.shared.throttle.clone(),
         cut,
+        waste.tally.clone(),
     ));
     if let Some(fault) = refusal {
         tracing::debug!(emulator = layer.emulator.name(), ?fault, "injected refusal");
@@ -91,6 +97,7 @@ pub(crate) async fn inject(State(layer): State<FaultLayer>, req: Request, next: 
         return answer;
     }
     let answer = next.run(Request::from_parts(parts, body)).await;
+    waste.succeeded = succeeded(&answer);
     if faulted_body {
         return answer;
     }
@@ -115,6 +122,34 @@ pub(crate) async fn inject(State(layer): State<FaultLayer>, req: Request, next: 
         }
         None => answer,
     }
+}
+
+/// Charges a request's body bytes to `bytes_wasted` when it ends without a
+/// successful answer: refused, cut, or dropped with the connection (a client that
+/// went away drops this with the handler).
+struct Waste {
+    tally: Arc<std::sync::atomic::AtomicU64>,
+    counters: Arc<EmulatorCounters>,
+    succeeded: bool,
+}
+
+impl Drop for Waste {
+    fn drop(&mut self) {
+        if !self.succeeded {
+            self.counters
+                .add_wasted(self.tally.load(std::sync::atomic::Ordering::Relaxed));
+        }
+    }
+}
+
+/// A 2xx, and for Edgio no `X-Agile-Status` other than 0 (its refusals may come
+/// with 200).
+fn succeeded(answer: &Response) -> bool {
+    let agile_ok = answer
+        .headers()
+        .get("x-agile-status")
+        .is_none_or(|v| v.as_bytes() == b"0");
+    answer.status().is_success() && agile_ok
 }
 
 /// What an answer fault does to an answer the emulator gave.

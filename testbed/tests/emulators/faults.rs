@@ -128,6 +128,7 @@ async fn fail_rate_one_answers_503_with_retry_after_before_anything() -> TestRes
         stats.bytes_received, 5000,
         "a refused body is still read and counted"
     );
+    assert_eq!(stats.bytes_wasted, 5000, "and counted as wasted");
     // The control endpoints are never faulted.
     let resp = bed
         .http
@@ -564,5 +565,27 @@ async fn answer_faults_mangle_what_the_emulator_answered() -> TestResult {
         .await;
     assert!(r.as_ref().is_err_and(reqwest::Error::is_timeout), "{r:?}");
     assert_eq!(bed.tb.stats().faults.hung, 1);
+    Ok(())
+}
+
+/// A body the emulator accepted is not waste; one it refused is.
+#[tokio::test]
+async fn only_bodies_not_answered_with_success_are_wasted() -> TestResult {
+    let bed = start(small()).await;
+    let probe = bed.session("p.bin", 1 << 20).await;
+    let ps = probe["part_size"].as_u64().unwrap_or(1024);
+    let total = 2 * ps;
+    let session = bed.session("w.bin", total).await;
+    let id = session["id"].as_str().unwrap_or_default().to_string();
+    let data = content(ps as usize);
+    let before = bed.tb.stats();
+    let ok = bed.put_part(&id, &data, 0, total).await;
+    assert!(ok.status().is_success(), "{}", ok.status());
+    // A part not on a part boundary: refused.
+    let refused = bed.put_part(&id, &data, 1, total).await;
+    assert!(refused.status().is_client_error(), "{}", refused.status());
+    let stats = bed.tb.stats();
+    assert_eq!(stats.bytes_received - before.bytes_received, 2 * ps);
+    assert_eq!(stats.bytes_wasted - before.bytes_wasted, ps);
     Ok(())
 }
