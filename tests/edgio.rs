@@ -14,6 +14,27 @@ use common::{Env, random_bytes, runtime, start_testbed as start, wait_for};
 
 const MIB: usize = 1 << 20;
 
+/// The emulator with `settings`, and a daemon's environment against it (`upload`:
+/// more `[upload]` lines). The runtime and the store last as long as this.
+struct Bed {
+    env: Env,
+    tb: Testbed,
+    _store: tempfile::TempDir,
+    _rt: tokio::runtime::Runtime,
+}
+
+fn bed(settings: Settings, upload: &str) -> Bed {
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = start(&rt, store.path(), settings);
+    Bed {
+        env: env(&tb, upload),
+        tb,
+        _store: store,
+        _rt: rt,
+    }
+}
+
 /// A daemon's environment against `tb`: multipart above 1 MiB, 1 MiB pieces.
 fn env(tb: &Testbed, upload: &str) -> Env {
     let base = tb.emulator_url("edgio");
@@ -44,17 +65,14 @@ fn calls(tb: &Testbed, operation: &str) -> u64 {
 /// completion again (nor sends a piece again).
 #[test]
 fn a_restart_while_joining_polls_and_never_completes_again() {
-    let rt = runtime();
-    let store = tempfile::tempdir().expect("store");
-    let tb = start(
-        &rt,
-        store.path(),
+    let bed = bed(
         Settings {
             edgio_join_delay_ms: 4000,
             ..Settings::default()
         },
+        "",
     );
-    let env = env(&tb, "");
+    let (tb, env) = (&bed.tb, &bed.env);
     let daemon = env.spawn_ready();
     let data = random_bytes(5 * MIB + 123, 1);
     env.drop_file("join/a.bin", &data);
@@ -83,17 +101,14 @@ fn a_restart_while_joining_polls_and_never_completes_again() {
 /// uploaded only once the older join has landed, so it is the one that stays.
 #[test]
 fn a_newer_content_waits_for_the_older_join_and_stays() {
-    let rt = runtime();
-    let store = tempfile::tempdir().expect("store");
-    let tb = start(
-        &rt,
-        store.path(),
+    let bed = bed(
         Settings {
             edgio_join_delay_ms: 3000,
             ..Settings::default()
         },
+        "",
     );
-    let env = env(&tb, "");
+    let (tb, env) = (&bed.tb, &bed.env);
     let _daemon = env.spawn_ready();
     let old = random_bytes(3 * MIB, 5);
     env.drop_file("same.bin", &old);
@@ -117,11 +132,7 @@ fn a_newer_content_waits_for_the_older_join_and_stays() {
 /// open upload to abort, so it cannot land over the newer content afterwards.
 #[test]
 fn an_unrecorded_accepted_completion_still_holds_back_a_newer_content() {
-    let rt = runtime();
-    let store = tempfile::tempdir().expect("store");
-    let tb = start(
-        &rt,
-        store.path(),
+    let bed = bed(
         Settings {
             // Long enough that the restarted daemon (start, login, sweep, scan,
             // settle) asks while the older join still runs, on a loaded machine.
@@ -130,8 +141,9 @@ fn an_unrecorded_accepted_completion_still_holds_back_a_newer_content() {
             edgio_complete_answer_delay_ms: 30_000,
             ..Settings::default()
         },
+        "",
     );
-    let env = env(&tb, "");
+    let (tb, env) = (&bed.tb, &bed.env);
     let daemon = env.spawn_ready();
     let old = random_bytes(3 * MIB, 8);
     env.drop_file("same.bin", &old);
@@ -160,18 +172,15 @@ fn an_unrecorded_accepted_completion_still_holds_back_a_newer_content() {
 /// piece again.
 #[test]
 fn a_completion_that_never_took_is_asked_again_on_the_same_upload() {
-    let rt = runtime();
-    let store = tempfile::tempdir().expect("store");
-    let tb = start(
-        &rt,
-        store.path(),
+    let bed = bed(
         Settings {
             edgio_join_delay_ms: 100,
             edgio_complete_error_rate: 1.0,
             ..Settings::default()
         },
+        "",
     );
-    let env = env(&tb, "");
+    let (tb, env) = (&bed.tb, &bed.env);
     let _daemon = env.spawn_ready();
     let data = random_bytes(3 * MIB + 11, 9);
     env.drop_file("again.bin", &data);
@@ -195,17 +204,14 @@ fn a_completion_that_never_took_is_asked_again_on_the_same_upload() {
 /// While one file waits for its join, the only worker delivers another.
 #[test]
 fn a_file_waiting_for_its_join_holds_no_worker() {
-    let rt = runtime();
-    let store = tempfile::tempdir().expect("store");
-    let tb = start(
-        &rt,
-        store.path(),
+    let bed = bed(
         Settings {
             edgio_join_delay_ms: 6000,
             ..Settings::default()
         },
+        "workers = 1",
     );
-    let env = env(&tb, "workers = 1");
+    let (tb, env) = (&bed.tb, &bed.env);
     let _daemon = env.spawn_ready();
     let big = random_bytes(3 * MIB, 2);
     env.drop_file("big.bin", &big);
@@ -225,18 +231,15 @@ fn a_file_waiting_for_its_join_holds_no_worker() {
 /// the file begins a new upload, which lands once the service joins again.
 #[test]
 fn a_failed_join_is_restarted_once_then_the_file_begins_again() {
-    let rt = runtime();
-    let store = tempfile::tempdir().expect("store");
-    let tb = start(
-        &rt,
-        store.path(),
+    let bed = bed(
         Settings {
             edgio_join_delay_ms: 200,
             edgio_join_fail_rate: 1.0,
             ..Settings::default()
         },
+        "",
     );
-    let env = env(&tb, "");
+    let (tb, env) = (&bed.tb, &bed.env);
     let _daemon = env.spawn_ready();
     let data = random_bytes(3 * MIB + 7, 3);
     env.drop_file("fails.bin", &data);
@@ -264,19 +267,16 @@ fn a_failed_join_is_restarted_once_then_the_file_begins_again() {
 /// one login, no file fails, and the file lands intact.
 #[test]
 fn an_expired_token_costs_one_login_and_no_file() {
-    let rt = runtime();
-    let store = tempfile::tempdir().expect("store");
-    let tb = start(
-        &rt,
-        store.path(),
+    let bed = bed(
         Settings {
             edgio_token_ttl_s: 1,
             throttle_bps: 4 << 20,
             edgio_join_delay_ms: 100,
             ..Settings::default()
         },
+        "parts_in_flight = 2",
     );
-    let env = env(&tb, "parts_in_flight = 2");
+    let (tb, env) = (&bed.tb, &bed.env);
     let _daemon = env.spawn_ready();
     let data = random_bytes(12 * MIB, 4);
     env.drop_file("long.bin", &data);
@@ -294,10 +294,8 @@ fn an_expired_token_costs_one_login_and_no_file() {
 /// SIGTERM: the daemon logs out (its token ends on the service) before it exits.
 #[test]
 fn shutdown_logs_out() {
-    let rt = runtime();
-    let store = tempfile::tempdir().expect("store");
-    let tb = start(&rt, store.path(), Settings::default());
-    let env = env(&tb, "");
+    let bed = bed(Settings::default(), "");
+    let (tb, env) = (&bed.tb, &bed.env);
     let mut daemon = env.spawn_ready();
     env.drop_file("one.txt", b"one");
     env.wait_state("one.txt", "done", Duration::from_secs(30));
@@ -353,10 +351,8 @@ fn without_a_delivery_host_stat_verifies_and_catches_corruption() {
 /// is picked up and the file lands (the login is what the credentials gate tests).
 #[test]
 fn a_refused_login_waits_and_a_new_password_resumes() {
-    let rt = runtime();
-    let store = tempfile::tempdir().expect("store");
-    let tb = start(&rt, store.path(), Settings::default());
-    let env = env(&tb, "");
+    let bed = bed(Settings::default(), "");
+    let (tb, env) = (&bed.tb, &bed.env);
     tb.set_secret("rotated-password");
     let _daemon = env.spawn_ready();
     env.drop_file("wait.txt", b"waits for the password");

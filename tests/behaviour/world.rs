@@ -91,38 +91,11 @@ impl Kind {
 
     fn build_capabilities(self) -> Capabilities {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = match self {
-            Kind::Local => format!("type = \"local\"\npath = \"{}\"", dir.path().display()),
-            Kind::Box => {
-                let token = dir.path().join("token");
-                std::fs::write(&token, "x").expect("token");
-                format!(
-                    "type = \"box\"\napi_url = \"http://127.0.0.1:9/box\"\nupload_url = \"http://127.0.0.1:9/box\"\ntoken_file = \"{}\"",
-                    token.display()
-                )
-            }
-            Kind::InsightsHub => {
-                let token = dir.path().join("token");
-                std::fs::write(&token, "x").expect("token");
-                format!(
-                    "type = \"insights-hub\"\ngateway_url = \"http://127.0.0.1:9/insights-hub\"\nentity_id = \"{IH_ENTITY}\"\ntoken_file = \"{}\"",
-                    token.display()
-                )
-            }
-            Kind::Exosite | Kind::ExositeAlt => {
-                let token = dir.path().join("token");
-                std::fs::write(&token, "x").expect("token");
-                format!(
-                    "type = \"exosite\"\nurl = \"http://127.0.0.1:9/exosite\"\ntoken_file = \"{}\"\nsingle_request_max = \"{EXOSITE_SINGLE_MAX}\"",
-                    token.display()
-                )
-            }
-            Kind::Edgio => {
-                let password = dir.path().join("password");
-                std::fs::write(&password, "x").expect("password");
-                edgio_backend("http://127.0.0.1:9", &password.display().to_string())
-            }
-        };
+        let credential = dir.path().join("credential");
+        std::fs::write(&credential, "x").expect("credential");
+        let cfg = self
+            .backend_config("http://127.0.0.1:9", &credential.display().to_string())
+            .unwrap_or_else(|| format!("type = \"local\"\npath = \"{}\"", dir.path().display()));
         let backend: dropship::backend::BackendConfig =
             toml::from_str(&cfg).expect("backend config");
         backend
@@ -132,6 +105,36 @@ impl Kind {
             })
             .expect("backend")
             .capabilities()
+    }
+
+    /// The file, next to the config, that holds the credential this kind presents.
+    fn credential_file(self) -> &'static str {
+        match self {
+            Kind::InsightsHub => "ih-token",
+            Kind::Exosite | Kind::ExositeAlt => "exosite-token",
+            Kind::Edgio => "edgio-password",
+            Kind::Local | Kind::Box => "box-token",
+        }
+    }
+
+    /// The `[backend]` table against a testbed at `base`, the credential read from
+    /// the file `credential`; `None` for the local backend, which has no service.
+    fn backend_config(self, base: &str, credential: &str) -> Option<String> {
+        Some(match self {
+            Kind::Local => return None,
+            Kind::Box => format!(
+                "type = \"box\"\napi_url = \"{base}/box\"\nupload_url = \"{base}/box\"\ntoken_file = \"{credential}\"\nfolder_id = \"0\""
+            ),
+            Kind::InsightsHub => format!(
+                "type = \"insights-hub\"\ngateway_url = \"{base}/insights-hub\"\nentity_id = \"{IH_ENTITY}\"\ntoken_file = \"{credential}\"\ndirectory = \"{IH_DIRECTORY}\""
+            ),
+            Kind::Exosite | Kind::ExositeAlt => format!(
+                "type = \"exosite\"\nurl = \"{base}/exosite\"\ntoken_file = \"{credential}\"\nsingle_request_max = \"{EXOSITE_SINGLE_MAX}\""
+            ),
+            Kind::Edgio => format!(
+                "type = \"edgio\"\nupload_url = \"{base}/edgio\"\norigin_url = \"{base}/edgio/origin/testbed\"\nusername = \"testbed\"\npassword_file = \"{credential}\"\ndirectory = \"{EDGIO_DIRECTORY}\"\nmultipart_above = \"{EDGIO_MULTIPART_ABOVE}\""
+            ),
+        })
     }
 
     /// The part size the daemon will use with default settings: configured where the
@@ -244,114 +247,49 @@ impl World {
             ),
             setup.upload,
         );
-        match kind {
-            Kind::Local => {
-                let env = Env::local(setup.settle, &upload, "");
-                World {
-                    kind,
-                    env,
-                    testbed: None,
-                    daemon: None,
-                    part_size: kind.chosen_part(),
-                    service_store: None,
-                }
-            }
-            Kind::Box => {
-                let store = tempfile::tempdir().expect("store").keep();
-                let part_size = setup.settings.box_part_size;
-                let tb = runtime()
-                    .block_on(Testbed::start(
-                        Options::loopback(store).with_settings(setup.settings),
-                    ))
-                    .expect("start testbed");
-                let base = format!("{}/box", tb.url());
-                // The token file sits next to the config; written before the daemon.
-                let backend = format!(
-                    "type = \"box\"\napi_url = \"{base}\"\nupload_url = \"{base}\"\ntoken_file = \"box-token\"\nfolder_id = \"0\""
-                );
-                let env = Env::new(setup.settle, &upload, &backend, "");
-                std::fs::write(env.dir.path().join("box-token"), setup.token).expect("token");
-                World {
-                    kind,
-                    env,
-                    testbed: Some(tb),
-                    daemon: None,
-                    part_size,
-                    service_store: None,
-                }
-            }
-            Kind::InsightsHub => {
-                let store = tempfile::tempdir().expect("store").keep();
-                let tb = runtime()
-                    .block_on(Testbed::start(
-                        Options::loopback(store).with_settings(setup.settings),
-                    ))
-                    .expect("start testbed");
-                let backend = format!(
-                    "type = \"insights-hub\"\ngateway_url = \"{}/insights-hub\"\nentity_id = \"{IH_ENTITY}\"\ntoken_file = \"ih-token\"\ndirectory = \"{IH_DIRECTORY}\"",
-                    tb.url()
-                );
-                let env = Env::new(setup.settle, &upload, &backend, "");
-                std::fs::write(env.dir.path().join("ih-token"), setup.token).expect("token");
-                World {
-                    kind,
-                    env,
-                    testbed: Some(tb),
-                    daemon: None,
-                    part_size: kind.part_size(),
-                    service_store: None,
-                }
-            }
-            Kind::Exosite | Kind::ExositeAlt => {
-                let store = tempfile::tempdir().expect("store").keep();
-                let mut settings = setup.settings;
-                if kind == Kind::ExositeAlt {
-                    settings.exosite_range_rule = ExositeRangeRule::AtLeast;
-                    settings.exosite_resend_last = ExositeResend::Accept;
-                    settings.exosite_reinitiate = ExositeReinitiate::Conflict;
-                    settings.exosite_info_progress = true;
-                    settings.exosite_upload_ttl_s = 10;
-                }
-                let tb = runtime()
-                    .block_on(Testbed::start(
-                        Options::loopback(store).with_settings(settings),
-                    ))
-                    .expect("start testbed");
-                let backend = format!(
-                    "type = \"exosite\"\nurl = \"{}/exosite\"\ntoken_file = \"exosite-token\"\nsingle_request_max = \"{EXOSITE_SINGLE_MAX}\"",
-                    tb.url()
-                );
-                let env = Env::new(setup.settle, &upload, &backend, "");
-                std::fs::write(env.dir.path().join("exosite-token"), setup.token).expect("token");
-                World {
-                    kind,
-                    env,
-                    testbed: Some(tb),
-                    daemon: None,
-                    part_size: kind.part_size(),
-                    service_store: None,
-                }
-            }
-            Kind::Edgio => {
-                let store = tempfile::tempdir().expect("store").keep();
-                let tb = runtime()
-                    .block_on(Testbed::start(
-                        Options::loopback(store).with_settings(setup.settings),
-                    ))
-                    .expect("start testbed");
-                let backend = edgio_backend(&tb.url(), "edgio-password");
-                let env = Env::new(setup.settle, &upload, &backend, "");
-                std::fs::write(env.dir.path().join("edgio-password"), setup.token)
-                    .expect("password");
-                World {
-                    kind,
-                    env,
-                    testbed: Some(tb),
-                    daemon: None,
-                    part_size: kind.part_size(),
-                    service_store: None,
-                }
-            }
+        if kind == Kind::Local {
+            return World {
+                kind,
+                env: Env::local(setup.settle, &upload, ""),
+                testbed: None,
+                daemon: None,
+                part_size: kind.chosen_part(),
+                service_store: None,
+            };
+        }
+        let mut settings = setup.settings;
+        if kind == Kind::ExositeAlt {
+            settings.exosite_range_rule = ExositeRangeRule::AtLeast;
+            settings.exosite_resend_last = ExositeResend::Accept;
+            settings.exosite_reinitiate = ExositeReinitiate::Conflict;
+            settings.exosite_info_progress = true;
+            settings.exosite_upload_ttl_s = 10;
+        }
+        // Box dictates its part size: the one these settings give.
+        let part_size = match kind {
+            Kind::Box => settings.box_part_size,
+            _ => kind.part_size(),
+        };
+        let store = tempfile::tempdir().expect("store").keep();
+        let tb = runtime()
+            .block_on(Testbed::start(
+                Options::loopback(store).with_settings(settings),
+            ))
+            .expect("start testbed");
+        let backend = kind
+            .backend_config(&tb.url(), kind.credential_file())
+            .expect("an emulated kind");
+        let env = Env::new(setup.settle, &upload, &backend, "");
+        // Next to the config; written before the daemon starts.
+        std::fs::write(env.dir.path().join(kind.credential_file()), setup.token)
+            .expect("credential");
+        World {
+            kind,
+            env,
+            testbed: Some(tb),
+            daemon: None,
+            part_size,
+            service_store: None,
         }
     }
 
@@ -378,13 +316,7 @@ impl World {
 
     /// The file the daemon reads its token from (where the backend has one).
     pub fn token_file(&self) -> std::path::PathBuf {
-        let name = match self.kind {
-            Kind::InsightsHub => "ih-token",
-            Kind::Exosite | Kind::ExositeAlt => "exosite-token",
-            Kind::Edgio => "edgio-password",
-            Kind::Local | Kind::Box => "box-token",
-        };
-        self.env.dir.path().join(name)
+        self.env.dir.path().join(self.kind.credential_file())
     }
 
     /// The credential the service accepts from now on (the daemon's stays).
@@ -496,14 +428,6 @@ impl Drop for World {
             let _ = std::fs::remove_dir_all(store);
         }
     }
-}
-
-/// The `[backend]` of an Edgio daemon against the testbed at `base`; the account
-/// and user are the testbed's (`testbed`).
-fn edgio_backend(base: &str, password_file: &str) -> String {
-    format!(
-        "type = \"edgio\"\nupload_url = \"{base}/edgio\"\norigin_url = \"{base}/edgio/origin/testbed\"\nusername = \"testbed\"\npassword_file = \"{password_file}\"\ndirectory = \"{EDGIO_DIRECTORY}\"\nmultipart_above = \"{EDGIO_MULTIPART_ABOVE}\""
-    )
 }
 
 /// `parts` parts of `part_size`, at least one more than a single request takes.
