@@ -79,15 +79,15 @@ fn a_restart_while_joining_polls_and_never_completes_again() {
     let row = env.wait_state("join/a.bin", "joining", Duration::from_secs(30));
     assert!(row["join_started"].as_i64().is_some(), "{row}");
     assert!(row["next_attempt_at"].as_i64().is_some(), "{row}");
-    assert_eq!(calls(&tb, "multipart/complete"), 1);
+    assert_eq!(calls(tb, "multipart/complete"), 1);
     let received = tb.stats().bytes_received;
     daemon.kill9();
 
     let _daemon = env.spawn_ready();
     let row = env.wait_state("join/a.bin", "done", Duration::from_secs(30));
-    assert_eq!(stored(&tb, "join/a.bin").as_deref(), Some(&data[..]));
-    assert_eq!(calls(&tb, "multipart/complete"), 1, "completed twice");
-    assert_eq!(calls(&tb, "multipart/create"), 1, "began a second upload");
+    assert_eq!(stored(tb, "join/a.bin").as_deref(), Some(&data[..]));
+    assert_eq!(calls(tb, "multipart/complete"), 1, "completed twice");
+    assert_eq!(calls(tb, "multipart/create"), 1, "began a second upload");
     let resent = tb.stats().bytes_received - received;
     // Polls and the verifying HEAD carry a few hundred bytes of JSON each; a piece
     // is a MiB.
@@ -123,7 +123,7 @@ fn a_newer_content_waits_for_the_older_join_and_stays() {
     env.wait_state("same.bin", "done", Duration::from_secs(30));
     // Past the older join's end: it cannot land afterwards.
     std::thread::sleep(Duration::from_millis(3500));
-    assert_eq!(stored(&tb, "same.bin").as_deref(), Some(&new[..]));
+    assert_eq!(stored(tb, "same.bin").as_deref(), Some(&new[..]));
 }
 
 /// A daemon killed after the service accepted the completion but before the answer
@@ -150,7 +150,7 @@ fn an_unrecorded_accepted_completion_still_holds_back_a_newer_content() {
     wait_for(
         Duration::from_secs(30),
         "the completion to be accepted",
-        || (calls(&tb, "multipart/complete") == 1).then_some(()),
+        || (calls(tb, "multipart/complete") == 1).then_some(()),
     );
     daemon.kill9();
     let new = b"the newer content, written while the daemon was down".to_vec();
@@ -163,8 +163,8 @@ fn an_unrecorded_accepted_completion_still_holds_back_a_newer_content() {
     env.wait_state("same.bin", "done", Duration::from_secs(40));
     // The newer content went only after the older join had landed: nothing of the
     // older one can land afterwards.
-    assert_eq!(stored(&tb, "same.bin").as_deref(), Some(&new[..]));
-    assert_eq!(calls(&tb, "multipart/complete"), 1);
+    assert_eq!(stored(tb, "same.bin").as_deref(), Some(&new[..]));
+    assert_eq!(calls(tb, "multipart/complete"), 1);
 }
 
 /// A completion the service refused (`-13`, lock expired) until the attempt gave
@@ -195,8 +195,8 @@ fn a_completion_that_never_took_is_asked_again_on_the_same_upload() {
         Duration::from_secs(30),
     );
     env.wait_state("again.bin", "done", Duration::from_secs(30));
-    assert_eq!(stored(&tb, "again.bin").as_deref(), Some(&data[..]));
-    assert_eq!(calls(&tb, "multipart/create"), 1, "began a second upload");
+    assert_eq!(stored(tb, "again.bin").as_deref(), Some(&data[..]));
+    assert_eq!(calls(tb, "multipart/create"), 1, "began a second upload");
     let resent = tb.stats().bytes_received - received;
     assert!(resent < 64 << 10, "{resent} bytes sent after the refusals");
 }
@@ -224,7 +224,7 @@ fn a_file_waiting_for_its_join_holds_no_worker() {
         "the small file waited for the join: {big_row}"
     );
     env.wait_state("big.bin", "done", Duration::from_secs(30));
-    assert_eq!(stored(&tb, "big.bin").as_deref(), Some(&big[..]));
+    assert_eq!(stored(tb, "big.bin").as_deref(), Some(&big[..]));
 }
 
 /// A join that ends FAILED is restarted once (`restartMultipart`); failing again,
@@ -245,22 +245,18 @@ fn a_failed_join_is_restarted_once_then_the_file_begins_again() {
     env.drop_file("fails.bin", &data);
     env.wait_log("asking it to restart the join", Duration::from_secs(30));
     env.wait_log("beginning a new session", Duration::from_secs(30));
-    assert_eq!(
-        calls(&tb, "restartMultipart"),
-        1,
-        "restarted more than once"
-    );
+    assert_eq!(calls(tb, "restartMultipart"), 1, "restarted more than once");
     // The service joins again: the new upload lands.
     tb.update_settings(SettingsPatch {
         edgio_join_fail_rate: Some(0.0),
         ..Default::default()
     });
     env.wait_state("fails.bin", "done", Duration::from_secs(60));
-    assert_eq!(stored(&tb, "fails.bin").as_deref(), Some(&data[..]));
-    let creates = calls(&tb, "multipart/create");
+    assert_eq!(stored(tb, "fails.bin").as_deref(), Some(&data[..]));
+    let creates = calls(tb, "multipart/create");
     assert!(creates >= 2, "{creates} uploads begun");
     // One restart per session: never more restarts than uploads begun.
-    assert!(calls(&tb, "restartMultipart") <= creates);
+    assert!(calls(tb, "restartMultipart") <= creates);
 }
 
 /// Tokens that live one second under an upload of many pieces: each expiry costs
@@ -281,8 +277,8 @@ fn an_expired_token_costs_one_login_and_no_file() {
     let data = random_bytes(12 * MIB, 4);
     env.drop_file("long.bin", &data);
     let row = env.wait_state("long.bin", "done", Duration::from_secs(60));
-    assert_eq!(stored(&tb, "long.bin").as_deref(), Some(&data[..]));
-    let logins = calls(&tb, "login");
+    assert_eq!(stored(tb, "long.bin").as_deref(), Some(&data[..]));
+    let logins = calls(tb, "login");
     // About 3 s of upload with one-second tokens: a few logins, not one per call.
     assert!(logins >= 2, "the token never expired: {logins} logins");
     assert!(logins <= 12, "{logins} logins for a 3 s upload");
@@ -299,11 +295,11 @@ fn shutdown_logs_out() {
     let mut daemon = env.spawn_ready();
     env.drop_file("one.txt", b"one");
     env.wait_state("one.txt", "done", Duration::from_secs(30));
-    assert_eq!(calls(&tb, "logout"), 0);
+    assert_eq!(calls(tb, "logout"), 0);
     daemon.sigterm();
     let status = daemon.wait_exit(Duration::from_secs(20)).expect("exited");
     assert!(status.success(), "{status:?}");
-    assert_eq!(calls(&tb, "logout"), 1, "no logout at shutdown");
+    assert_eq!(calls(tb, "logout"), 1, "no logout at shutdown");
 }
 
 /// Without `origin_url`, verification asks the ingest host's JSON-RPC `stat` for
@@ -366,7 +362,7 @@ fn a_refused_login_waits_and_a_new_password_resumes() {
     std::fs::write(env.dir.path().join("edgio-password"), "rotated-password").expect("write");
     env.wait_state("wait.txt", "done", Duration::from_secs(30));
     assert_eq!(
-        stored(&tb, "wait.txt").as_deref(),
+        stored(tb, "wait.txt").as_deref(),
         Some(&b"waits for the password"[..])
     );
     let text = format!("{}{}", env.log_text(), env.status());
