@@ -54,10 +54,11 @@ impl DaemonError {
     /// Whether a person has to look before the daemon may run again (a journal that
     /// is damaged or was lost): the exit code tells systemd not to restart it.
     pub fn needs_a_person(&self) -> bool {
-        matches!(
-            self,
-            DaemonError::JournalLost { .. } | DaemonError::Journal(JournalError::Damaged { .. })
-        )
+        match self {
+            DaemonError::JournalLost { .. } => true,
+            DaemonError::Journal(e) => e.is_damage(),
+            _ => false,
+        }
     }
 }
 

@@ -280,6 +280,12 @@ impl Engine {
                     drop(permit);
                     self.idle(&cancel).await;
                 }
+                // Damage does not heal: the daemon stops (exit 3) rather than go on
+                // without a record it can trust.
+                Err(e) if e.is_damage() => {
+                    error!(error = %e, "the journal is damaged; stopping");
+                    return Err(e);
+                }
                 Err(e) => {
                     drop(permit);
                     // A full or read-only disk lasts: said once, until a claim works.

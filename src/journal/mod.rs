@@ -124,6 +124,15 @@ impl JournalError {
     pub fn is_stale(&self) -> bool {
         matches!(self, JournalError::StaleState { .. })
     }
+
+    /// Whether SQLite found the journal damaged (a page that is not what it wrote).
+    pub fn is_damage(&self) -> bool {
+        match self {
+            JournalError::Damaged { .. } => true,
+            JournalError::Sql(e) => is_damage(e),
+            _ => false,
+        }
+    }
 }
 
 type Result<T> = std::result::Result<T, JournalError>;

@@ -755,3 +755,16 @@ fn every_unsettled_join_is_listed_with_what_the_backend_asks_about() {
     j.join_settled(id).expect("settled");
     assert!(j.all_unsettled_joins().expect("list").is_empty());
 }
+
+#[test]
+fn damage_reported_by_sqlite_mid_run_is_told_apart_from_other_failures() {
+    let corrupt = rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+        None,
+    );
+    let full =
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL), None);
+    assert!(JournalError::Sql(corrupt).is_damage());
+    assert!(!JournalError::Sql(full).is_damage(), "a full disk heals");
+    assert!(!JournalError::NoSuchFile(1).is_damage());
+}
