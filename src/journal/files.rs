@@ -478,39 +478,39 @@ impl Journal {
     /// to abort: an accepted join cannot be aborted and would land over the newer
     /// content.
     pub fn note_completion(&mut self, id: FileId) -> Result<()> {
-        let n = self.conn.execute(
-            "UPDATE files SET join_started = ?2 WHERE id = ?1 AND state = 'completing'",
-            params![id, now_ms()],
-        )?;
-        if n == 0 {
-            return Err(self.stale(id, "completing"));
-        }
-        Ok(())
+        self.update_while(id, "'completing'", "join_started = ?2", &[&now_ms()])
     }
 
     /// The service never received the completion noted by
     /// [`Journal::note_completion`]: the row is an upload to complete again.
     pub fn completion_unrequested(&mut self, id: FileId) -> Result<()> {
-        let n = self.conn.execute(
-            "UPDATE files SET join_started = NULL
-             WHERE id = ?1 AND state IN ('uploading', 'completing')",
-            params![id],
-        )?;
-        if n == 0 {
-            return Err(self.stale(id, "uploading|completing"));
-        }
-        Ok(())
+        self.update_while(id, "'uploading', 'completing'", "join_started = NULL", &[])
     }
 
     /// The service ran a failed join again: counted, and its clock restarts.
     pub fn join_restarted(&mut self, id: FileId) -> Result<()> {
-        let n = self.conn.execute(
-            "UPDATE files SET join_restarts = join_restarts + 1, join_started = ?2, updated_at = ?2
-             WHERE id = ?1 AND state IN ('uploading', 'completing')",
-            params![id, now_ms()],
-        )?;
-        if n == 0 {
-            return Err(self.stale(id, "uploading|completing"));
+        self.update_while(
+            id,
+            "'uploading', 'completing'",
+            "join_restarts = join_restarts + 1, join_started = ?2, updated_at = ?2",
+            &[&now_ms()],
+        )
+    }
+
+    /// Sets `set` (whose parameters start at `?2`) on row `id` while it is in one of
+    /// `states` (SQL literals), its state unchanged; stale when it is in none.
+    fn update_while(
+        &mut self,
+        id: FileId,
+        states: &str,
+        set: &str,
+        extra: &[&dyn rusqlite::ToSql],
+    ) -> Result<()> {
+        let sql = format!("UPDATE files SET {set} WHERE id = ?1 AND state IN ({states})");
+        let mut args: Vec<&dyn rusqlite::ToSql> = vec![&id];
+        args.extend_from_slice(extra);
+        if self.conn.execute(&sql, args.as_slice())? == 0 {
+            return Err(self.stale(id, &states.replace('\'', "").replace(", ", "|")));
         }
         Ok(())
     }
