@@ -127,7 +127,7 @@ fn wait(cause: Cause, tries: u32, backoff: &Backoff) -> Duration {
 
 #[derive(Debug, Default)]
 struct State {
-    refused: Option<Closed>,
+    closed: Option<Closed>,
     /// Bumped each time the gate closes: only an attempt claimed since then is
     /// evidence that the credentials work again (an older one may have had its
     /// parts acknowledged before the refusal).
@@ -139,7 +139,7 @@ struct State {
 /// What [`Gate::claimed`] hands out and [`Gate::ended`] takes back.
 #[derive(Debug, Clone, Copy)]
 pub struct Ticket {
-    /// This attempt tries the refused credentials.
+    /// This attempt is the one try while the gate is closed.
     pub trying: bool,
     generation: u64,
     pub claimed_at: Instant,
@@ -154,12 +154,12 @@ pub struct Gate {
 
 impl Gate {
     pub fn is_closed(&self) -> bool {
-        self.lock().refused.is_some()
+        self.lock().closed.is_some()
     }
 
     /// While closed: why, how many tries so far, and how long until the next.
     pub fn plan(&self) -> Option<Plan> {
-        self.lock().refused.as_ref().map(|c| Plan {
+        self.lock().closed.as_ref().map(|c| Plan {
             cause: c.cause,
             tries: c.tries,
             wait: c.next_try.saturating_duration_since(Instant::now()),
@@ -170,7 +170,7 @@ impl Gate {
     /// try; this one keeps to that plan instead of trying every file at once.
     pub fn resume(&self, plan: Plan) {
         let mut st = self.lock();
-        st.refused = Some(Closed {
+        st.closed = Some(Closed {
             cause: plan.cause,
             tries: plan.tries.max(1),
             next_try: Instant::now() + plan.wait,
@@ -190,7 +190,8 @@ impl Gate {
     }
 
     /// Waits until a file may be claimed: at once while the credentials are accepted;
-    /// while refused, until the next try is due or the credential source changed.
+    /// while closed, until the next try is due (or, for refused credentials, their
+    /// source changed).
     /// `false` when cancelled.
     pub async fn wait_turn(&self, backend: &dyn Backend, cancel: &CancellationToken) -> bool {
         loop {
@@ -199,7 +200,7 @@ impl Gate {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let due = match &self.lock().refused {
+            let due = match &self.lock().closed {
                 None => return true,
                 Some(r) if !r.trying && r.next_try <= Instant::now() => return true,
                 Some(r) => (!r.trying).then_some(r.next_try),
@@ -214,7 +215,7 @@ impl Gate {
                 _ = tokio::time::sleep(nap) => {
                     // A rotated credential is tried now, not after the backoff.
                     let fresh = backend.reload_credentials();
-                    if let Some(r) = self.lock().refused.as_mut()
+                    if let Some(r) = self.lock().closed.as_mut()
                         && fresh
                     {
                         tracing::info!("the credential source changed; trying it");
@@ -229,7 +230,7 @@ impl Gate {
     pub fn claimed(&self) -> Ticket {
         let mut st = self.lock();
         let generation = st.generation;
-        let trying = match st.refused.as_mut() {
+        let trying = match st.closed.as_mut() {
             Some(r) => {
                 r.trying = true;
                 true
@@ -252,9 +253,9 @@ impl Gate {
             Verdict::Unreachable(reason) => Some((Cause::Unreachable, reason)),
             _ => None,
         };
-        let change = match (st.refused.as_mut(), verdict) {
+        let change = match (st.closed.as_mut(), verdict) {
             (None, _) if let Some((cause, reason)) = closing => {
-                st.refused = Some(Closed::new(cause, backoff));
+                st.closed = Some(Closed::new(cause, backoff));
                 st.generation += 1;
                 Change::Closed(cause, reason.clone())
             }
@@ -263,13 +264,13 @@ impl Gate {
                 Change::None
             }
             (Some(_), Verdict::Accepted) if current => {
-                st.refused = None;
+                st.closed = None;
                 st.accepted_at = Some(Instant::now());
                 Change::Opened
             }
             // An unreachable service that answered: the uplink is back.
             (Some(r), Verdict::Reached) if current && r.cause == Cause::Unreachable => {
-                st.refused = None;
+                st.closed = None;
                 Change::Opened
             }
             // The probe never asked the service: the next file tries at once.
