@@ -114,6 +114,35 @@ pub fn sample_ranges(size: u64, n: u32, rng: &mut fastrand::Rng) -> Vec<(u64, u6
     out
 }
 
+/// Tries of one verification request, in place, after temporary failures.
+const REQUEST_TRIES: u32 = 4;
+
+/// `request`, asked again in place after a temporary failure (waiting what the
+/// server asked, at most 2 s, or half a second), up to [`REQUEST_TRIES`] in all.
+/// A verification is a stat and several reads; on a service that refuses one
+/// request in three, all of them succeeding in one go is rare, and ending the
+/// attempt at each refusal would throw away the reads already made.
+pub async fn retrying<T, Fut>(mut request: impl FnMut() -> Fut) -> Result<T, BackendError>
+where
+    Fut: std::future::Future<Output = Result<T, BackendError>>,
+{
+    let mut tries = 1;
+    loop {
+        match request().await {
+            Err(e @ BackendError::Retry { .. }) if tries < REQUEST_TRIES => {
+                tries += 1;
+                let wait = e
+                    .retry_after()
+                    .unwrap_or(std::time::Duration::from_millis(500))
+                    .min(std::time::Duration::from_secs(2));
+                debug!(error = %e, wait_ms = wait.as_millis() as u64, "verification request asked again");
+                tokio::time::sleep(wait).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Reads `ranges` of the stored object and compares them byte for byte with the
 /// file at `path`, which must still have `identity`. Returns the bytes read back.
 pub async fn sample(
@@ -128,7 +157,7 @@ pub async fn sample(
     let mut theirs = Vec::with_capacity(ranges.len());
     let mut read = 0;
     for &(offset, len) in ranges {
-        let bytes = backend.read_range(remote, offset, len).await?;
+        let bytes = retrying(|| backend.read_range(remote, offset, len)).await?;
         read += bytes.len() as u64;
         if bytes.len() as u64 != len {
             return Err(VerifyError::Mismatch(format!(
@@ -201,7 +230,7 @@ pub async fn full(
     let mut offset = 0;
     while offset < size {
         let len = FULL_CHUNK.min(size - offset);
-        let chunk = backend.read_range(remote, offset, len).await?;
+        let chunk = retrying(|| backend.read_range(remote, offset, len)).await?;
         if chunk.len() as u64 != len {
             return Err(VerifyError::Mismatch(format!(
                 "the service returned {} bytes of the stored object at offset {offset}, not {len}",
@@ -229,6 +258,50 @@ pub async fn full(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused() -> BackendError {
+        BackendError::Retry {
+            op: crate::backend::Op::ReadBack,
+            after: Some(std::time::Duration::from_secs(1)),
+            cause: "HTTP 503".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_verification_request_is_asked_again_in_place_a_few_times() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        // Refused twice, then answered: one call's worth of result, three asks.
+        let calls = AtomicU32::new(0);
+        let got = retrying(|| async {
+            match calls.fetch_add(1, Ordering::Relaxed) {
+                0 | 1 => Err(refused()),
+                _ => Ok(7),
+            }
+        })
+        .await;
+        assert_eq!((got.ok(), calls.load(Ordering::Relaxed)), (Some(7), 3));
+        // Refused every time: given up after REQUEST_TRIES.
+        let calls = AtomicU32::new(0);
+        let got: Result<(), _> = retrying(|| async {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Err(refused())
+        })
+        .await;
+        assert!(got.is_err());
+        assert_eq!(calls.load(Ordering::Relaxed), REQUEST_TRIES);
+        // What a retry cannot fix is not asked again.
+        let calls = AtomicU32::new(0);
+        let got: Result<(), _> = retrying(|| async {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Err(BackendError::SessionGone {
+                op: crate::backend::Op::Stat,
+                detail: "gone".into(),
+            })
+        })
+        .await;
+        assert!(got.is_err());
+        assert_eq!(calls.load(Ordering::Relaxed), 1);
+    }
 
     #[test]
     fn small_objects_are_read_whole() {

@@ -627,7 +627,7 @@ impl Attempt<'_> {
     ) -> Result<(), Stop> {
         let (ctx, row) = (self.ctx, self.row);
         let id: FileId = row.id;
-        let stat = ctx.backend.stat(&remote.key, Some(remote)).await?;
+        let stat = verify::retrying(|| ctx.backend.stat(&remote.key, Some(remote))).await?;
         let Some(stat) = stat else {
             return Err(Stop::Mismatch(format!(
                 "the service has no object at {} after completion",
