@@ -442,14 +442,17 @@ impl Watcher {
             }
             warn!(folder = %dir.display(), error = %why, "cannot read a folder of the outbox; its files wait until it can be read");
             let (topic, reason) = (notice_topic(&dir), why.clone());
-            if let Err(e) = self
+            match self
                 .journal
                 .call(move |j| j.set_notice(&topic, "unreadable", &reason))
                 .await
             {
-                warn!(error = %e, "cannot record the folder's state for status");
+                Ok(()) => {
+                    self.unreadable.insert(dir, why);
+                }
+                // Not remembered as reported: the next scan records it again.
+                Err(e) => warn!(error = %e, "cannot record the folder's state for status"),
             }
-            self.unreadable.insert(dir, why);
         }
     }
 
