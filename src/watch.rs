@@ -503,7 +503,10 @@ impl Watcher {
                 return Ok(());
             }
         };
-        if std::mem::take(&mut self.journal_refused) {
+        // Only a row written proves the journal writable again (a file already
+        // known is only read).
+        if !matches!(recorded, Enqueued::Unchanged(_)) && std::mem::take(&mut self.journal_refused)
+        {
             info!("the journal can be written again; files are recorded");
         }
         match recorded {
