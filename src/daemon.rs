@@ -144,7 +144,7 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Daem
     let mut watch_task = tasks.spawn(watcher.run(cancel.child_token(), ready_tx));
     let engine = Engine::new(
         EngineSettings::from_config(&cfg),
-        journal,
+        journal.clone(),
         backend.clone(),
         wake,
     );
@@ -152,6 +152,15 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Daem
     tasks.close();
     let lost = journal_lost(cfg.journal.path.clone());
     tokio::pin!(lost);
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        let (journal, cancel) = (journal.clone(), cancel.child_token());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                () = report_status(journal) => {}
+            }
+        });
+    }
 
     let mut failure: Option<DaemonError> = None;
     tokio::pin!(stop);
@@ -249,6 +258,34 @@ pub fn termination_signal() -> std::io::Result<impl Future<Output = ()>> {
 }
 
 /// Tells systemd (Type=notify) how we are; a no-op outside systemd.
+/// How often the one-line summary goes to systemd (`systemctl status` shows it).
+const STATUS_EVERY: Duration = Duration::from_secs(5);
+
+/// Sends `STATUS=` every [`STATUS_EVERY`]: files queued, in progress and failed,
+/// and the upload rate over the last interval.
+async fn report_status(journal: JournalHandle) {
+    let mut last: Option<(tokio::time::Instant, u64)> = None;
+    loop {
+        tokio::time::sleep(STATUS_EVERY).await;
+        let Ok((counts, sent)) = journal.call(|j| j.summary()).await else {
+            continue;
+        };
+        let n = |states: &[&str]| -> u64 { states.iter().filter_map(|s| counts.get(*s)).sum() };
+        let now = tokio::time::Instant::now();
+        let rate = last.map_or(0.0, |(at, before)| {
+            sent.saturating_sub(before) as f64 / now.duration_since(at).as_secs_f64().max(0.001)
+        });
+        last = Some((now, sent));
+        sd_notify(&format!(
+            "STATUS={} queued, {} uploading, {} failed, {}/s",
+            n(&["queued", "retrying"]),
+            n(&["uploading", "completing", "joining", "verifying"]),
+            n(&["failed"]),
+            crate::units::human_bytes(rate as u64)
+        ));
+    }
+}
+
 fn sd_notify(msg: &str) {
     use std::os::unix::net::UnixDatagram;
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {

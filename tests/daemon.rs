@@ -422,3 +422,63 @@ fn files_in_freshly_created_folders_are_never_missed() {
     }
     env.wait_done(100, Duration::from_secs(60));
 }
+
+/// systemd's notify protocol, over a real datagram socket: `READY=1` once the
+/// daemon runs, a `STATUS=` summary every few seconds with the files' counts and
+/// the rate, `STOPPING=1` at SIGTERM.
+#[test]
+fn systemd_hears_ready_a_status_line_and_stopping() {
+    let env = Env::local("200ms", "", "");
+    let socket = env.dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&socket).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let mut daemon = env.spawn_with(|c| {
+        c.env("NOTIFY_SOCKET", &socket);
+    });
+    let mut heard: Vec<String> = Vec::new();
+    let mut listen = |until: &dyn Fn(&[String]) -> bool, what: &str| {
+        let t0 = Instant::now();
+        let mut buf = [0u8; 4096];
+        while !until(&heard) {
+            assert!(
+                t0.elapsed() < Duration::from_secs(30),
+                "no {what}: {heard:?}"
+            );
+            if let Ok(n) = sock.recv(&mut buf) {
+                heard.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    };
+    listen(&|h| h.iter().any(|m| m.contains("READY=1")), "READY=1");
+    env.drop_file("one.txt", b"one");
+    env.wait_done(1, Duration::from_secs(30));
+    listen(
+        &|h| {
+            h.iter()
+                .any(|m| m.starts_with("STATUS=") && m.contains("queued"))
+        },
+        "STATUS= summary",
+    );
+    daemon.sigterm();
+    listen(
+        &|h| h.iter().any(|m| m.contains("STOPPING=1")),
+        "STOPPING=1",
+    );
+    assert_eq!(
+        daemon
+            .wait_exit(Duration::from_secs(20))
+            .and_then(|s| s.code()),
+        Some(0)
+    );
+    let status = heard
+        .iter()
+        .find(|m| m.starts_with("STATUS=") && m.contains("queued"))
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        status.contains("uploading") && status.contains("failed") && status.ends_with("/s"),
+        "{status}"
+    );
+    println!("figure: systemd heard {heard:?}");
+}

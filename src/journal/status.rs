@@ -176,6 +176,29 @@ impl Journal {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Files by state and the bytes put on the wire so far, summed: one cheap query
+    /// for the daemon's one-line `STATUS=` to systemd.
+    pub fn summary(&self) -> Result<(BTreeMap<String, u64>, u64)> {
+        let mut stmt = self.conn.prepare(
+            "SELECT state, COUNT(*), COALESCE(SUM(bytes_sent), 0) FROM files GROUP BY state",
+        )?;
+        let mut counts = BTreeMap::new();
+        let mut sent = 0u64;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (state, n, bytes) = row?;
+            counts.insert(state, n.max(0) as u64);
+            sent = sent.saturating_add(bytes.max(0) as u64);
+        }
+        Ok((counts, sent))
+    }
+
     pub fn status(&self) -> Result<StatusReport> {
         let mut counts: BTreeMap<&'static str, u64> =
             FileState::ALL.iter().map(|s| (s.as_str(), 0)).collect();

@@ -76,7 +76,7 @@ impl Env {
         })
     }
 
-    fn spawn_with(&self, adjust: impl FnOnce(&mut Command)) -> Daemon {
+    pub fn spawn_with(&self, adjust: impl FnOnce(&mut Command)) -> Daemon {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
