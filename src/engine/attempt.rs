@@ -76,7 +76,7 @@ pub(super) async fn run_file(
                     secs = started.elapsed().as_secs_f64(),
                     "delivered and verified"
                 );
-                Verdict::Accepted
+                Verdict::Delivered
             }
             Err(stop) => {
                 // Refused while the service accepted another file after this one

@@ -40,7 +40,11 @@ pub const RELOAD_EVERY: Duration = Duration::from_secs(2);
 /// How an attempt ended, as far as the gate is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// The service answered the attempt's requests (delivered, or parts acknowledged).
+    /// The file was delivered and verified: its last requests, made just now, were
+    /// accepted, whenever the attempt was claimed.
+    Delivered,
+    /// The service answered the attempt's requests (parts acknowledged, a join
+    /// accepted), perhaps before the gate closed.
     Accepted,
     /// The service refused the credentials; the reason, for `status`.
     Refused(String),
@@ -259,9 +263,16 @@ impl Gate {
                 st.generation += 1;
                 Change::Closed(cause, reason.clone())
             }
-            (None, Verdict::Accepted) => {
+            (None, Verdict::Accepted | Verdict::Delivered) => {
                 st.accepted_at = Some(Instant::now());
                 Change::None
+            }
+            // A delivery is evidence now, even from an attempt claimed before the
+            // gate closed (it may have been the last file, with none left to try).
+            (Some(_), Verdict::Delivered) => {
+                st.closed = None;
+                st.accepted_at = Some(Instant::now());
+                Change::Opened
             }
             (Some(_), Verdict::Accepted) if current => {
                 st.closed = None;
@@ -324,6 +335,19 @@ mod tests {
         // before it: no evidence that the credentials work now.
         assert_eq!(g.ended(before, &Verdict::Accepted, &B), Change::None);
         assert!(g.is_closed());
+        // One that delivered its file is: its last requests came after the refusal.
+        let stale = Ticket {
+            trying: false,
+            generation: 0,
+            claimed_at: Instant::now(),
+        };
+        assert_eq!(g.ended(stale, &Verdict::Delivered, &B), Change::Opened);
+        assert!(!g.is_closed());
+        let other = g.claimed();
+        assert_eq!(
+            g.ended(other, &Verdict::Refused("401".into()), &B),
+            Change::Closed(Cause::Credentials, "401".into())
+        );
         let first_try = g.claimed();
         assert!(first_try.trying, "the next claim is a try");
         // A try that never reached the service does not count.

@@ -263,13 +263,15 @@ impl Engine {
                             tokio::spawn(attempt::run_file(ctx.clone(), row, cancel, ticket))
                                 .await
                                 .unwrap_or(gate::Verdict::Unknown);
+                        // The gate first: once the path or the slot is free, the
+                        // claim loop must already see the gate this attempt closed
+                        // (else it claims the row again as if the gate were open,
+                        // and that attempt cannot open it when it succeeds).
+                        let change = ctx.gate.ended(ticket, &verdict, &ctx.settings.backoff);
                         release(&ctx, id).await;
                         busy.lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .retain(|p| *p != path);
-                        // The gate first: with the slot free, the claim loop must
-                        // already see the gate this attempt closed.
-                        let change = ctx.gate.ended(ticket, &verdict, &ctx.settings.backoff);
                         drop(permit);
                         report(&ctx, change).await;
                         // A row of the same path may have waited for this one.
