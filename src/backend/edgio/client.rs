@@ -19,8 +19,9 @@ use crate::backend::{BackendError, Op, PartBody, Progress, Timeouts};
 use crate::secret::{Secret, SecretSource, redact};
 
 /// Answers are empty (HTTP calls) or small JSON documents; a page of 1000 piece
-/// records is about 60 KB.
-const MAX_BODY: usize = 4 << 20;
+/// records is about 60 KB. Kept small: a junk answer is held (and copied for the
+/// redacted message) up to this size, several in flight at once.
+const MAX_BODY: usize = 256 << 10;
 
 /// What an HTTP call carries.
 #[derive(Debug, Clone, Copy)]
