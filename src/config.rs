@@ -53,6 +53,9 @@ pub struct WatchConfig {
 #[derive(Debug, Clone)]
 pub struct JournalConfig {
     pub path: PathBuf,
+    /// How long `done` (and `superseded`) rows are kept before housekeeping prunes
+    /// them; a row whose file is still in the outbox is kept whatever its age.
+    pub keep_done: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +130,21 @@ pub struct DaemonConfig {
     pub shutdown_timeout: Duration,
     /// A `tracing` filter: `info`, `dropship=debug,warn`, ...
     pub log: String,
+    /// Log lines for people (`text`) or one JSON object per line (`json`).
+    pub log_format: LogFormat,
+    /// Uploads in flight that do not move for this long mean the engine hangs
+    /// beyond its own timeouts: the systemd watchdog is withheld (see
+    /// `liveness`). By default twice the stall and answer timeouts plus a minute.
+    pub stuck_after: Duration,
+}
+
+/// `daemon.log_format` / `run --log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// Why a config file was refused.
@@ -207,14 +225,21 @@ struct RawWatch {
 struct RawJournal {
     #[serde(default = "default_journal_path")]
     path: Spanned<PathBuf>,
+    #[serde(default = "default_keep_done")]
+    keep_done: Spanned<HumanDuration>,
 }
 
 impl Default for RawJournal {
     fn default() -> Self {
         RawJournal {
             path: default_journal_path(),
+            keep_done: default_keep_done(),
         }
     }
+}
+
+fn default_keep_done() -> Spanned<HumanDuration> {
+    Spanned::new(0..0, HumanDuration(Duration::from_secs(7 * 86_400)))
 }
 
 #[derive(Deserialize)]
@@ -270,6 +295,8 @@ enum RawAfter {
 struct RawDaemon {
     shutdown_timeout: HumanDuration,
     log: String,
+    log_format: LogFormat,
+    stuck_after: Option<Spanned<HumanDuration>>,
 }
 
 impl Default for RawDaemon {
@@ -277,6 +304,8 @@ impl Default for RawDaemon {
         RawDaemon {
             shutdown_timeout: HumanDuration(Duration::from_secs(10)),
             log: "info".into(),
+            log_format: LogFormat::Text,
+            stuck_after: None,
         }
     }
 }
@@ -373,6 +402,13 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             "must be at most 7d".into(),
         ));
     }
+    if raw.journal.keep_done.get_ref().0 > 3650 * DAY {
+        return Err(err(
+            raw.journal.keep_done.span(),
+            "journal.keep_done",
+            "must be at most 3650d".into(),
+        ));
+    }
     let journal_path = resolve(raw.journal.path.get_ref());
     if journal_path.starts_with(&watch_path) {
         return Err(err(
@@ -455,6 +491,18 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             ),
         ));
     }
+    let timeouts = up.stall_timeout.get_ref().0 + up.answer_timeout.get_ref().0;
+    let stuck_after = match &raw.daemon.stuck_after {
+        None => 2 * timeouts + Duration::from_secs(60),
+        Some(d) if d.get_ref().0 < Duration::from_secs(1) || d.get_ref().0 > 7 * DAY => {
+            return Err(err(
+                d.span(),
+                "daemon.stuck_after",
+                "must be between 1s and 7d".into(),
+            ));
+        }
+        Some(d) => d.get_ref().0,
+    };
     let after = match (up.after.get_ref(), &up.move_to) {
         (RawAfter::Keep, _) => After::Keep,
         (RawAfter::Delete, _) => After::Delete,
@@ -511,7 +559,10 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             ignore,
             rescan: raw.watch.rescan.get_ref().0,
         },
-        journal: JournalConfig { path: journal_path },
+        journal: JournalConfig {
+            path: journal_path,
+            keep_done: raw.journal.keep_done.get_ref().0,
+        },
         upload: UploadConfig {
             workers: *up.workers.get_ref(),
             parts_in_flight: *up.parts_in_flight.get_ref(),
@@ -532,6 +583,8 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
         daemon: DaemonConfig {
             shutdown_timeout: raw.daemon.shutdown_timeout.0,
             log: raw.daemon.log,
+            log_format: raw.daemon.log_format,
+            stuck_after,
         },
         backend,
         locations,

@@ -149,6 +149,11 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Daem
         wake,
     );
     let mut engine_task = tasks.spawn(engine.run(cancel.child_token()));
+    tasks.spawn(crate::housekeeping::run(
+        journal.clone(),
+        cfg.journal.keep_done,
+        cancel.child_token(),
+    ));
     tasks.close();
     let lost = journal_lost(cfg.journal.path.clone());
     tokio::pin!(lost);
@@ -158,6 +163,17 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Daem
             tokio::select! {
                 _ = cancel.cancelled() => {}
                 () = report_status(journal) => {}
+            }
+        });
+    }
+
+    if let Some(every) = watchdog_interval() {
+        let (journal, cancel) = (journal.clone(), cancel.child_token());
+        let stuck_after = cfg.daemon.stuck_after;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = cancel.cancelled() => {}
+                () = watchdog(journal, every, stuck_after) => {}
             }
         });
     }
@@ -286,6 +302,57 @@ async fn report_status(journal: JournalHandle) {
     }
 }
 
+/// systemd's watchdog interval (`WatchdogSec=`, passed as `WATCHDOG_USEC`), when
+/// it is meant for this process.
+fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
+    }
+    (usec > 0).then(|| Duration::from_micros(usec))
+}
+
+/// Sends `WATCHDOG=1` twice per interval while the journal answers and the engine
+/// is not stuck (see [`crate::liveness`]); withholds it otherwise, so that systemd
+/// restarts the daemon. Says so once per spell, and again when it recovers.
+async fn watchdog(journal: JournalHandle, every: Duration, stuck_after: Duration) {
+    let half = every / 2;
+    let mut withheld = false;
+    loop {
+        let answered = tokio::time::timeout(half, journal.call(|j| j.ping()))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        let stuck = crate::liveness::stuck(stuck_after);
+        match (answered, stuck) {
+            (true, None) => {
+                if std::mem::take(&mut withheld) {
+                    info!("the engine moves again; the watchdog is fed again");
+                }
+                sd_notify("WATCHDOG=1");
+            }
+            (false, _) if !withheld => {
+                withheld = true;
+                error!(
+                    waited_ms = half.as_millis() as u64,
+                    "the journal does not answer: withholding the watchdog so that systemd restarts dropship"
+                );
+            }
+            (true, Some(still)) if !withheld => {
+                withheld = true;
+                error!(
+                    still_s = still.as_secs(),
+                    stuck_after_s = stuck_after.as_secs(),
+                    "uploads in flight have not moved beyond every timeout (daemon.stuck_after): withholding the watchdog so that systemd restarts dropship"
+                );
+            }
+            _ => {}
+        }
+        tokio::time::sleep(half).await;
+    }
+}
+
 fn sd_notify(msg: &str) {
     use std::os::unix::net::UnixDatagram;
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
@@ -294,6 +361,11 @@ fn sd_notify(msg: &str) {
     let Ok(sock) = UnixDatagram::unbound() else {
         return;
     };
+    // Never block a runtime thread on a full queue: systemd reads it promptly, and a
+    // message it could not take is not worth stalling the daemon for.
+    if sock.set_nonblocking(true).is_err() {
+        return;
+    }
     let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
     let sent = if let Some(name) = bytes.strip_prefix(b"@") {
         use std::os::linux::net::SocketAddrExt;

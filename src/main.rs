@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
-use dropship::config::{self, Config, ConfigError};
-use dropship::journal::{Journal, JournalError, RetrySelector};
+use dropship::config::{self, Config, ConfigError, LogFormat};
+use dropship::journal::{Journal, JournalError, RetrySelector, StatusQuery};
 use dropship::{daemon, status};
 
 #[derive(Parser)]
@@ -35,17 +35,33 @@ struct ConfigArg {
 #[derive(Subcommand)]
 enum Command {
     /// Run the daemon in the foreground.
-    Run(ConfigArg),
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Log lines for people (text) or one JSON object per line (json)
+        /// [default: daemon.log_format, else text]
+        #[arg(long, value_enum)]
+        log_format: Option<LogFormatArg>,
+    },
     /// Show what the journal holds (works while the daemon runs).
     Status {
         #[command(flatten)]
         config: ConfigArg,
-        /// Machine-readable output.
+        /// Machine-readable output (with --watch: one compact document per line).
         #[arg(long)]
         json: bool,
-        /// Finished files to list in the table.
+        /// The most recent finished files to list.
         #[arg(long, default_value_t = 20)]
         recent: usize,
+        /// Unfinished and failed files to list, oldest first.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// List every file of the journal (slow on big journals).
+        #[arg(long, conflicts_with_all = ["recent", "limit"])]
+        all: bool,
+        /// Refresh every INTERVAL (default 2s) until interrupted.
+        #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "2s")]
+        watch: Option<String>,
     },
     /// Check a config file and exit.
     CheckConfig(ConfigArg),
@@ -60,6 +76,25 @@ enum Command {
         #[arg(long)]
         all_failed: bool,
     },
+    /// Remove finished files (done, failed, superseded) from the journal. A
+    /// forgotten file still in the outbox is recorded and sent again, as new, at
+    /// the next scan (delete it first to drop it for good).
+    Forget {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The files' ids (see `status`).
+        #[arg(required_unless_present = "all_failed", conflicts_with = "all_failed")]
+        ids: Vec<i64>,
+        /// Every failed file.
+        #[arg(long)]
+        all_failed: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
 }
 
 /// A failure with its exit code.
@@ -99,18 +134,45 @@ fn load(arg: &ConfigArg) -> Result<Config, Failure> {
 
 fn dispatch(cmd: Command) -> Result<(), Failure> {
     match cmd {
-        Command::Run(arg) => run(load(&arg)?),
+        Command::Run { config, log_format } => {
+            let mut cfg = load(&config)?;
+            match log_format {
+                Some(LogFormatArg::Text) => cfg.daemon.log_format = LogFormat::Text,
+                Some(LogFormatArg::Json) => cfg.daemon.log_format = LogFormat::Json,
+                None => {}
+            }
+            run(cfg)
+        }
         Command::Status {
             config,
             json,
             recent,
-        } => show_status(&load(&config)?, json, recent),
+            limit,
+            all,
+            watch,
+        } => {
+            let query = StatusQuery {
+                all,
+                limit,
+                recent_done: recent,
+            };
+            let cfg = load(&config)?;
+            match watch {
+                None => show_status(&cfg, json, &query),
+                Some(every) => watch_status(&cfg, json, &query, &every),
+            }
+        }
         Command::CheckConfig(arg) => check_config(&load(&arg)?),
         Command::Retry {
             config,
             id,
             all_failed,
         } => retry(&load(&config)?, id, all_failed),
+        Command::Forget {
+            config,
+            ids,
+            all_failed,
+        } => forget(&load(&config)?, ids, all_failed),
     }
 }
 
@@ -126,21 +188,32 @@ fn check_config(cfg: &Config) -> Result<(), Failure> {
     Ok(())
 }
 
-fn init_logging(filter: &str) -> Result<(), Failure> {
+/// Logs to stderr (journald adds the time and the unit). The filter comes from
+/// `DROPSHIP_LOG`, else `RUST_LOG`, else `daemon.log`.
+fn init_logging(filter: &str, format: LogFormat) -> Result<(), Failure> {
     use tracing_subscriber::prelude::*;
-    let spec = std::env::var("DROPSHIP_LOG").unwrap_or_else(|_| filter.to_string());
+    let (spec, source) = match (std::env::var("DROPSHIP_LOG"), std::env::var("RUST_LOG")) {
+        (Ok(s), _) => (s, "DROPSHIP_LOG"),
+        (_, Ok(s)) => (s, "RUST_LOG"),
+        _ => (filter.to_string(), "daemon.log"),
+    };
     let targets: tracing_subscriber::filter::Targets = spec
         .parse()
-        .with_context(|| format!("bad log filter {spec:?} (daemon.log or DROPSHIP_LOG)"))
+        .with_context(|| format!("bad log filter {spec:?} ({source})"))
         .map_err(|error| Failure { code: 2, error })?;
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let layer = match format {
+        // Colours only for a person at a terminal, not for journald.
+        LogFormat::Text => layer
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
+        // One object per line, with the file's span (`id`, `key`) as fields.
+        LogFormat::Json => layer.json().with_current_span(true).boxed(),
+    };
     tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                // Colours only for a person at a terminal, not for journald.
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .with_target(false),
-        )
+        .with(layer)
         .with(targets)
         .init();
     Ok(())
@@ -158,7 +231,7 @@ fn run(cfg: Config) -> Result<(), Failure> {
             error: anyhow::anyhow!(lines.join("\n")),
         });
     }
-    init_logging(&cfg.daemon.log)?;
+    init_logging(&cfg.daemon.log, cfg.daemon.log_format)?;
     let stop = daemon::termination_signal().context("installing signal handlers")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -197,28 +270,61 @@ fn open_read_only(path: &Path) -> Result<Option<Journal>, Failure> {
     }
 }
 
-fn show_status(cfg: &Config, json: bool, recent: usize) -> Result<(), Failure> {
+fn show_status(cfg: &Config, json: bool, query: &StatusQuery) -> Result<(), Failure> {
+    print!("{}", render_status(cfg, json, query, true)?);
+    Ok(())
+}
+
+/// `status --watch`: the table redrawn in place at a terminal, or one document
+/// after another (JSON: one per line) for a pipe, until interrupted.
+fn watch_status(cfg: &Config, json: bool, query: &StatusQuery, every: &str) -> Result<(), Failure> {
+    let every = dropship::units::parse_duration(every)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| Failure {
+            code: 2,
+            error: anyhow::anyhow!("--watch: {every:?} is not a duration such as 2s or 500ms"),
+        })?;
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    loop {
+        let text = render_status(cfg, json, query, !json)?;
+        if terminal && !json {
+            // Home and clear: the table replaces the last one.
+            print!("\x1b[H\x1b[2J");
+        }
+        print!("{text}");
+        std::io::Write::flush(&mut std::io::stdout()).context("writing to stdout")?;
+        std::thread::sleep(every);
+    }
+}
+
+fn render_status(
+    cfg: &Config,
+    json: bool,
+    query: &StatusQuery,
+    pretty: bool,
+) -> Result<String, Failure> {
     let running = daemon::is_running(cfg);
     let report = match open_read_only(&cfg.journal.path)? {
-        Some(j) => j.status().context("reading the journal")?,
+        Some(j) => j.status_with(query).context("reading the journal")?,
         None => dropship::journal::StatusReport::empty(),
     };
     let disk = status::JournalDisk::of(&cfg.journal.path);
-    if json {
-        let out = status::StatusJson {
-            daemon_running: running,
-            journal: cfg.journal.path.display().to_string(),
-            journal_disk: disk,
-            report: &report,
-        };
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&out).context("encoding JSON")?
-        );
-    } else {
-        print!("{}", status::table(&report, running, disk, recent));
+    if !json {
+        return Ok(status::table(&report, running, disk));
     }
-    Ok(())
+    let out = status::StatusJson {
+        daemon_running: running,
+        journal: cfg.journal.path.display().to_string(),
+        journal_disk: disk,
+        report: &report,
+    };
+    let text = if pretty {
+        serde_json::to_string_pretty(&out)
+    } else {
+        serde_json::to_string(&out)
+    };
+    Ok(text.context("encoding JSON")? + "\n")
 }
 
 fn retry(cfg: &Config, id: Option<i64>, all_failed: bool) -> Result<(), Failure> {
@@ -237,6 +343,41 @@ fn retry(cfg: &Config, id: Option<i64>, all_failed: bool) -> Result<(), Failure>
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+    }
+    Ok(())
+}
+
+fn forget(cfg: &Config, ids: Vec<i64>, all_failed: bool) -> Result<(), Failure> {
+    use dropship::journal::Forgot;
+    if !cfg.journal.path.exists() {
+        return Err(anyhow::anyhow!("no journal at {}", cfg.journal.path.display()).into());
+    }
+    let mut j = Journal::open(&cfg.journal.path).context("opening the journal")?;
+    let ids = if all_failed {
+        j.failed_ids().context("reading the journal")?
+    } else {
+        ids
+    };
+    let outcome = j.forget(&ids).context("forgetting")?;
+    let mut refused = 0;
+    for o in &outcome {
+        match o {
+            Forgot::Removed(id) => println!("forgot {id}"),
+            Forgot::Unknown(id) => {
+                refused += 1;
+                eprintln!("dropship: no file {id} in the journal");
+            }
+            Forgot::Refused { id, state } => {
+                refused += 1;
+                eprintln!("dropship: file {id} is {state}: only finished files can be forgotten");
+            }
+        }
+    }
+    if outcome.is_empty() {
+        println!("nothing to forget");
+    }
+    if refused > 0 {
+        return Err(anyhow::anyhow!("{refused} file(s) not forgotten").into());
     }
     Ok(())
 }

@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use serde::Serialize;
 
-use crate::journal::{BACKEND_TOPIC, FileStatus, StatusReport, now_ms};
+use crate::journal::{BACKEND_TOPIC, StatusReport, now_ms};
 use crate::units::human_bytes;
 
 #[derive(Serialize)]
@@ -46,12 +46,7 @@ fn disk_problem(d: &JournalDisk) -> Option<String> {
 }
 /// The table `status` prints by default: active and failed files first, then the
 /// most recent finished ones.
-pub fn table(
-    report: &StatusReport,
-    running: bool,
-    disk: Option<JournalDisk>,
-    recent_done: usize,
-) -> String {
+pub fn table(report: &StatusReport, running: bool, disk: Option<JournalDisk>) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -67,6 +62,43 @@ pub fn table(
         .map(|(state, n)| format!("{state} {n}"))
         .collect();
     let _ = writeln!(out, "files: {}", counts.join(", "));
+    let b = &report.backlog;
+    if b.files > 0 {
+        let _ = writeln!(
+            out,
+            "backlog: {} file(s), {}, oldest recorded {}",
+            b.files,
+            human_bytes(b.bytes),
+            b.oldest_queued_at.map_or("?".into(), ago)
+        );
+    }
+    for f in &report.in_flight {
+        let rate = f
+            .rate_bytes_per_s
+            .map_or(", rate known after the first part".into(), |r| {
+                format!(", {}/s", human_bytes(r))
+            });
+        let _ = writeln!(
+            out,
+            "in flight: #{} {} {:.0}% of {}{rate} — {}",
+            f.id,
+            f.state,
+            f.progress * 100.0,
+            human_bytes(f.size),
+            f.path
+        );
+    }
+    for e in &report.last_errors {
+        let _ = writeln!(
+            out,
+            "error: #{} {} {} — {} — {}",
+            e.id,
+            e.state,
+            ago(e.at),
+            e.path,
+            e.error
+        );
+    }
     if report.backend.state != "ok" {
         let _ = writeln!(
             out,
@@ -93,14 +125,7 @@ pub fn table(
             n.reason.as_deref().unwrap_or("")
         );
     }
-    let (settled, active): (Vec<&FileStatus>, Vec<&FileStatus>) = report
-        .files
-        .iter()
-        .partition(|f| matches!(f.state, "done" | "superseded"));
-    let mut shown: Vec<&FileStatus> = active;
-    let skip = settled.len().saturating_sub(recent_done);
-    shown.extend(settled.iter().skip(skip));
-    shown.sort_by_key(|f| f.id);
+    let shown = &report.files;
     if shown.is_empty() {
         return out;
     }
@@ -134,10 +159,11 @@ pub fn table(
             );
         }
     }
-    if skip > 0 {
+    if report.files_omitted > 0 {
         let _ = writeln!(
             out,
-            "({skip} older finished files not shown; --json lists all)"
+            "({} more file(s) not shown; `status --all` lists every one)",
+            report.files_omitted
         );
     }
     out

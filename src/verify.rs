@@ -158,6 +158,7 @@ pub async fn sample(
     let mut read = 0;
     for &(offset, len) in ranges {
         let bytes = retrying(|| backend.read_range(remote, offset, len)).await?;
+        crate::liveness::touch();
         read += bytes.len() as u64;
         if bytes.len() as u64 != len {
             return Err(VerifyError::Mismatch(format!(
@@ -231,6 +232,7 @@ pub async fn full(
     while offset < size {
         let len = FULL_CHUNK.min(size - offset);
         let chunk = retrying(|| backend.read_range(remote, offset, len)).await?;
+        crate::liveness::touch();
         if chunk.len() as u64 != len {
             return Err(VerifyError::Mismatch(format!(
                 "the service returned {} bytes of the stored object at offset {offset}, not {len}",

@@ -482,3 +482,103 @@ fn systemd_hears_ready_a_status_line_and_stopping() {
     );
     println!("figure: systemd heard {heard:?}");
 }
+
+/// systemd's watchdog (`WatchdogSec=`): fed while the daemon idles, withheld once an
+/// upload hangs beyond every timeout (here a service that never answers, with the
+/// timeouts at their 1-day maximum and `daemon.stuck_after` at 3 s), but not while a
+/// slow upload takes longer than that and keeps moving; after the hang
+/// this test does what systemd does (kill, start again) and the file is delivered.
+#[test]
+fn the_watchdog_is_withheld_while_a_hung_service_holds_an_upload_and_a_restart_delivers() {
+    use dropship_testbed::SettingsPatch;
+    let rt = common::runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = common::start_testbed(&rt, store.path(), Default::default());
+    let base = tb.emulator_url("box");
+    let env = Env::new(
+        "200ms",
+        "stall_timeout = \"1d\"\nanswer_timeout = \"1d\"\nbandwidth_limit = \"64KiB\"",
+        &format!(
+            "type = \"box\"\napi_url = \"{base}\"\nupload_url = \"{base}\"\ntoken_file = \"token\"\nfolder_id = \"0\""
+        ),
+        "[daemon]\nstuck_after = \"3s\"",
+    );
+    std::fs::write(
+        env.dir.path().join("token"),
+        dropship_testbed::DEFAULT_SECRET,
+    )
+    .expect("token");
+    let socket = env.dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&socket).expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let spawn = || {
+        env.spawn_with(|c| {
+            // WatchdogSec=0.4s; no WATCHDOG_PID: any process may feed it.
+            c.env("NOTIFY_SOCKET", &socket)
+                .env("WATCHDOG_USEC", "400000");
+        })
+    };
+    // Like systemd, read every message as it comes: the instants of WATCHDOG=1.
+    let fed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Instant>::new()));
+    let reader = {
+        let (sock, fed) = (sock.try_clone().expect("clone"), fed.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") => {
+                        fed.lock().expect("fed").push(Instant::now())
+                    }
+                    Ok(n) if &buf[..n] == b"end" => return,
+                    _ => {}
+                }
+            }
+        })
+    };
+    let listen = |for_: Duration| -> Vec<Instant> {
+        let t0 = Instant::now();
+        std::thread::sleep(for_);
+        let fed = fed.lock().expect("fed");
+        fed.iter().copied().filter(|t| *t >= t0).collect()
+    };
+    let daemon = spawn();
+    env.wait_log("dropship is running", Duration::from_secs(30));
+    let idle = listen(Duration::from_secs(2));
+    assert!(idle.len() >= 5, "fed {} times in 2 s of idling", idle.len());
+
+    // An upload that takes longer than `stuck_after` but keeps moving is progress.
+    env.drop_file("slow.bin", &random_bytes(384 * 1024, 6));
+    let slow = listen(Duration::from_secs(4));
+    assert!(
+        slow.len() >= 15,
+        "fed {} times in 4 s of a slow upload",
+        slow.len()
+    );
+    env.wait_done(1, Duration::from_secs(30));
+    assert!(!env.log_text().contains("withholding the watchdog"));
+
+    tb.update_settings(SettingsPatch {
+        hang_rate: Some(1.0),
+        ..Default::default()
+    });
+    env.drop_file("hung.bin", &random_bytes(64 * 1024, 7));
+    env.wait_log("withholding the watchdog", Duration::from_secs(30));
+    // systemd would have fired: nothing for 5 intervals.
+    let fed = listen(Duration::from_secs(2));
+    assert!(fed.is_empty(), "still fed {} times while hung", fed.len());
+    assert!(tb.stats().faults.hung > 0, "the service hung");
+
+    // What systemd does next: kill it, start it again. The service answers again.
+    daemon.kill9();
+    tb.update_settings(SettingsPatch {
+        hang_rate: Some(0.0),
+        ..Default::default()
+    });
+    let _daemon = spawn();
+    env.wait_done(2, Duration::from_secs(60));
+    let fed = listen(Duration::from_secs(1));
+    assert!(fed.len() >= 2, "fed again after the restart: {}", fed.len());
+    let _ = std::os::unix::net::UnixDatagram::unbound().and_then(|s| s.send_to(b"end", &socket));
+    reader.join().expect("reader");
+}

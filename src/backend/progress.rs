@@ -152,6 +152,7 @@ impl Progress {
         let now = self.now_ms();
         let total = self.0.bytes.fetch_add(n, Ordering::Relaxed) + n;
         self.0.last_moved.store(now, Ordering::Relaxed);
+        crate::liveness::touch();
         let (t0, b0) = &self.0.steady_from;
         if t0.load(Ordering::Relaxed) == 0 && now >= SAMPLE_MS {
             b0.store(total, Ordering::Relaxed);

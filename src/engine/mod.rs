@@ -259,10 +259,12 @@ impl Engine {
                     workers.spawn(async move {
                         let (id, path) = (row.id, row.path.clone());
                         // A panic in the worker must not leave its row held.
+                        let busy_guard = crate::liveness::busy();
                         let verdict =
                             tokio::spawn(attempt::run_file(ctx.clone(), row, cancel, ticket))
                                 .await
                                 .unwrap_or(gate::Verdict::Unknown);
+                        drop(busy_guard);
                         // The gate first: once the path or the slot is free, the
                         // claim loop must already see the gate this attempt closed
                         // (else it claims the row again as if the gate were open,

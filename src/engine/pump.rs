@@ -301,6 +301,7 @@ impl Pump<'_> {
     /// Commits a finished request: its receipt, or the part goes back to `pending`
     /// and waits for its next try.
     async fn ended(&mut self, ended: Ended) -> Result<(), Stop> {
+        crate::liveness::touch();
         let ctx = self.at.ctx;
         let id = self.at.row.id;
         let Ended {

@@ -161,6 +161,9 @@ impl Journal {
         tx.execute(
             // A joining row is claimed to poll its join: no part is sent again.
             "UPDATE files SET attempts = attempts + 1, updated_at = ?2,
+                    claimed_at = ?2,
+                    acked_at_claim = (SELECT COALESCE(SUM(length), 0) FROM parts
+                                      WHERE file_id = ?1 AND state = 'uploaded'),
                     state = CASE state WHEN 'joining' THEN 'completing' ELSE 'uploading' END
              WHERE id = ?1",
             params![id, now_ms()],

@@ -20,6 +20,7 @@
 
 mod files;
 mod handle;
+mod housekeeping;
 mod parts;
 pub mod states;
 mod status;
@@ -32,8 +33,12 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use serde::Serialize;
 
 pub use handle::JournalHandle;
+pub use housekeeping::{Forgot, PruneCandidate};
 pub use states::{FileState, PartState};
-pub use status::{BACKEND_TOPIC, BackendHealth, BackendPlan, FileStatus, Notice, StatusReport};
+pub use status::{
+    BACKEND_TOPIC, BackendHealth, BackendPlan, Backlog, FileStatus, InFlight, LAST_ERRORS,
+    LastError, Notice, StatusQuery, StatusReport,
+};
 
 use crate::backend::{FileDigests, Receipt, RemoteObject, Session};
 use crate::digest::HashCheckpoint;
@@ -59,6 +64,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0005_backend_retry_plan",
         include_str!("../../migrations/0005_backend_retry_plan.sql"),
+    ),
+    (
+        "0006_status_and_housekeeping",
+        include_str!("../../migrations/0006_status_and_housekeeping.sql"),
     ),
 ];
 
@@ -278,6 +287,12 @@ impl Journal {
         j.quick_check()?;
         j.migrate()?;
         Ok(j)
+    }
+
+    /// Whether the journal answers at all (the watchdog's question).
+    pub fn ping(&self) -> Result<()> {
+        self.conn.query_row("SELECT 1", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// Opens an existing journal read-only, for `status` while the daemon runs.

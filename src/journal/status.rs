@@ -18,7 +18,56 @@ pub struct StatusReport {
     pub backend: BackendHealth,
     /// Every condition the daemon reports, the backend's included.
     pub notices: Vec<Notice>,
+    /// What is still to deliver.
+    pub backlog: Backlog,
+    /// Files a worker holds or the service is assembling, with their progress.
+    pub in_flight: Vec<InFlight>,
+    /// The most recent errors of files not delivered, newest first.
+    pub last_errors: Vec<LastError>,
+    /// The rows listed (see [`StatusQuery`]), by id.
     pub files: Vec<FileStatus>,
+    /// Rows of the journal not in `files`.
+    pub files_omitted: u64,
+}
+
+/// `status --json`'s `backlog` object: files not yet delivered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Backlog {
+    pub files: u64,
+    pub bytes: u64,
+    /// Unix milliseconds when the oldest of them was recorded; `null` when none.
+    pub oldest_queued_at: Option<i64>,
+    pub oldest_queued_age_s: Option<f64>,
+}
+
+/// One of `status --json`'s `in_flight` files.
+#[derive(Debug, Clone, Serialize)]
+pub struct InFlight {
+    pub id: FileId,
+    pub path: String,
+    pub state: &'static str,
+    pub size: u64,
+    /// Bytes of parts the service acknowledged.
+    pub bytes_acknowledged: u64,
+    /// `bytes_acknowledged / size`, 0 to 1.
+    pub progress: f64,
+    /// Bytes acknowledged by the service per second since the current attempt
+    /// began (parts acknowledged this attempt over its time so far); `null` until
+    /// the attempt's first part is acknowledged.
+    pub rate_bytes_per_s: Option<u64>,
+    /// Unix milliseconds when the current attempt began.
+    pub started_at: Option<i64>,
+}
+
+/// One of `status --json`'s `last_errors`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastError {
+    pub id: FileId,
+    pub path: String,
+    pub state: &'static str,
+    pub error: String,
+    /// Unix milliseconds of the row's last change.
+    pub at: i64,
 }
 
 /// `status --json`'s `backend` object.
@@ -73,7 +122,11 @@ impl StatusReport {
             counts: FileState::ALL.iter().map(|s| (s.as_str(), 0)).collect(),
             backend: BackendHealth::ok(),
             notices: Vec::new(),
+            backlog: Backlog::default(),
+            in_flight: Vec::new(),
+            last_errors: Vec::new(),
             files: Vec::new(),
+            files_omitted: 0,
         }
     }
 }
@@ -199,7 +252,17 @@ impl Journal {
         Ok((counts, sent))
     }
 
+    /// Every row: the report as it was before `status` had to stay fast on big
+    /// journals (tests and `status --all`).
     pub fn status(&self) -> Result<StatusReport> {
+        self.status_with(&StatusQuery::everything())
+    }
+
+    /// What `status` shows. Every query reads an index or a bounded set of rows, so
+    /// the answer takes milliseconds on a journal of 100,000 files; only
+    /// `query.all` lists every row.
+    pub fn status_with(&self, query: &StatusQuery) -> Result<StatusReport> {
+        let now = now_ms();
         let mut counts: BTreeMap<&'static str, u64> =
             FileState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
         {
@@ -214,37 +277,96 @@ impl Journal {
                 }
             }
         }
-        let mut stmt = self.conn.prepare(
-            "SELECT f.id, f.path, f.state, f.size, f.bytes_sent, f.attempts, f.last_error,
-                    f.next_attempt_at, f.updated_at,
-                    (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id),
-                    (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id AND p.state = 'uploaded'),
-                    f.join_started
-             FROM files f ORDER BY f.id",
+        let total: u64 = counts.values().sum();
+        let backlog = self.conn.query_row(
+            &format!(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created_at) FROM files
+                 WHERE state IN ({UNFINISHED})"
+            ),
+            [],
+            |r| {
+                let oldest: Option<i64> = r.get(2)?;
+                Ok(Backlog {
+                    files: r.get::<_, i64>(0)?.max(0) as u64,
+                    bytes: r.get::<_, i64>(1)?.max(0) as u64,
+                    oldest_queued_at: oldest,
+                    oldest_queued_age_s: oldest.map(|at| (now - at).max(0) as f64 / 1000.0),
+                })
+            },
         )?;
-        let rows = stmt.query_map([], |r| {
-            let state: String = r.get(2)?;
-            let state = state
-                .parse::<FileState>()
-                .map(FileState::as_str)
-                .unwrap_or("unknown");
-            let next: i64 = r.get(7)?;
-            Ok(FileStatus {
-                id: r.get(0)?,
-                path: String::from_utf8_lossy(&r.get::<_, Vec<u8>>(1)?).into_owned(),
-                state,
-                size: r.get::<_, i64>(3)? as u64,
-                bytes_sent: r.get::<_, i64>(4)? as u64,
-                attempts: r.get(5)?,
-                last_error: r.get(6)?,
-                next_attempt_at: matches!(state, "retrying" | "joining").then_some(next),
-                updated_at: r.get(8)?,
-                parts_total: r.get(9)?,
-                parts_uploaded: r.get(10)?,
-                join_started: r.get(11)?,
-            })
-        })?;
-        let files = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+        let in_flight = {
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT f.id, f.path, f.state, f.size, f.claimed_at, f.acked_at_claim,
+                        (SELECT COALESCE(SUM(p.length), 0) FROM parts p
+                         WHERE p.file_id = f.id AND p.state = 'uploaded')
+                 FROM files f WHERE f.state IN ({IN_FLIGHT}) ORDER BY f.id"
+            ))?;
+            let rows = stmt.query_map([], |r| {
+                let size = r.get::<_, i64>(3)?.max(0) as u64;
+                let claimed_at: Option<i64> = r.get(4)?;
+                let acked_at_claim: Option<i64> = r.get(5)?;
+                let acked = (r.get::<_, i64>(6)?.max(0) as u64).min(size);
+                // Known once a part of this attempt has been acknowledged.
+                let rate = match (claimed_at, acked_at_claim) {
+                    (Some(at), Some(before)) if now > at && acked as i64 > before => {
+                        Some((acked as i64 - before) as f64 * 1000.0 / (now - at) as f64)
+                    }
+                    _ => None,
+                };
+                Ok(InFlight {
+                    id: r.get(0)?,
+                    path: String::from_utf8_lossy(&r.get::<_, Vec<u8>>(1)?).into_owned(),
+                    state: state_name(&r.get::<_, String>(2)?),
+                    size,
+                    bytes_acknowledged: acked,
+                    progress: if size == 0 {
+                        1.0
+                    } else {
+                        acked as f64 / size as f64
+                    },
+                    rate_bytes_per_s: rate.map(|r| r.round() as u64),
+                    started_at: claimed_at,
+                })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        let last_errors = {
+            let mut stmt = self.conn.prepare(
+                "SELECT id, path, state, last_error, updated_at FROM files
+                 WHERE state IN ('failed', 'retrying') AND last_error IS NOT NULL
+                 ORDER BY updated_at DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map(params![LAST_ERRORS as i64], |r| {
+                Ok(LastError {
+                    id: r.get(0)?,
+                    path: String::from_utf8_lossy(&r.get::<_, Vec<u8>>(1)?).into_owned(),
+                    state: state_name(&r.get::<_, String>(2)?),
+                    error: r.get(3)?,
+                    at: r.get(4)?,
+                })
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        let mut files = if query.all {
+            self.file_rows("1 ORDER BY f.id", params![])?
+        } else {
+            // Unfinished and failed rows, oldest first, up to the limit; then the
+            // most recent finished ones.
+            let mut files = self.file_rows(
+                "f.state NOT IN ('done', 'superseded') ORDER BY f.id LIMIT ?1",
+                params![query.limit as i64],
+            )?;
+            let mut recent = self.file_rows(
+                "f.state IN ('done', 'superseded') ORDER BY f.updated_at DESC, f.id DESC
+                 LIMIT ?1",
+                params![query.recent_done as i64],
+            )?;
+            recent.reverse();
+            files.append(&mut recent);
+            files
+        };
+        files.sort_by_key(|f| f.id);
+        let files_omitted = total.saturating_sub(files.len() as u64);
         let notices = self.notices()?;
         let plan = self.backend_plan()?;
         let backend = match notices.iter().find(|n| n.topic == BACKEND_TOPIC) {
@@ -261,7 +383,81 @@ impl Journal {
             counts,
             backend,
             notices,
+            backlog,
+            in_flight,
+            last_errors,
             files,
+            files_omitted,
         })
+    }
+
+    /// `FileStatus` rows of `files f` matching `tail` (a WHERE condition and its
+    /// ORDER BY / LIMIT).
+    fn file_rows(&self, tail: &str, args: impl rusqlite::Params) -> Result<Vec<FileStatus>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT f.id, f.path, f.state, f.size, f.bytes_sent, f.attempts, f.last_error,
+                    f.next_attempt_at, f.updated_at,
+                    (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id),
+                    (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id AND p.state = 'uploaded'),
+                    f.join_started
+             FROM files f WHERE {tail}"
+        ))?;
+        let rows = stmt.query_map(args, |r| {
+            let state = state_name(&r.get::<_, String>(2)?);
+            let next: i64 = r.get(7)?;
+            Ok(FileStatus {
+                id: r.get(0)?,
+                path: String::from_utf8_lossy(&r.get::<_, Vec<u8>>(1)?).into_owned(),
+                state,
+                size: r.get::<_, i64>(3)? as u64,
+                bytes_sent: r.get::<_, i64>(4)? as u64,
+                attempts: r.get(5)?,
+                last_error: r.get(6)?,
+                next_attempt_at: matches!(state, "retrying" | "joining").then_some(next),
+                updated_at: r.get(8)?,
+                parts_total: r.get(9)?,
+                parts_uploaded: r.get(10)?,
+                join_started: r.get(11)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
+/// A state read from the journal, as its static name (`unknown` for a value this
+/// build does not know).
+fn state_name(s: &str) -> &'static str {
+    s.parse::<FileState>()
+        .map(FileState::as_str)
+        .unwrap_or("unknown")
+}
+
+/// States of a file not yet delivered (the backlog).
+const UNFINISHED: &str = "'queued', 'retrying', 'uploading', 'completing', 'joining', 'verifying'";
+
+/// States of a file a worker holds or the service is assembling.
+const IN_FLIGHT: &str = "'uploading', 'completing', 'joining', 'verifying'";
+
+/// How many of the most recent errors `status` shows.
+pub const LAST_ERRORS: usize = 10;
+
+/// Which rows `status` lists in `files`.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusQuery {
+    /// Every row (`status --all`); otherwise the two bounds below.
+    pub all: bool,
+    /// Unfinished and failed rows listed, oldest first.
+    pub limit: usize,
+    /// The most recent finished (`done`, `superseded`) rows listed.
+    pub recent_done: usize,
+}
+
+impl StatusQuery {
+    pub fn everything() -> StatusQuery {
+        StatusQuery {
+            all: true,
+            limit: usize::MAX,
+            recent_done: usize::MAX,
+        }
     }
 }

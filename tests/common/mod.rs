@@ -130,7 +130,7 @@ impl Env {
     /// `dropship status --json`.
     pub fn status(&self) -> Value {
         let out = Command::new(BIN)
-            .args(["status", "--json", "--config"])
+            .args(["status", "--json", "--all", "--config"])
             .arg(&self.config)
             .output()
             .expect("run status");
