@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use dropship::config::{self, Config, ConfigError, LogFormat};
 use dropship::journal::{Journal, JournalError, RetrySelector, StatusQuery};
@@ -88,6 +88,17 @@ enum Command {
         /// Every failed file.
         #[arg(long)]
         all_failed: bool,
+    },
+    /// Print shell completions to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout.
+    Man {
+        /// Write dropship.1 and one dropship-<verb>.1 per verb into DIR instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
 }
 
@@ -173,8 +184,63 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
             ids,
             all_failed,
         } => forget(&load(&config)?, ids, all_failed),
+        Command::Completions { shell } => docs(Some(shell), None),
+        Command::Man { out_dir } => docs(None, out_dir.as_deref()),
     }
 }
+
+/// Completions (`shell`) or man pages, generated from the definitions above, so a
+/// new verb or flag is documented without more work (tests/packaging.rs checks).
+/// dropship.1 also gets the text of `MAN_PAGE`; `help` gets no page.
+fn docs(shell: Option<clap_complete::Shell>, out_dir: Option<&Path>) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let mut out = Vec::new();
+    if let Some(shell) = shell {
+        clap_complete::generate(shell, &mut Cli::command(), "dropship", &mut out);
+    } else {
+        let (about, extra) = MAN_PAGE.split_once(".SH").expect("MAN_PAGE has sections");
+        let cmd = Cli::command().disable_help_subcommand(true);
+        let top = clap_mangen::Man::new(cmd.clone().long_about(about.trim()));
+        top.render(&mut out).context("rendering")?;
+        out.extend_from_slice(format!(".SH{extra}").as_bytes());
+        if let Some(dir) = out_dir {
+            std::fs::create_dir_all(dir).context("creating the folder")?;
+            clap_mangen::generate_to(cmd, dir).context("writing the pages")?;
+            std::fs::write(dir.join("dropship.1"), std::mem::take(&mut out))
+                .context("writing dropship.1")?;
+        }
+    }
+    // Written in one go, so a closed pipe (`| head`) is an error, not a panic.
+    Ok(std::io::stdout()
+        .write_all(&out)
+        .context("writing to stdout")?)
+}
+
+/// The description of dropship.1 (up to the first `.SH`), then roff sections
+/// appended after the generated ones.
+const MAN_PAGE: &str = r#"
+dropship watches a folder and uploads every finished file to the configured backend
+in parts, recording each part in a SQLite journal, so that an upload resumes after a
+crash, a power cut or a lost link without sending again what the service holds.
+A file counts as delivered only once the stored copy is verified; only then is it
+deleted or moved, if the configuration says so. Run it with systemd (dropship.service).
+.SH FILES
+.TP
+/etc/dropship/dropship.toml
+The configuration, read when \fB\-\-config\fR is not given and ./dropship.toml does not exist.
+.TP
+/var/spool/dropship/outbox
+The watched folder of the default configuration (group dropship may write).
+.TP
+/var/lib/dropship/journal.db
+The journal of the default configuration.
+.SH "EXIT STATUS"
+0 success, 1 runtime failure, 2 bad configuration or usage, 3 the journal needs a
+person (damaged, or deleted under the running daemon). The systemd unit does not
+restart on 2 or 3.
+.SH "SEE ALSO"
+systemctl(1), journalctl(1), /usr/share/doc/dropship/README.md
+"#;
 
 fn check_config(cfg: &Config) -> Result<(), Failure> {
     println!("{}: ok", cfg.source.display());
