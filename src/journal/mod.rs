@@ -33,7 +33,9 @@ use serde::Serialize;
 
 pub use handle::JournalHandle;
 pub use states::{FileState, PartState};
-pub use status::{BACKEND_TOPIC, BackendHealth, BackendPlan, FileStatus, Notice, StatusReport};
+pub use status::{
+    BACKEND_TOPIC, Backlog, BackendHealth, BackendPlan, FileStatus, Notice, StatusReport,
+};
 
 use crate::backend::{FileDigests, Receipt, RemoteObject, Session};
 use crate::digest::HashCheckpoint;

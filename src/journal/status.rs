@@ -78,6 +78,15 @@ impl StatusReport {
     }
 }
 
+/// See [`Journal::backlog`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// Sum of the sizes of the files not yet delivered.
+    pub bytes: u64,
+    /// Unix milliseconds when the oldest of them was recorded.
+    pub oldest_created_at: Option<i64>,
+}
+
 /// The topic of the backend's notice.
 pub const BACKEND_TOPIC: &str = "backend";
 
@@ -197,6 +206,30 @@ impl Journal {
             sent = sent.saturating_add(bytes.max(0) as u64);
         }
         Ok((counts, sent))
+    }
+
+    /// What is not yet delivered (every state that is not `done`, `failed` or
+    /// `superseded`): its bytes summed, and when the oldest of it was recorded (Unix
+    /// milliseconds; `None` when nothing waits). One aggregate for the metrics'
+    /// scrape; the rows it reads are those of the partial index of active paths.
+    pub fn backlog(&self) -> Result<Backlog> {
+        let (bytes, oldest) = self.conn.query_row(
+            "SELECT COALESCE(SUM(size), 0), MIN(created_at) FROM files
+             WHERE state NOT IN ('done', 'failed', 'superseded')",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?)),
+        )?;
+        Ok(Backlog {
+            bytes: bytes.max(0) as u64,
+            oldest_created_at: oldest,
+        })
+    }
+
+    /// Whether SQLite answers: reads the schema version from the database header.
+    /// For `/healthz`, cheap enough for every probe; the probe also shows that the
+    /// journal's lock can be had (a call stuck behind a long one is a timeout).
+    pub fn ping(&self) -> Result<()> {
+        self.user_version().map(|_| ())
     }
 
     pub fn status(&self) -> Result<StatusReport> {
