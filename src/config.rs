@@ -1017,7 +1017,10 @@ content_type = "auto"
         assert_eq!(parse_str(MINIMAL).expect("minimal").metrics.listen, None);
         let with = |listen: &str| format!("{MINIMAL}[metrics]\nlisten = \"{listen}\"\n");
         let c = parse_str(&with("127.0.0.1:9184")).expect("loopback");
-        assert_eq!(c.metrics.listen, Some("127.0.0.1:9184".parse().expect("addr")));
+        assert_eq!(
+            c.metrics.listen,
+            Some("127.0.0.1:9184".parse().expect("addr"))
+        );
         let c = parse_str(&with("[::1]:0")).expect("v6, any port");
         assert_eq!(c.metrics.listen, Some("[::1]:0".parse().expect("addr")));
         for bad in ["localhost:9184", "127.0.0.1", "127.0.0.1:99999", ""] {

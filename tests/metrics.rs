@@ -77,7 +77,10 @@ fn metrics_follow_deliveries() {
     assert_eq!(value(&before, "dropship_bytes_sent_total"), 0.0);
     assert_eq!(value(&before, "dropship_backlog_bytes"), 0.0);
     assert_eq!(value(&before, "dropship_oldest_queued_age_seconds"), 0.0);
-    assert!(before.contains("# HELP dropship_parts_retried "), "{before}");
+    assert!(
+        before.contains("# HELP dropship_parts_retried "),
+        "{before}"
+    );
 
     let sizes = [1_200_000usize, 300_000, 5];
     for (i, size) in sizes.iter().enumerate() {
@@ -91,13 +94,19 @@ fn metrics_follow_deliveries() {
     loop {
         let m = scrape(addr);
         let sent = value(&m, "dropship_bytes_sent_total");
-        assert!(sent >= last_sent, "a counter went back: {last_sent} → {sent}");
+        assert!(
+            sent >= last_sent,
+            "a counter went back: {last_sent} → {sent}"
+        );
         last_sent = sent;
         biggest_backlog = biggest_backlog.max(value(&m, "dropship_backlog_bytes"));
         if value(&m, "dropship_files{state=\"done\"}") == sizes.len() as f64 {
             break;
         }
-        assert!(t0.elapsed() < Duration::from_secs(60), "not delivered:\n{m}");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "not delivered:\n{m}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(
@@ -113,7 +122,10 @@ fn metrics_follow_deliveries() {
         .sum();
     assert_eq!(files, sizes.len() as f64, "{after}");
     assert_eq!(value(&after, "dropship_files{state=\"done\"}"), 3.0);
-    assert!(value(&after, "dropship_bytes_sent_total") >= total as f64, "{after}");
+    assert!(
+        value(&after, "dropship_bytes_sent_total") >= total as f64,
+        "{after}"
+    );
     // The journal's own count of bytes put on the wire agrees with the counter.
     let journal_sent: u64 = st["files"]
         .as_array()
@@ -240,8 +252,5 @@ fn refused_requests_count_as_parts_retried() {
         "{after}"
     );
     assert_eq!(value(&after, "dropship_backlog_bytes"), 0.0);
-    assert_eq!(
-        tb.object_bytes("box", "refused.bin").expect("stored"),
-        data
-    );
+    assert_eq!(tb.object_bytes("box", "refused.bin").expect("stored"), data);
 }

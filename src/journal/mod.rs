@@ -34,7 +34,7 @@ use serde::Serialize;
 pub use handle::JournalHandle;
 pub use states::{FileState, PartState};
 pub use status::{
-    BACKEND_TOPIC, Backlog, BackendHealth, BackendPlan, FileStatus, Notice, StatusReport,
+    BACKEND_TOPIC, BackendHealth, BackendPlan, Backlog, FileStatus, Notice, StatusReport,
 };
 
 use crate::backend::{FileDigests, Receipt, RemoteObject, Session};

@@ -32,7 +32,7 @@ use prometheus_client::registry::Registry;
 
 pub use reason::Reason;
 
-use crate::journal::{Backlog, FileId, FileState, JournalError, JournalHandle, now_ms};
+use crate::journal::{Backlog, FileId, FileState, JournalHandle, now_ms};
 
 /// Files whose parts are remembered as sent (for `bytes_resent`) at most; past
 /// that the memory is cleared and the next re-sends count as first sends. Files
@@ -100,11 +100,7 @@ impl Metrics {
             "Times the service was found holding other content than the file (size, digest or bytes read back differ, or a part acknowledged with another digest); each uploads the file again or, past upload.verify_attempts, fails it",
             verify_failures.clone(),
         );
-        registry.register(
-            "up",
-            "1 while the daemon serves metrics",
-            up,
-        );
+        registry.register("up", "1 while the daemon serves metrics", up);
         registry.register(
             "build",
             "The running dropship's version",
@@ -167,22 +163,35 @@ impl Metrics {
     }
 
     /// The OpenMetrics text of every metric, the journal's gauges read now.
-    /// A journal that cannot answer leaves its gauges out and sets
+    /// A journal that does not answer `within` leaves its gauges out and sets
     /// `dropship_journal_up` to 0; the counters are served all the same.
-    pub async fn render(&self, journal: &JournalHandle) -> Result<String, std::fmt::Error> {
-        let read = journal
-            .call(|j| {
-                let (counts, _) = j.summary()?;
-                Ok(JournalSnapshot {
-                    counts,
-                    backlog: j.backlog()?,
-                    now_ms: now_ms(),
-                })
+    pub async fn render(
+        &self,
+        journal: &JournalHandle,
+        within: std::time::Duration,
+    ) -> Result<String, std::fmt::Error> {
+        let read = journal.call(|j| {
+            let (counts, _) = j.summary()?;
+            Ok(JournalSnapshot {
+                counts,
+                backlog: j.backlog()?,
+                now_ms: now_ms(),
             })
-            .await;
-        if let Err(e) = &read {
-            tracing::warn!(error = %e, "metrics: the journal did not answer");
-        }
+        });
+        let read = match tokio::time::timeout(within, read).await {
+            Ok(Ok(snap)) => Some(snap),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "metrics: the journal did not answer");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(
+                    within_ms = within.as_millis() as u64,
+                    "metrics: the journal did not answer in time"
+                );
+                None
+            }
+        };
         let _one = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
         self.journal.set(read);
         let mut text = String::new();
@@ -209,8 +218,8 @@ struct JournalGauges {
 }
 
 impl JournalGauges {
-    fn set(&self, read: Result<JournalSnapshot, JournalError>) {
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = read.ok();
+    fn set(&self, read: Option<JournalSnapshot>) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = read;
     }
 }
 
@@ -291,11 +300,21 @@ mod tests {
         m.part_retried(Reason::RateLimited);
         m.part_retried(Reason::RateLimited);
         m.verify_failed();
-        let text = m.render(&journal).await.expect("encoded");
-        assert_eq!(sample(&text, "dropship_bytes_sent_total"), Some(10.0), "{text}");
+        let text = m
+            .render(&journal, std::time::Duration::from_secs(10))
+            .await
+            .expect("encoded");
+        assert_eq!(
+            sample(&text, "dropship_bytes_sent_total"),
+            Some(10.0),
+            "{text}"
+        );
         assert_eq!(sample(&text, "dropship_bytes_resent_total"), Some(0.0));
         assert_eq!(
-            sample(&text, "dropship_parts_retried_total{reason=\"rate_limited\"}"),
+            sample(
+                &text,
+                "dropship_parts_retried_total{reason=\"rate_limited\"}"
+            ),
             Some(2.0)
         );
         assert_eq!(
@@ -306,9 +325,15 @@ mod tests {
         assert_eq!(sample(&text, "dropship_journal_up"), Some(1.0));
         assert_eq!(sample(&text, "dropship_files{state=\"done\"}"), Some(0.0));
         assert_eq!(sample(&text, "dropship_backlog_bytes"), Some(0.0));
-        assert_eq!(sample(&text, "dropship_oldest_queued_age_seconds"), Some(0.0));
+        assert_eq!(
+            sample(&text, "dropship_oldest_queued_age_seconds"),
+            Some(0.0)
+        );
         assert_eq!(sample(&text, "dropship_up"), Some(1.0));
-        assert!(text.contains("# HELP dropship_bytes_sent Body bytes"), "{text}");
+        assert!(
+            text.contains("# HELP dropship_bytes_sent Body bytes"),
+            "{text}"
+        );
         assert!(text.contains("dropship_build_info{version=\""), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }

@@ -86,8 +86,7 @@ impl Reason {
 
     fn of_cause(cause: &str) -> Reason {
         // The timers name the key they enforce (`Expired`, `http::read_body`).
-        if cause.contains("(upload.stall_timeout)") || cause.contains("(upload.answer_timeout)")
-        {
+        if cause.contains("(upload.stall_timeout)") || cause.contains("(upload.answer_timeout)") {
             return Reason::Timeout;
         }
         let digest_words = ["digest", "checksum", "md5", "sha"];
@@ -154,7 +153,11 @@ mod tests {
         assert_eq!(of(408), Some(Reason::Timeout));
         assert_eq!(of(409), Some(Reason::Conflict));
         assert_eq!(of(401), Some(Reason::AuthRefused));
-        assert_eq!(of(400), None, "a refusal that fails the file is not retried");
+        assert_eq!(
+            of(400),
+            None,
+            "a refusal that fails the file is not retried"
+        );
     }
 
     #[test]
@@ -177,7 +180,8 @@ mod tests {
     fn digest_refusals_and_wrapped_statuses() {
         let box_412 = "HTTP 412 Precondition Failed: sha1 mismatch".to_string();
         assert_eq!(Reason::of(&retry(box_412)), Some(Reason::Checksum));
-        let stale = "the file was updated by somebody else meanwhile: HTTP 412 Precondition Failed: {}";
+        let stale =
+            "the file was updated by somebody else meanwhile: HTTP 412 Precondition Failed: {}";
         assert_eq!(Reason::of(&retry(stale.into())), Some(Reason::Conflict));
         assert_eq!(
             Reason::of(&retry("HTTP 418 I'm a teapot".into())),
