@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
@@ -33,6 +34,7 @@ pub struct Config {
     pub upload: UploadConfig,
     pub daemon: DaemonConfig,
     pub backend: BackendConfig,
+    pub metrics: MetricsConfig,
     /// `key → (line, column)` of the values whose validity depends on the machine
     /// (folders that must exist), so that `run` can point at the line.
     locations: BTreeMap<&'static str, (usize, usize)>,
@@ -147,6 +149,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// `[metrics]`: the Prometheus endpoint (see `src/metrics/`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where `/metrics` and `/healthz` are served; `None` (the table or the key
+    /// absent) serves nothing. Port 0 takes any free port (tests read the bound
+    /// address from the `metrics listening` log line).
+    pub listen: Option<SocketAddr>,
+}
+
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -206,6 +217,8 @@ struct RawConfig {
     #[serde(default)]
     daemon: RawDaemon,
     backend: Spanned<BackendConfig>,
+    #[serde(default)]
+    metrics: RawMetrics,
 }
 
 #[derive(Deserialize)]
@@ -308,6 +321,14 @@ impl Default for RawDaemon {
             stuck_after: None,
         }
     }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    /// Kept as text: an address `SocketAddr`'s parser refuses gets our message,
+    /// with the key and the line, rather than serde's "invalid socket address".
+    listen: Option<Spanned<String>>,
 }
 
 fn default_settle() -> Spanned<HumanDuration> {
@@ -551,6 +572,22 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
     }
     locations.insert("backend", line_col(text, raw.backend.span().start));
 
+    let metrics = MetricsConfig {
+        listen: match &raw.metrics.listen {
+            None => None,
+            Some(listen) => Some(listen.get_ref().trim().parse::<SocketAddr>().map_err(|_| {
+                err(
+                    listen.span(),
+                    "metrics.listen",
+                    format!(
+                        "{:?} is not an IP address and port, e.g. \"127.0.0.1:9184\" or \"[::1]:9184\" (names are not resolved)",
+                        listen.get_ref()
+                    ),
+                )
+            })?),
+        },
+    };
+
     Ok(Config {
         source: path.to_path_buf(),
         watch: WatchConfig {
@@ -587,6 +624,7 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             stuck_after,
         },
         backend,
+        metrics,
         locations,
     })
 }
@@ -1025,6 +1063,27 @@ content_type = "auto"
                 panic!("{} does not load: {e}", f.display());
             }
         }
+    }
+
+    #[test]
+    fn metrics_listen_is_optional_and_checked() {
+        assert_eq!(parse_str(MINIMAL).expect("minimal").metrics.listen, None);
+        let with = |listen: &str| format!("{MINIMAL}[metrics]\nlisten = \"{listen}\"\n");
+        let c = parse_str(&with("127.0.0.1:9184")).expect("loopback");
+        assert_eq!(
+            c.metrics.listen,
+            Some("127.0.0.1:9184".parse().expect("addr"))
+        );
+        let c = parse_str(&with("[::1]:0")).expect("v6, any port");
+        assert_eq!(c.metrics.listen, Some("[::1]:0".parse().expect("addr")));
+        for bad in ["localhost:9184", "127.0.0.1", "127.0.0.1:99999", ""] {
+            let (line, key, msg) = invalid_parts(parse_str(&with(bad)).unwrap_err());
+            assert_eq!((line, key.as_str()), (8, "metrics.listen"), "{bad}: {msg}");
+            assert!(msg.contains("not an IP address and port"), "{msg}");
+        }
+        let typo = format!("{MINIMAL}[metrics]\nlisten_on = \"127.0.0.1:1\"\n");
+        let (line, key, msg) = invalid_parts(parse_str(&typo).unwrap_err());
+        assert_eq!((line, key.as_str()), (8, "metrics.listen_on"), "{msg}");
     }
 
     #[test]

@@ -22,6 +22,8 @@ use crate::backend::BackendError;
 use crate::config::Config;
 use crate::engine::{Engine, EngineSettings};
 use crate::journal::{JournalError, JournalHandle};
+use crate::metrics::Metrics;
+use crate::metrics::server::{self as metrics_server, BindError};
 use crate::watch::{WatchError, Watcher};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,8 @@ pub enum DaemonError {
     Backend(#[from] BackendError),
     #[error("watcher: {0}")]
     Watch(#[from] WatchError),
+    #[error(transparent)]
+    Metrics(#[from] BindError),
     #[error(
         "the journal {} was {what} while the daemon ran: stopping, since what it recorded since is lost and a fresh journal would send every file in the outbox again; check what removed it, then start dropship again (a missing journal is created anew)",
         path.display()
@@ -134,10 +138,24 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Daem
         timeouts: cfg.upload.timeouts,
         part_size: cfg.upload.part_size,
     })?;
+    // Bound before anything runs: a taken port stops the start, named.
+    let metrics_listener = match cfg.metrics.listen {
+        Some(addr) => Some(metrics_server::bind(addr).await?),
+        None => None,
+    };
     let cfg = Arc::new(cfg);
     let wake = Arc::new(Notify::new());
     let cancel = CancellationToken::new();
     let tasks = TaskTracker::new();
+    let metrics = Arc::new(Metrics::new());
+    if let Some(listener) = metrics_listener {
+        tasks.spawn(metrics_server::serve(
+            listener,
+            metrics.clone(),
+            journal.clone(),
+            cancel.child_token(),
+        ));
+    }
 
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let watcher = Watcher::new(cfg.clone(), journal.clone(), wake.clone());
@@ -147,6 +165,7 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Daem
         journal.clone(),
         backend.clone(),
         wake,
+        metrics,
     );
     let mut engine_task = tasks.spawn(engine.run(cancel.child_token()));
     tasks.spawn(crate::housekeeping::run(

@@ -13,6 +13,8 @@
 //! - [`backend`] is the seam to a storage service: one trait, capabilities as data.
 //! - [`daemon`] wires these together and shuts them down on SIGTERM.
 //! - [`config`] turns the TOML file into a validated [`config::Config`].
+//! - [`metrics`] counts what the engine does and serves it, with the journal's
+//!   gauges, to Prometheus (`[metrics] listen`).
 
 pub mod backend;
 pub mod config;
@@ -25,6 +27,7 @@ pub mod housekeeping;
 pub mod identity;
 pub mod journal;
 pub mod liveness;
+pub mod metrics;
 pub mod secret;
 pub mod status;
 pub mod throttle;

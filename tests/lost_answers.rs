@@ -164,6 +164,7 @@ async fn resume(st: &Staged) -> dropship::journal::FileRow {
         journal.clone(),
         st.backend.clone(),
         Arc::default(),
+        Arc::new(dropship::metrics::Metrics::new()),
     );
     let cancel = CancellationToken::new();
     let run = tokio::spawn(engine.run(cancel.clone()));

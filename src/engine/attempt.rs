@@ -39,6 +39,7 @@ use crate::confine;
 use crate::digest::Digest;
 use crate::identity::Identity;
 use crate::journal::{FileId, FileRow, PartRow, PartState, now_ms};
+use crate::metrics::Reason;
 use crate::verify::{self, Check};
 
 /// One attempt's context.
@@ -76,6 +77,7 @@ pub(super) async fn run_file(
                     secs = started.elapsed().as_secs_f64(),
                     "delivered and verified"
                 );
+                ctx.metrics.forget(row.id);
                 Verdict::Delivered
             }
             Err(stop) => {
@@ -91,6 +93,16 @@ pub(super) async fn run_file(
                     other => other,
                 };
                 let verdict = outcome::verdict(&stop, at.answered.load(Ordering::Relaxed));
+                // This row's parts are not sent again (a new content is a new row).
+                if matches!(
+                    stop,
+                    Stop::Changed(_)
+                        | Stop::Vanished
+                        | Stop::Refused(_)
+                        | Stop::Backend(BackendError::Fatal { .. })
+                ) {
+                    ctx.metrics.forget(row.id);
+                }
                 outcome::settle(&ctx, &row, stop).await;
                 verdict
             }
@@ -286,6 +298,7 @@ impl Attempt<'_> {
             .backend
             .put_single(file, PartBody::from_source(source, meter.clone()), &digests)
             .await;
+        ctx.metrics.part_sent(id, 0, meter.sent());
         match sent {
             Ok(remote) => {
                 let (r, d) = (remote.clone(), digests.clone());
@@ -302,6 +315,9 @@ impl Attempt<'_> {
                 // Streamed from the file, the body fails if the file changes.
                 if streamed && let Some(why) = self.local_change().await {
                     return Err(Stop::Changed(why));
+                }
+                if let Some(reason) = Reason::of(&e) {
+                    ctx.metrics.part_retried(reason);
                 }
                 Err(e.into())
             }
@@ -486,17 +502,23 @@ impl Attempt<'_> {
                 spec: c.spec.clone(),
                 body: PartBody::from_source(c.source.clone(), meter.clone()),
             });
-            let e = match ctx
+            let completed = ctx
                 .backend
                 .complete(session, file, receipts, last, digests)
-                .await
-            {
+                .await;
+            if let Some(c) = carried {
+                ctx.metrics.part_sent(id, c.spec.index, meter.sent());
+            }
+            let e = match completed {
                 Ok(remote) => return Ok(Ok(remote)),
                 Err(e) => e,
             };
             failures += 1;
             let again = matches!(e, BackendError::Retry { .. }) && failures < PART_TRIES;
             if let Some(c) = carried {
+                if let Some(reason) = Reason::of(&e) {
+                    ctx.metrics.part_retried(reason);
+                }
                 let index = c.spec.index;
                 let (sent, unsent) = (meter.sent(), c.spec.length.saturating_sub(meter.sent()));
                 // Counted once when the part started; a try sent again adds what

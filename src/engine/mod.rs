@@ -43,6 +43,7 @@ use self::gate::{Cause, Change, Gate};
 use crate::backend::{Backend, Capabilities};
 use crate::config::{After, Config, OnExists, VerifyMode};
 use crate::journal::{BACKEND_TOPIC, JournalError, JournalHandle, now_ms};
+use crate::metrics::Metrics;
 use crate::throttle::RateLimiter;
 
 /// How often the idle engine looks at the journal without being woken.
@@ -111,6 +112,9 @@ struct Ctx {
     /// Serializes the writes of the gate's state to the journal.
     notice_writer: tokio::sync::Mutex<()>,
     rng: Mutex<fastrand::Rng>,
+    /// The counters of `/metrics`: bytes sent and re-sent, parts retried, verify
+    /// failures. Fed where each happens (`pump`, `attempt`, `outcome`).
+    metrics: Arc<Metrics>,
 }
 
 impl Ctx {
@@ -135,6 +139,7 @@ impl Engine {
         journal: JournalHandle,
         backend: Arc<dyn Backend>,
         wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
     ) -> Engine {
         let caps = backend.capabilities();
         let check = crate::verify::Check::resolve(settings.verify, settings.verify_samples, &caps);
@@ -157,6 +162,7 @@ impl Engine {
                 gate: Gate::default(),
                 notice_writer: tokio::sync::Mutex::new(()),
                 rng: Mutex::new(fastrand::Rng::new()),
+                metrics,
             }),
             wake,
         }

@@ -277,6 +277,7 @@ async fn retry_later(
 /// The service holds other content than the file: begin again, a bounded number of
 /// times (a store that corrupts everything must not loop forever).
 async fn mismatch(ctx: &Ctx, id: FileId, why: String) -> Result<(), JournalError> {
+    ctx.metrics.verify_failed();
     let n = ctx
         .journal
         .call(move |j| j.count_verify_failure(id))

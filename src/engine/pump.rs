@@ -41,6 +41,7 @@ use crate::backend::{
 };
 use crate::digest::{Digest, HashCheckpoint};
 use crate::journal::PartRow;
+use crate::metrics::Reason;
 
 /// Failures in a row of one part within one attempt before the attempt gives up.
 pub(super) const PART_TRIES: u32 = 5;
@@ -310,6 +311,7 @@ impl Pump<'_> {
             result,
         } = ended;
         let index = part.spec.index;
+        ctx.metrics.part_sent(id, index, sent);
         match result {
             Ok(receipt) => {
                 if let (Some(ours), Some(theirs)) = (&part.spec.digest, &receipt.digest)
@@ -318,6 +320,8 @@ impl Pump<'_> {
                     ctx.journal
                         .call(move |j| j.part_failed(id, index, 0))
                         .await?;
+                    // The file begins again (`outcome::mismatch`), this part with it.
+                    ctx.metrics.part_retried(Reason::Checksum);
                     return Err(Stop::Mismatch(format!(
                         "the server stored other bytes for part {index} ({theirs}) than were sent ({ours})"
                     )));
@@ -340,6 +344,11 @@ impl Pump<'_> {
                     && let Some(why) = self.at.local_change().await
                 {
                     return Err(Stop::Changed(why));
+                }
+                // Counted whoever sends it again: this pump after a backoff, or a
+                // later attempt of the file (the part stays `pending`).
+                if let Some(reason) = Reason::of(&e) {
+                    ctx.metrics.part_retried(reason);
                 }
                 let conflict = matches!(
                     e,

@@ -252,6 +252,29 @@ impl Journal {
         Ok((counts, sent))
     }
 
+    /// What is not yet delivered: its files, their bytes, and when the oldest was
+    /// recorded. One aggregate (for `status` and the metrics' scrape) over the
+    /// rows of unfinished states, found through the state index.
+    pub fn backlog(&self) -> Result<Backlog> {
+        let now = now_ms();
+        Ok(self.conn.query_row(
+            &format!(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created_at) FROM files
+                 WHERE state IN ({UNFINISHED})"
+            ),
+            [],
+            |r| {
+                let oldest: Option<i64> = r.get(2)?;
+                Ok(Backlog {
+                    files: r.get::<_, i64>(0)?.max(0) as u64,
+                    bytes: r.get::<_, i64>(1)?.max(0) as u64,
+                    oldest_queued_at: oldest,
+                    oldest_queued_age_s: oldest.map(|at| (now - at).max(0) as f64 / 1000.0),
+                })
+            },
+        )?)
+    }
+
     /// Every row: the report as it was before `status` had to stay fast on big
     /// journals (tests and `status --all`).
     pub fn status(&self) -> Result<StatusReport> {
@@ -278,22 +301,7 @@ impl Journal {
             }
         }
         let total: u64 = counts.values().sum();
-        let backlog = self.conn.query_row(
-            &format!(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created_at) FROM files
-                 WHERE state IN ({UNFINISHED})"
-            ),
-            [],
-            |r| {
-                let oldest: Option<i64> = r.get(2)?;
-                Ok(Backlog {
-                    files: r.get::<_, i64>(0)?.max(0) as u64,
-                    bytes: r.get::<_, i64>(1)?.max(0) as u64,
-                    oldest_queued_at: oldest,
-                    oldest_queued_age_s: oldest.map(|at| (now - at).max(0) as f64 / 1000.0),
-                })
-            },
-        )?;
+        let backlog = self.backlog()?;
         let in_flight = {
             let mut stmt = self.conn.prepare(&format!(
                 "SELECT f.id, f.path, f.state, f.size, f.claimed_at, f.acked_at_claim,

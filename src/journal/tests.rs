@@ -768,3 +768,18 @@ fn damage_reported_by_sqlite_mid_run_is_told_apart_from_other_failures() {
     assert!(!JournalError::Sql(full).is_damage(), "a full disk heals");
     assert!(!JournalError::NoSuchFile(1).is_damage());
 }
+
+#[test]
+fn backlog_counts_what_is_not_yet_delivered() {
+    let mut j = Journal::open_in_memory().expect("open");
+    assert_eq!(j.backlog().expect("empty"), Backlog::default());
+    let id = claimed_with_plan(&mut j); // /o/a, 10 bytes, uploading
+    j.enqueue(&new_file("/o/b", 5, 1)).expect("queued");
+    let before = j.backlog().expect("two waiting");
+    assert_eq!(before.bytes, 15);
+    assert_eq!(before.files, 2);
+    assert!(before.oldest_queued_at.is_some_and(|t| t <= now_ms()));
+    j.fail(id, "test").expect("failed");
+    assert_eq!(j.backlog().expect("one waiting").bytes, 5);
+    j.ping().expect("the journal answers");
+}
