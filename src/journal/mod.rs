@@ -21,6 +21,7 @@
 mod files;
 mod handle;
 mod parts;
+mod pushed;
 pub mod states;
 mod status;
 
@@ -32,6 +33,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params};
 use serde::Serialize;
 
 pub use handle::JournalHandle;
+pub use pushed::PushedRow;
 pub use states::{FileState, PartState};
 pub use status::{BACKEND_TOPIC, BackendHealth, BackendPlan, FileStatus, Notice, StatusReport};
 
@@ -59,6 +61,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0005_backend_retry_plan",
         include_str!("../../migrations/0005_backend_retry_plan.sql"),
+    ),
+    (
+        "0007_pushed_files",
+        include_str!("../../migrations/0007_pushed_files.sql"),
     ),
 ];
 
@@ -188,6 +194,9 @@ pub struct FileRow {
     pub join_started: Option<i64>,
     /// Restarts of a failed join asked for this session.
     pub join_restarts: u32,
+    /// Recorded by `dropship push`, not by the watcher: confined to its own folder,
+    /// never deleted or moved (see `migrations/0007_pushed_files.sql`).
+    pub pushed: bool,
 }
 
 /// One part's row.
@@ -531,7 +540,7 @@ const ACTIVE_SQL: &str = "'queued','uploading','completing','joining','verifying
 
 const FILE_COLUMNS: &str = "id, path, key, size, mtime_ns, inode, state, session, part_size,
     attempts, failures, verify_failures, next_attempt_at, last_error, bytes_sent, digests, remote,
-    hash_state, clash_checked, join_started, join_restarts";
+    hash_state, clash_checked, join_started, join_restarts, pushed";
 
 fn read_file_row(r: &Row<'_>) -> Result<FileRow> {
     let id: FileId = r.get(0)?;
@@ -571,6 +580,7 @@ fn read_file_row(r: &Row<'_>) -> Result<FileRow> {
         clash_checked: r.get(18)?,
         join_started: r.get(19)?,
         join_restarts: r.get(20)?,
+        pushed: r.get(21)?,
     })
 }
 
