@@ -12,6 +12,8 @@
 //!   post-action.
 //! - [`backend`] is the seam to a storage service: one trait, capabilities as data.
 //! - [`daemon`] wires these together and shuts them down on SIGTERM.
+//! - [`push`] uploads given files once (`dropship push`), through the same journal
+//!   and engine.
 //! - [`config`] turns the TOML file into a validated [`config::Config`].
 
 pub mod backend;
@@ -23,6 +25,7 @@ pub mod disk;
 pub mod engine;
 pub mod identity;
 pub mod journal;
+pub mod push;
 pub mod secret;
 pub mod status;
 pub mod throttle;

@@ -55,5 +55,77 @@ impl Journal {
             })
             .collect()
     }
+}
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str) -> NewFile {
+        NewFile {
+            path: PathBuf::from(path),
+            key: Some("k".into()),
+            size: 10,
+            mtime_ns: 1,
+            inode: 7,
+        }
+    }
+
+    #[test]
+    fn a_push_reuses_an_active_row_and_sends_again_what_is_history() {
+        let mut j = Journal::open_in_memory().expect("open");
+        let f = file("/o/a");
+        let Enqueued::Added(watched) = j.enqueue(&f).expect("watcher") else {
+            panic!("added")
+        };
+        // Queued by the watcher: the push waits for that row, unmarked.
+        assert_eq!(
+            j.enqueue_pushed(&f).expect("push"),
+            Enqueued::Unchanged(watched)
+        );
+        assert!(!j.file(watched).expect("row").expect("row").pushed);
+        j.fail(watched, "refused").expect("fail");
+        // Failed before: a push asks for a new upload.
+        let Enqueued::Added(pushed) = j.enqueue_pushed(&f).expect("push again") else {
+            panic!("a new row")
+        };
+        assert!(j.file(pushed).expect("row").expect("row").pushed);
+        // The watcher finding the same content later queues nothing.
+        assert_eq!(j.enqueue(&f).expect("watcher"), Enqueued::Unchanged(pushed));
+    }
+
+    #[test]
+    fn claims_and_due_times_can_be_restricted_to_some_rows() {
+        let mut j = Journal::open_in_memory().expect("open");
+        let Enqueued::Added(other) = j.enqueue(&file("/o/other")).expect("other") else {
+            panic!("added")
+        };
+        let Enqueued::Added(mine) = j.enqueue_pushed(&file("/x/mine")).expect("mine") else {
+            panic!("added")
+        };
+        let now = now_ms();
+        let row = j
+            .claim_next_among(now, &[], Some(&[mine]))
+            .expect("claim")
+            .expect("mine is due");
+        assert_eq!(row.id, mine);
+        j.retry_later(mine, now + 60_000, 1, "later")
+            .expect("retry");
+        assert_eq!(
+            j.claim_next_among(now, &[], Some(&[mine])).expect("claim"),
+            None
+        );
+        j.claim_next(now, &[]).expect("claim").expect("other");
+        j.retry_later(other, now + 1_000, 1, "sooner")
+            .expect("retry");
+        assert_eq!(
+            j.next_due_among(Some(&[mine])).expect("due"),
+            Some(now + 60_000)
+        );
+        assert_eq!(j.next_due().expect("due"), Some(now + 1_000));
+        let rows = j.pushed_rows(&[mine]).expect("rows");
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].state, FileState::Retrying);
+        assert_eq!(rows[0].last_error.as_deref(), Some("later"));
+    }
 }
