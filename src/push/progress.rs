@@ -72,7 +72,7 @@ impl Progress {
         match &mut self.bars {
             Some(b) => {
                 let style = ProgressStyle::with_template(
-                    "{prefix:20!} [{bar:30}] {bytes:>10}/{total_bytes:10} {binary_bytes_per_sec:>12} ETA {eta:>4} {wide_msg}",
+                    "{prefix:16!} [{bar:20}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta} {wide_msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> ");
