@@ -295,3 +295,44 @@ fn an_interrupted_push_leaves_its_files_for_the_daemon() {
         "re-sent {resent} bytes: more than the part in flight"
     );
 }
+
+#[test]
+fn when_the_daemon_stops_push_finishes_the_work_itself() {
+    let env = Env::local(
+        "300ms",
+        "part_size = \"256KiB\"\nparts_in_flight = 1\nbandwidth_limit = \"512KiB/s\"",
+        "[daemon]\nshutdown_timeout = \"2s\"",
+    );
+    let mut daemon = env.spawn_ready();
+    let data = random_bytes(3 * MIB, 8);
+    let a = write(&env, "elsewhere/handed-over.bin", &data);
+    let mut child = Command::new(BIN)
+        .args(["push", a.to_str().expect("UTF-8"), "--config"])
+        .arg(&env.config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn push");
+    wait_for(Duration::from_secs(30), "the daemon to start on it", || {
+        rows_of(&env, &a)
+            .pop()
+            .filter(|r| r["parts_uploaded"].as_u64() > Some(0))
+    });
+    daemon.sigterm();
+    assert!(daemon.wait_exit(Duration::from_secs(15)).is_some());
+
+    // (Its output is small: the pipes cannot fill while it runs.)
+    wait_for(Duration::from_secs(60), "push to finish", || {
+        child.try_wait().expect("try_wait")
+    });
+    let out = child.wait_with_output().expect("push output");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("a daemon is running"), "{}", show(&out));
+    assert!(
+        stderr.contains("the daemon stopped; push uploads the rest itself"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(read(&env.remote().join("handed-over.bin")), data);
+}

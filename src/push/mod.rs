@@ -9,7 +9,10 @@
 //!    (`migrations/0007_pushed_files.sql`): the engine confines such a row to its own
 //!    folder instead of the outbox, and never deletes or moves the file, whatever
 //!    `upload.after` says. A file outside the outbox is never seen by the watcher,
-//!    so nothing queues it again.
+//!    so nothing queues it again. A content the journal holds as still queued or
+//!    in flight is waited for rather than queued twice: if the watcher recorded a
+//!    file of the outbox first, push follows the watcher's row, to which
+//!    `upload.after` applies as to any file of the outbox.
 //! 3. Who uploads them:
 //!    - no daemon holds the journal's lock: push takes the lock itself (so no daemon
 //!      can start meanwhile) and runs the engine in-process, restricted to its own
@@ -201,6 +204,8 @@ pub async fn run(
             }
         }
     };
+    // Whether a daemon goes on with what is left (it held the lock to the end).
+    let daemon_goes_on = lock.is_none();
     drop(lock);
     for ending in &follow.endings {
         match ending {
@@ -212,7 +217,12 @@ pub async fn run(
     report.interrupted = interrupted;
     if interrupted {
         display.abandon();
-        if report.unfinished > 0 {
+        if report.unfinished > 0 && daemon_goes_on {
+            display.note(&format!(
+                "interrupted: the running daemon goes on with the {} unfinished file(s)",
+                report.unfinished
+            ));
+        } else if report.unfinished > 0 {
             display.note(&format!(
                 "interrupted: {} unfinished file(s) stay in the journal; the daemon (`dropship run`) or the next push of them resumes where they stopped",
                 report.unfinished

@@ -103,8 +103,10 @@ impl Progress {
             return;
         };
         bar.set_position(row.bytes_acked.min(row.size));
+        // A row back in the queue or waiting says why (the service unreachable,
+        // credentials refused, a backoff), as `status` would.
         let msg = match (row.state, &row.last_error) {
-            (FileState::Retrying, Some(why)) => format!("waiting: {why}"),
+            (FileState::Retrying | FileState::Queued, Some(why)) => format!("waiting: {why}"),
             (state, _) => state.to_string(),
         };
         bar.set_message(msg);
