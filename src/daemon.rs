@@ -102,7 +102,9 @@ pub fn is_running(cfg: &Config) -> bool {
     }
 }
 
-fn take_lock(cfg: &Config) -> Result<File, DaemonError> {
+/// Takes the journal's lock, held until the file is dropped: the daemon for as
+/// long as it runs, `dropship push` while it uploads without a daemon.
+pub fn take_lock(cfg: &Config) -> Result<File, DaemonError> {
     let path = lock_path(cfg);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| DaemonError::Lock {

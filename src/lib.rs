@@ -12,6 +12,8 @@
 //!   post-action.
 //! - [`backend`] is the seam to a storage service: one trait, capabilities as data.
 //! - [`daemon`] wires these together and shuts them down on SIGTERM.
+//! - [`push`] uploads given files once (`dropship push`), through the same journal
+//!   and engine.
 //! - [`config`] turns the TOML file into a validated [`config::Config`].
 //! - [`metrics`] counts what the engine does and serves it, with the journal's
 //!   gauges, to Prometheus (`[metrics] listen`).
@@ -28,6 +30,7 @@ pub mod identity;
 pub mod journal;
 pub mod liveness;
 pub mod metrics;
+pub mod push;
 pub mod secret;
 pub mod status;
 pub mod throttle;

@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure, 2 bad configuration or usage, 3 the
 //! journal needs a person (damaged, or deleted under the running daemon); the
-//! systemd unit does not restart on 2 or 3.
+//! systemd unit does not restart on 2 or 3. `push` exits 1 when a file was not
+//! delivered and 130 when interrupted.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -100,6 +101,13 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+    /// Upload files once through the journal; exit 0 only when all are verified.
+    Push {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        args: dropship::push::PushArgs,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -186,6 +194,27 @@ fn dispatch(cmd: Command) -> Result<(), Failure> {
         } => forget(&load(&config)?, ids, all_failed),
         Command::Completions { shell } => docs(Some(shell), None),
         Command::Man { out_dir } => docs(None, out_dir.as_deref()),
+        Command::Push { config, args } => push(load(&config)?, args),
+    }
+}
+
+/// `dropship push`: 0 only when every file is delivered, 1 otherwise, 130 when
+/// interrupted (see `dropship::push`). Logs only with DROPSHIP_LOG: on a terminal
+/// they would tear the progress bars.
+fn push(cfg: Config, args: dropship::push::PushArgs) -> Result<(), Failure> {
+    if std::env::var_os("DROPSHIP_LOG").is_some() {
+        init_logging("", LogFormat::Text)?;
+    }
+    let report = dropship::push::run_blocking(cfg, args).map_err(|e| Failure {
+        code: e.exit_code(),
+        error: e.into(),
+    })?;
+    match report.exit_code() {
+        0 => Ok(()),
+        code => Err(Failure {
+            code,
+            error: anyhow::anyhow!(report.summary()),
+        }),
     }
 }
 

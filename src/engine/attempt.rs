@@ -15,6 +15,7 @@
 //! Cancelling an attempt between steps is safe because every step is committed to
 //! the journal before the next one starts.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -34,7 +35,7 @@ use crate::backend::{
     BackendError, FileDigests, FileSpec, FinalPart, Meter, Op, PartBody, Receipt, RemoteObject,
     RemoteStat, Session, Source,
 };
-use crate::config::OnExists;
+use crate::config::{After, OnExists};
 use crate::confine;
 use crate::digest::Digest;
 use crate::identity::Identity;
@@ -110,6 +111,19 @@ pub(super) async fn run_file(
     }
     .instrument(span)
     .await
+}
+
+/// The folder a row's file must be reached from without crossing a symbolic link,
+/// and its post-action. A file the watcher found is confined to the outbox and gets
+/// `upload.after`. A file given to `dropship push` may lie anywhere: it is confined
+/// to its own folder (push recorded its path with every link resolved, so the file
+/// itself must still be a regular file, not a link swapped in since), and it is
+/// always kept: push never deletes or moves what a person named.
+fn confinement(ctx: &Ctx, row: &FileRow) -> (PathBuf, After) {
+    match (row.pushed, row.path.parent()) {
+        (true, Some(folder)) => (folder.to_path_buf(), After::Keep),
+        _ => (ctx.settings.root.clone(), ctx.settings.after.clone()),
+    }
 }
 
 fn identity(row: &FileRow) -> Identity {
@@ -215,7 +229,7 @@ impl Attempt<'_> {
     /// Fails fast if the file changed while it waited in the queue, or is reached
     /// through a symbolic link (see `confine.rs`).
     async fn check_local(&self) -> Result<(), Stop> {
-        let root = self.ctx.settings.root.clone();
+        let (root, _) = confinement(self.ctx, self.row);
         let path = self.row.path.clone();
         let expected = identity(self.row);
         tokio::task::spawn_blocking(move || match confine::inside(&root, &path) {
@@ -676,8 +690,7 @@ impl Attempt<'_> {
         debug!(check = ?ctx.check, read_back, "verified");
         // The upload is verified; the post-action must not be cut in half by shutdown,
         // and it is quick: it runs to its end on a blocking thread.
-        let after = ctx.settings.after.clone();
-        let root = ctx.settings.root.clone();
+        let (root, after) = confinement(ctx, row);
         let path = row.path.clone();
         let key = remote.key.clone();
         let verified = identity(row);

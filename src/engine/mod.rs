@@ -42,7 +42,7 @@ pub use budget::Budget;
 use self::gate::{Cause, Change, Gate};
 use crate::backend::{Backend, Capabilities};
 use crate::config::{After, Config, OnExists, VerifyMode};
-use crate::journal::{BACKEND_TOPIC, JournalError, JournalHandle, now_ms};
+use crate::journal::{BACKEND_TOPIC, FileId, JournalError, JournalHandle, now_ms};
 use crate::metrics::Metrics;
 use crate::throttle::RateLimiter;
 
@@ -131,6 +131,9 @@ impl Ctx {
 pub struct Engine {
     ctx: Arc<Ctx>,
     wake: Arc<Notify>,
+    /// The only rows this engine may claim, if restricted (see
+    /// [`Engine::claiming_only`]); `None` for the daemon's, which claims any.
+    only: Option<Arc<[FileId]>>,
 }
 
 impl Engine {
@@ -165,7 +168,18 @@ impl Engine {
                 metrics,
             }),
             wake,
+            only: None,
         }
+    }
+
+    /// Restricts claims to the rows `ids`: `dropship push`, running the engine
+    /// without a daemon, sends the files it was given and leaves every other queued
+    /// row of the journal to the daemon. (The start-up work is not restricted: rows
+    /// a crash left in flight go back to the queue, sessions nobody recorded are
+    /// swept and orphaned ones aborted, as the daemon would; none of it sends a file.)
+    pub fn claiming_only(mut self, ids: Vec<FileId>) -> Engine {
+        self.only = Some(ids.into());
+        self
     }
 
     /// Runs until `cancel`, then lets the workers stop at their next step.
@@ -244,10 +258,11 @@ impl Engine {
                 break;
             }
             let held = busy.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let only = self.only.clone();
             match self
                 .ctx
                 .journal
-                .call(move |j| j.claim_next(now_ms(), &held))
+                .call(move |j| j.claim_next_among(now_ms(), &held, only.as_deref()))
                 .await
             {
                 Ok(Some(row)) => {
@@ -318,7 +333,14 @@ impl Engine {
 
     /// Sleeps until there may be work.
     async fn idle(&self, cancel: &CancellationToken) {
-        let due = self.ctx.journal.call(|j| j.next_due()).await.ok().flatten();
+        let only = self.only.clone();
+        let due = self
+            .ctx
+            .journal
+            .call(move |j| j.next_due_among(only.as_deref()))
+            .await
+            .ok()
+            .flatten();
         let wait = match due {
             Some(at) => Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64).min(POLL),
             None => POLL,

@@ -40,6 +40,13 @@ impl Journal {
     /// Records a finished file, once per content: the same path with the same size,
     /// mtime and inode is never queued twice, whatever state its row is in.
     pub fn enqueue(&mut self, f: &NewFile) -> Result<Enqueued> {
+        self.enqueue_as(f, false)
+    }
+
+    /// [`Journal::enqueue`], for the watcher (`pushed` false) or for `dropship push`
+    /// (true). A push asks for an upload: a content the journal holds only as done,
+    /// failed or superseded gets a new row rather than being answered from history.
+    pub(super) fn enqueue_as(&mut self, f: &NewFile, pushed: bool) -> Result<Enqueued> {
         let tx = self.conn.transaction()?;
         let path = f.path.as_os_str().as_bytes();
         let latest: Option<(FileId, String, i64, i64, i64)> = tx
@@ -57,7 +64,7 @@ impl Journal {
                 detail,
             })?;
             let same = size == f.size as i64 && mtime == f.mtime_ns && inode == f.inode as i64;
-            if same && state != FileState::Superseded {
+            if same && state != FileState::Superseded && (!pushed || state.is_active()) {
                 return Ok(Enqueued::Unchanged(id));
             }
         }
@@ -89,8 +96,8 @@ impl Journal {
         let now = now_ms();
         tx.execute(
             "INSERT INTO files (path, key, size, mtime_ns, inode, state, last_error,
-                                created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                                created_at, updated_at, pushed)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
             params![
                 path,
                 f.key,
@@ -99,7 +106,8 @@ impl Journal {
                 f.inode as i64,
                 state.as_str(),
                 err,
-                now
+                now,
+                pushed
             ],
         )?;
         let new = tx.last_insert_rowid();
@@ -135,16 +143,29 @@ impl Journal {
     /// holds an older row of that path, and two uploads of one name must not race.
     /// A row that cannot be read is marked `failed` with the reason.
     pub fn claim_next(&mut self, now: i64, busy: &[PathBuf]) -> Result<Option<FileRow>> {
+        self.claim_next_among(now, busy, None)
+    }
+
+    /// [`Journal::claim_next`], among the rows `only` names when it is given (the
+    /// engine `dropship push` runs claims its own files and nothing else).
+    pub fn claim_next_among(
+        &mut self,
+        now: i64,
+        busy: &[PathBuf],
+        only: Option<&[FileId]>,
+    ) -> Result<Option<FileRow>> {
+        let only = only.map(|ids| to_json(&ids)).transpose()?;
         let tx = self.conn.transaction()?;
         let mut stmt = tx.prepare(
             "SELECT id, path FROM files
-             WHERE state = 'queued'
-                OR (state IN ('retrying', 'joining')
-                    AND (next_attempt_at <= ?1 OR next_attempt_at > ?2))
+             WHERE (state = 'queued'
+                    OR (state IN ('retrying', 'joining')
+                        AND (next_attempt_at <= ?1 OR next_attempt_at > ?2)))
+               AND (?3 IS NULL OR id IN (SELECT value FROM json_each(?3)))
              ORDER BY next_attempt_at, id",
         )?;
         // Beyond the horizon: scheduled before the clock jumped backwards.
-        let mut rows = stmt.query(params![now, now.saturating_add(self.horizon_ms)])?;
+        let mut rows = stmt.query(params![now, now.saturating_add(self.horizon_ms), only])?;
         let mut chosen = None;
         while let Some(r) = rows.next()? {
             let path = PathBuf::from(std::ffi::OsString::from_vec(r.get::<_, Vec<u8>>(1)?));
@@ -196,9 +217,17 @@ impl Journal {
 
     /// When the earliest `retrying` or `joining` file becomes due (unix ms).
     pub fn next_due(&self) -> Result<Option<i64>> {
+        self.next_due_among(None)
+    }
+
+    /// [`Journal::next_due`] among the rows `only` names, when it is given (an
+    /// engine that may not claim the others must not wake up for them).
+    pub fn next_due_among(&self, only: Option<&[FileId]>) -> Result<Option<i64>> {
+        let only = only.map(|ids| to_json(&ids)).transpose()?;
         Ok(self.conn.query_row(
-            "SELECT MIN(next_attempt_at) FROM files WHERE state IN ('retrying', 'joining')",
-            [],
+            "SELECT MIN(next_attempt_at) FROM files WHERE state IN ('retrying', 'joining')
+               AND (?1 IS NULL OR id IN (SELECT value FROM json_each(?1)))",
+            params![only],
             |r| r.get(0),
         )?)
     }

@@ -22,6 +22,7 @@ mod files;
 mod handle;
 mod housekeeping;
 mod parts;
+mod pushed;
 pub mod states;
 mod status;
 
@@ -34,6 +35,7 @@ use serde::Serialize;
 
 pub use handle::JournalHandle;
 pub use housekeeping::{Forgot, PruneCandidate};
+pub use pushed::PushedRow;
 pub use states::{FileState, PartState};
 pub use status::{
     BACKEND_TOPIC, BackendHealth, BackendPlan, Backlog, FileStatus, InFlight, LAST_ERRORS,
@@ -68,6 +70,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0006_status_and_housekeeping",
         include_str!("../../migrations/0006_status_and_housekeeping.sql"),
+    ),
+    (
+        "0007_pushed_files",
+        include_str!("../../migrations/0007_pushed_files.sql"),
     ),
 ];
 
@@ -197,6 +203,9 @@ pub struct FileRow {
     pub join_started: Option<i64>,
     /// Restarts of a failed join asked for this session.
     pub join_restarts: u32,
+    /// Recorded by `dropship push`, not by the watcher: confined to its own folder,
+    /// never deleted or moved (see `migrations/0007_pushed_files.sql`).
+    pub pushed: bool,
 }
 
 /// One part's row.
@@ -546,7 +555,7 @@ const ACTIVE_SQL: &str = "'queued','uploading','completing','joining','verifying
 
 const FILE_COLUMNS: &str = "id, path, key, size, mtime_ns, inode, state, session, part_size,
     attempts, failures, verify_failures, next_attempt_at, last_error, bytes_sent, digests, remote,
-    hash_state, clash_checked, join_started, join_restarts";
+    hash_state, clash_checked, join_started, join_restarts, pushed";
 
 fn read_file_row(r: &Row<'_>) -> Result<FileRow> {
     let id: FileId = r.get(0)?;
@@ -586,6 +595,7 @@ fn read_file_row(r: &Row<'_>) -> Result<FileRow> {
         clash_checked: r.get(18)?,
         join_started: r.get(19)?,
         join_restarts: r.get(20)?,
+        pushed: r.get(21)?,
     })
 }
 
