@@ -133,7 +133,11 @@ pub fn take_lock(cfg: &Config) -> Result<File, DaemonError> {
 
 /// Runs until `stop` resolves, then drains. `main` passes the first termination
 /// signal; tests can pass any future.
-pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), DaemonError> {
+pub async fn run(
+    cfg: Config,
+    stop: impl Future<Output = ()>,
+    mut reloads: tokio::sync::mpsc::UnboundedReceiver<()>,
+) -> Result<(), DaemonError> {
     let _lock = take_lock(&cfg)?;
     let journal = JournalHandle::open(&cfg.journal.path).await?;
     let backend = cfg.backend.build(crate::backend::BuildOptions {
@@ -160,7 +164,10 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Daem
     }
 
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let watcher = Watcher::new(cfg.clone(), journal.clone(), wake.clone());
+    // The watcher's config changes with a reload (`watch.ignore`).
+    let (watch_cfg, watch_cfg_rx) = tokio::sync::watch::channel(cfg.clone());
+    let watcher =
+        Watcher::new(cfg.clone(), journal.clone(), wake.clone()).with_updates(watch_cfg_rx);
     let mut watch_task = tasks.spawn(watcher.run(cancel.child_token(), ready_tx));
     let engine = Engine::new(
         EngineSettings::from_config(&cfg),
@@ -169,6 +176,11 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Daem
         wake,
         metrics,
     );
+    let reload_targets = crate::reload::Targets {
+        engine: engine.control(),
+        watcher: watch_cfg,
+        backend: backend.clone(),
+    };
     let mut engine_task = tasks.spawn(engine.run(cancel.child_token()));
     tasks.spawn(crate::housekeeping::run(
         journal.clone(),
@@ -217,8 +229,20 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Daem
         }
     };
     // Both tasks run until cancelled; either ending early is a failure.
-    if !stopped_early {
+    let mut running = cfg.clone();
+    // Reloads come and go; anything else ends the loop.
+    loop {
+        if stopped_early {
+            break;
+        }
         tokio::select! {
+            Some(()) = reloads.recv() => {
+                info!("SIGHUP: reading the configuration again");
+                sd_notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+                running = crate::reload::reload(running, &reload_targets).await;
+                sd_notify("READY=1");
+                continue;
+            }
             _ = &mut stop => info!("termination signal: stopping"),
             e = &mut lost => {
                 error!(error = %e, "the journal is gone");
@@ -242,6 +266,7 @@ pub async fn run(cfg: Config, stop: impl Future<Output = ()>) -> Result<(), Daem
                 }
             }
         }
+        break;
     }
     sd_notify("STOPPING=1");
     cancel.cancel();
@@ -294,7 +319,34 @@ pub fn termination_signal() -> std::io::Result<impl Future<Output = ()>> {
     })
 }
 
-/// Tells systemd (Type=notify) how we are; a no-op outside systemd.
+/// A channel that receives one message per SIGHUP (a reload). Without it, SIGHUP
+/// would end the process: it is installed before the daemon says READY.
+pub fn reload_signal() -> std::io::Result<tokio::sync::mpsc::UnboundedReceiver<()>> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGHUP])?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::Builder::new()
+        .name("sighup".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if tx.send(()).is_err() {
+                    return;
+                }
+            }
+        })?;
+    Ok(rx)
+}
+
+/// CLOCK_MONOTONIC in microseconds, which systemd wants beside `RELOADING=1`.
+fn monotonic_usec() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own; no other precondition.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec.max(0) as u64 * 1_000_000 + ts.tv_nsec.max(0) as u64 / 1000
+}
+
 /// How often the one-line summary goes to systemd (`systemctl status` shows it).
 const STATUS_EVERY: Duration = Duration::from_secs(5);
 

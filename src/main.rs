@@ -283,35 +283,11 @@ fn check_config(cfg: &Config) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Logs to stderr (journald adds the time and the unit). The filter comes from
-/// `DROPSHIP_LOG`, else `RUST_LOG`, else `daemon.log`.
 fn init_logging(filter: &str, format: LogFormat) -> Result<(), Failure> {
-    use tracing_subscriber::prelude::*;
-    let (spec, source) = match (std::env::var("DROPSHIP_LOG"), std::env::var("RUST_LOG")) {
-        (Ok(s), _) => (s, "DROPSHIP_LOG"),
-        (_, Ok(s)) => (s, "RUST_LOG"),
-        _ => (filter.to_string(), "daemon.log"),
-    };
-    let targets: tracing_subscriber::filter::Targets = spec
-        .parse()
-        .with_context(|| format!("bad log filter {spec:?} ({source})"))
-        .map_err(|error| Failure { code: 2, error })?;
-    let layer = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    let layer = match format {
-        // Colours only for a person at a terminal, not for journald.
-        LogFormat::Text => layer
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .boxed(),
-        // One object per line, with the file's span (`id`, `key`) as fields.
-        LogFormat::Json => layer.json().with_current_span(true).boxed(),
-    };
-    tracing_subscriber::registry()
-        .with(layer)
-        .with(targets)
-        .init();
-    Ok(())
+    dropship::logging::init(filter, format).map_err(|e| Failure {
+        code: 2,
+        error: anyhow::anyhow!(e),
+    })
 }
 
 fn run(cfg: Config) -> Result<(), Failure> {
@@ -328,6 +304,7 @@ fn run(cfg: Config) -> Result<(), Failure> {
     }
     init_logging(&cfg.daemon.log, cfg.daemon.log_format)?;
     let stop = daemon::termination_signal().context("installing signal handlers")?;
+    let reloads = daemon::reload_signal().context("installing signal handlers")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         // Small devices: two runtime threads are plenty; blocking work (SQLite,
@@ -336,7 +313,7 @@ fn run(cfg: Config) -> Result<(), Failure> {
         .thread_name("dropship")
         .build()
         .context("starting the runtime")?;
-    if let Err(e) = rt.block_on(daemon::run(cfg, stop)) {
+    if let Err(e) = rt.block_on(daemon::run(cfg, stop, reloads)) {
         return Err(Failure {
             code: if e.needs_a_person() { 3 } else { 1 },
             error: anyhow::Error::from(e).context("the daemon stopped"),

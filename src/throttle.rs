@@ -7,13 +7,15 @@
 //! never more, so an idle minute does not turn into a minute of unthrottled sending.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 #[derive(Debug)]
 pub struct RateLimiter {
-    bytes_per_sec: u64,
+    /// Changed live by a reload (SIGHUP); 0 means no limit.
+    bytes_per_sec: AtomicU64,
     /// The instant from which the next grant may start. Protected by a std mutex:
     /// it is held for a few arithmetic operations and never across an `.await`.
     next_free: Mutex<Instant>,
@@ -22,18 +24,29 @@ pub struct RateLimiter {
 impl RateLimiter {
     pub fn new(bytes_per_sec: u64) -> RateLimiter {
         RateLimiter {
-            bytes_per_sec: bytes_per_sec.max(1),
+            bytes_per_sec: AtomicU64::new(bytes_per_sec),
             next_free: Mutex::new(Instant::now()),
         }
     }
 
+    /// Bytes per second; 0 when unlimited.
     pub fn rate(&self) -> u64 {
-        self.bytes_per_sec
+        self.bytes_per_sec.load(Ordering::Relaxed)
+    }
+
+    /// A new rate (0: unlimited) for every grant from now on, bodies already in
+    /// flight included.
+    pub fn set_rate(&self, bytes_per_sec: u64) {
+        self.bytes_per_sec.store(bytes_per_sec, Ordering::Relaxed);
     }
 
     /// Waits until `n` bytes may be sent.
     pub async fn acquire(&self, n: u64) {
-        let cost = Duration::from_secs_f64(n as f64 / self.bytes_per_sec as f64);
+        let rate = self.rate();
+        if rate == 0 {
+            return;
+        }
+        let cost = Duration::from_secs_f64(n as f64 / rate as f64);
         let start = {
             // A poisoned lock only means another task panicked mid-arithmetic; the
             // instant inside is still a valid instant.

@@ -80,6 +80,8 @@ pub struct Watcher {
     journal_refused: bool,
     /// The watched folder itself is gone (reported once, until it is back).
     root_gone: bool,
+    /// New configs from reloads (see [`Watcher::with_updates`]).
+    updates: Option<tokio::sync::watch::Receiver<Arc<Config>>>,
 }
 
 /// notify's watcher and the folders it watches.
@@ -91,6 +93,22 @@ struct Watches {
 /// Events waiting for the watcher. notify's thread never blocks on a full queue: it
 /// drops the event and flags an overflow, which a rescan makes good.
 const EVENT_QUEUE: usize = 4096;
+
+/// The next config a reload sends; pending forever without a sender.
+async fn next_config(
+    updates: &mut Option<tokio::sync::watch::Receiver<Arc<Config>>>,
+) -> Option<Arc<Config>> {
+    match updates {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            Err(_) => {
+                *updates = None;
+                None
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
 
 /// The `status` notice topic of an unreadable folder.
 fn notice_topic(dir: &Path) -> String {
@@ -109,7 +127,15 @@ impl Watcher {
             watch_limit_met: false,
             journal_refused: false,
             root_gone: false,
+            updates: None,
         }
+    }
+
+    /// Takes a new config from `updates` while running (a reload changes
+    /// `watch.ignore`); the other settings it reads do not change live.
+    pub fn with_updates(mut self, updates: tokio::sync::watch::Receiver<Arc<Config>>) -> Watcher {
+        self.updates = Some(updates);
+        self
     }
 
     /// Watches until `cancel`. `ready` fires once the startup scan is recorded.
@@ -166,9 +192,15 @@ impl Watcher {
         let rescan_every = self.cfg.watch.rescan;
         let mut next_rescan = (!rescan_every.is_zero()).then(|| Instant::now() + rescan_every);
         // (The config bounds `rescan`, so these additions cannot overflow.)
+        let mut updates = self.updates.take();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => break,
+                Some(cfg) = next_config(&mut updates) => {
+                    self.cfg = cfg;
+                    // Files a pattern no longer ignores are found by a scan.
+                    self.scan(&root, Arrival::Rescan).await?;
+                }
                 ev = events.recv() => match ev {
                     Some(Ok(ev)) => self.on_event(ev).await?,
                     Some(Err(e)) => {

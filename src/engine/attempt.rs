@@ -305,7 +305,7 @@ impl Attempt<'_> {
             return Ok((remote, digests));
         }
         ctx.journal.call(move |j| j.part_start(id, 0, None)).await?;
-        let meter = Meter::new(ctx.limiter.clone());
+        let meter = Meter::new(ctx.limiter());
         let len = source.len();
         let streamed = matches!(source, Source::File(_));
         let sent = ctx
@@ -511,7 +511,7 @@ impl Attempt<'_> {
         let id = self.row.id;
         let mut failures = 0;
         loop {
-            let meter = Meter::new(ctx.limiter.clone());
+            let meter = Meter::new(ctx.limiter());
             let last = carried.map(|c| FinalPart {
                 spec: c.spec.clone(),
                 body: PartBody::from_source(c.source.clone(), meter.clone()),

@@ -104,8 +104,9 @@ struct Ctx {
     /// What verification checks, resolved once from `upload.verify` and `caps`.
     check: crate::verify::Check,
     settings: EngineSettings,
-    /// One budget for all uploads (`bandwidth_limit`).
-    limiter: Option<Arc<RateLimiter>>,
+    /// One budget for all uploads (`bandwidth_limit`; rate 0 while unlimited, so
+    /// that a reload can set one).
+    limiter: Arc<RateLimiter>,
     /// One pool for every part buffer of every worker.
     budget: Arc<Budget>,
     gate: Gate,
@@ -118,6 +119,11 @@ struct Ctx {
 }
 
 impl Ctx {
+    /// The limiter a new request's body is metered by, if there is a limit.
+    fn limiter(&self) -> Option<Arc<RateLimiter>> {
+        (self.limiter.rate() > 0).then(|| self.limiter.clone())
+    }
+
     /// The backoff before the `failures`-th try in a row, at least what the server
     /// asked for.
     fn backoff_delay(&self, failures: u32, server_asked: Option<Duration>) -> Duration {
@@ -134,6 +140,46 @@ pub struct Engine {
     /// The only rows this engine may claim, if restricted (see
     /// [`Engine::claiming_only`]); `None` for the daemon's, which claims any.
     only: Option<Arc<[FileId]>>,
+    /// One permit per worker (`upload.workers`, changed live by [`EngineControl`]).
+    slots: Arc<Semaphore>,
+    workers: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// What a reload (SIGHUP) changes in a running engine.
+#[derive(Clone)]
+pub struct EngineControl {
+    limiter: Arc<RateLimiter>,
+    slots: Arc<Semaphore>,
+    workers: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl EngineControl {
+    /// From the next slice of every body on, bodies already in flight included
+    /// (a body that began unlimited stays so until its request ends).
+    pub fn set_bandwidth_limit(&self, bytes_per_sec: Option<u64>) {
+        self.limiter.set_rate(bytes_per_sec.unwrap_or(0));
+    }
+
+    /// More workers start at once; fewer take effect as running uploads end (none
+    /// is interrupted). The memory budget stays what it was at start, shared by
+    /// the workers there are.
+    pub fn set_workers(&self, n: usize) {
+        use std::sync::atomic::Ordering;
+        let n = n.max(1);
+        let before = self.workers.swap(n, Ordering::Relaxed);
+        if n > before {
+            self.slots.add_permits(n - before);
+        } else if n < before {
+            let slots = self.slots.clone();
+            let fewer = (before - n) as u32;
+            // Taken as uploads end, then dropped for good.
+            tokio::spawn(async move {
+                if let Ok(p) = slots.acquire_many_owned(fewer).await {
+                    p.forget();
+                }
+            });
+        }
+    }
 }
 
 impl Engine {
@@ -149,10 +195,10 @@ impl Engine {
         if let Some(why) = plan::deadline_warning(&caps, &settings) {
             warn!("{why}");
         }
-        let limiter = settings
-            .bandwidth_limit
-            .map(|bps| Arc::new(RateLimiter::new(bps)));
+        let limiter = Arc::new(RateLimiter::new(settings.bandwidth_limit.unwrap_or(0)));
+        let slots = Arc::new(Semaphore::new(settings.workers));
         let budget = Arc::new(Budget::new(settings.memory_budget()));
+        let settings_workers = settings.workers;
         Engine {
             ctx: Arc::new(Ctx {
                 journal,
@@ -169,6 +215,17 @@ impl Engine {
             }),
             wake,
             only: None,
+            slots,
+            workers: Arc::new(std::sync::atomic::AtomicUsize::new(settings_workers)),
+        }
+    }
+
+    /// The knobs a reload may turn while the engine runs.
+    pub fn control(&self) -> EngineControl {
+        EngineControl {
+            limiter: self.ctx.limiter.clone(),
+            slots: self.slots.clone(),
+            workers: self.workers.clone(),
         }
     }
 
@@ -231,7 +288,7 @@ impl Engine {
             _ = cancel.cancelled() => return Ok(()),
             () = sweep(&self.ctx) => {}
         }
-        let slots = Arc::new(Semaphore::new(self.ctx.settings.workers));
+        let slots = self.slots.clone();
         let workers = TaskTracker::new();
         // In the background: with the network down, aborts wait for their timeouts.
         workers.spawn(abort_orphans(self.ctx.clone(), cancel.child_token()));

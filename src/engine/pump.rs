@@ -275,7 +275,7 @@ impl Pump<'_> {
         let ctx = self.at.ctx;
         let backend = ctx.backend.clone();
         let session = self.session.clone();
-        let meter = Meter::new(ctx.limiter.clone());
+        let meter = Meter::new(ctx.limiter());
         let body = PartBody::from_source(part.source.clone(), meter.clone());
         self.tasks.spawn(async move {
             let result = backend.put_part(&session, &part.spec, body).await;
