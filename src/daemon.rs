@@ -163,7 +163,10 @@ pub async fn run(
         ));
     }
 
+    // READY waits for both: the watcher armed with its start-up scan recorded, and
+    // the rows a crash left in flight queued again.
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let (resumed_tx, resumed_rx) = tokio::sync::oneshot::channel();
     // The watcher's config changes with a reload (`watch.ignore`).
     let (watch_cfg, watch_cfg_rx) = tokio::sync::watch::channel(cfg.clone());
     let watcher =
@@ -175,7 +178,8 @@ pub async fn run(
         backend.clone(),
         wake,
         metrics,
-    );
+    )
+    .on_resumed(resumed_tx);
     let reload_targets = crate::reload::Targets {
         engine: engine.control(),
         watcher: watch_cfg,
@@ -216,8 +220,8 @@ pub async fn run(
     // `stop` completes once; polling it again would panic, so a signal that came
     // before READY skips the second wait.
     let stopped_early = tokio::select! {
-        ready = ready_rx => {
-            if ready.is_ok() {
+        ready = async { ready_rx.await.is_ok() && resumed_rx.await.is_ok() } => {
+            if ready {
                 sd_notify("READY=1\nSTATUS=watching");
                 info!(backend = backend.name(), folder = %cfg.watch.path.display(), "dropship is running");
             }

@@ -143,6 +143,8 @@ pub struct Engine {
     /// One permit per worker (`upload.workers`, changed live by [`EngineControl`]).
     slots: Arc<Semaphore>,
     workers: Arc<std::sync::atomic::AtomicUsize>,
+    /// Told once the rows a crash left in flight are queued again (READY waits).
+    resumed: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// What a reload (SIGHUP) changes in a running engine.
@@ -217,7 +219,14 @@ impl Engine {
             only: None,
             slots,
             workers: Arc::new(std::sync::atomic::AtomicUsize::new(settings_workers)),
+            resumed: None,
         }
+    }
+
+    /// `tx` is told once the rows a crash left in flight are queued again.
+    pub fn on_resumed(mut self, tx: tokio::sync::oneshot::Sender<()>) -> Engine {
+        self.resumed = Some(tx);
+        self
     }
 
     /// The knobs a reload may turn while the engine runs.
@@ -240,7 +249,7 @@ impl Engine {
     }
 
     /// Runs until `cancel`, then lets the workers stop at their next step.
-    pub async fn run(self, cancel: CancellationToken) -> Result<(), JournalError> {
+    pub async fn run(mut self, cancel: CancellationToken) -> Result<(), JournalError> {
         // Nothing is scheduled further ahead than the backoff's cap or a join's
         // poll; a minute of slack for a clock that NTP slews.
         let horizon =
@@ -255,6 +264,9 @@ impl Engine {
         let resumed = self.ctx.journal.call(|j| j.recover()).await?;
         if resumed > 0 {
             info!(files = resumed, "resuming unfinished uploads");
+        }
+        if let Some(tx) = self.resumed.take() {
+            let _ = tx.send(());
         }
         // Whatever the last daemon reported of the service is re-learnt by this one,
         // except an unreachable service's backoff: resumed, so that a restart (a

@@ -40,7 +40,11 @@ impl JournalHandle {
             // A panic while holding the lock aborted one call; SQLite rolled its open
             // transaction back, so the connection itself is still consistent.
             let mut j = inner.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut j)
+            let result = f(&mut j);
+            if result.as_ref().is_err_and(JournalError::is_full) {
+                j.relieve_full();
+            }
+            result
         })
         .await
         .map_err(|e| JournalError::Task(e.to_string()))?

@@ -140,6 +140,12 @@ impl JournalError {
         matches!(self, JournalError::StaleState { .. })
     }
 
+    /// Whether the journal's filesystem is full.
+    pub fn is_full(&self) -> bool {
+        matches!(self, JournalError::Sql(e)
+            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull))
+    }
+
     /// Whether SQLite found the journal damaged (a page that is not what it wrote).
     pub fn is_damage(&self) -> bool {
         match self {
@@ -237,6 +243,8 @@ pub struct Journal {
     /// The longest wait the engine ever schedules, in ms (see
     /// [`Journal::set_horizon`]); `i64::MAX` until it is told.
     horizon_ms: i64,
+    /// When [`Journal::relieve_full`] last checkpointed.
+    relieved_at: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -291,11 +299,31 @@ impl Journal {
             conn,
             path: path.to_path_buf(),
             horizon_ms: i64::MAX,
+            relieved_at: None,
         };
         j.configure(true)?;
         j.quick_check()?;
         j.migrate()?;
         Ok(j)
+    }
+
+    /// After a write failed on a full filesystem: moves what the WAL holds into the
+    /// database and truncates the WAL. SQLite checkpoints by itself only once the
+    /// WAL reaches 1000 pages (4 MiB); on a small, full filesystem it never gets
+    /// there, and every retried write would grow the WAL into the space freed
+    /// meanwhile, so the journal stayed full for good (seen on a 2 MiB tmpfs). At
+    /// most once a second: the watcher retries its writes faster than that.
+    pub fn relieve_full(&mut self) {
+        if self
+            .relieved_at
+            .is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1))
+        {
+            return;
+        }
+        self.relieved_at = Some(std::time::Instant::now());
+        if let Err(e) = self.conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+            tracing::debug!(error = %e, "checkpoint on a full disk failed; tried again later");
+        }
     }
 
     /// Whether the journal answers at all (the watchdog's question).
@@ -336,6 +364,7 @@ impl Journal {
             conn,
             path: path.to_path_buf(),
             horizon_ms: i64::MAX,
+            relieved_at: None,
         };
         j.conn
             .busy_timeout(Duration::from_secs(5))
@@ -374,6 +403,7 @@ impl Journal {
             conn: Connection::open_in_memory()?,
             path: PathBuf::from(":memory:"),
             horizon_ms: i64::MAX,
+            relieved_at: None,
         };
         j.configure(false)?;
         j.migrate()?;
@@ -413,6 +443,19 @@ impl Journal {
         self.conn
             .execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
             .map_err(|e| self.damage_or(e))?;
+        if wal {
+            // A checkpoint every 100 pages (400 KiB), not SQLite's 1000 (4 MiB), and a
+            // WAL file cut back to 1 MiB after one: on a device's small state
+            // partition the WAL must never be what fills it. A 2 MiB tmpfs that
+            // filled up stayed full for good with the defaults: the WAL never
+            // reached the checkpoint threshold, and every write grew it into
+            // whatever space came free.
+            self.conn
+                .execute_batch(
+                    "PRAGMA wal_autocheckpoint = 100; PRAGMA journal_size_limit = 1048576;",
+                )
+                .map_err(|e| self.damage_or(e))?;
+        }
         Ok(())
     }
 
