@@ -499,8 +499,30 @@ impl BackendConfig {
         }
     }
 
-    /// Builds the backend.
+    /// A secret file that others may read or write (never its content): warned
+    /// about at start and by `check-config`, never refused (a device image may ship
+    /// it so, and the daemon works).
+    pub fn exposure(&self) -> Option<crate::secret::Exposure> {
+        match self {
+            BackendConfig::Local(_) => None,
+            BackendConfig::Box(c) => c.exposure(),
+            BackendConfig::InsightsHub(c) => c.exposure(),
+            BackendConfig::Exosite(c) => c.exposure(),
+            BackendConfig::Edgio(c) => c.exposure(),
+        }
+    }
+
+    /// Builds the backend. A secret file others can read is warned about here, as
+    /// the daemon (and `push`) starts: the one place every start passes.
     pub fn build(&self, opts: BuildOptions) -> Result<Arc<dyn Backend>, BackendError> {
+        if let Some(e) = self.exposure() {
+            tracing::warn!(
+                key = e.key,
+                path = %e.path.display(),
+                mode = %format!("{:04o}", e.mode & 0o7777),
+                "{e}"
+            );
+        }
         match self {
             BackendConfig::Local(c) => Ok(Arc::new(local::LocalBackend::new(&c.path)?)),
             BackendConfig::Box(c) => Ok(Arc::new(box_api::BoxBackend::new(c, opts.timeouts)?)),
