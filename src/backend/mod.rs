@@ -404,6 +404,20 @@ pub trait Backend: Send + Sync + fmt::Debug {
         false
     }
 
+    /// Reads the credential from its source now, on demand (SIGHUP), so that the
+    /// next request carries it without first meeting a refusal; `Ok(true)` when it
+    /// changed. Unlike [`Backend::reload_credentials`], a source that cannot be read
+    /// is an error (naming the source, never a value), and the credential in use
+    /// stays.
+    /// # Behavior
+    /// - Requests already sent keep the credential they were sent with.
+    /// - A backend that logs in (Edgio) forgets its login when the password
+    ///   changed: the next request logs in with the new one.
+    /// - A backend without credentials keeps the default, `Ok(false)`.
+    async fn reread_credentials(&self) -> Result<bool, BackendError> {
+        Ok(false)
+    }
+
     /// Discards what the journal does not account for: sessions and staging begun by
     /// a daemon that died before it recorded them. Returns how many it discarded.
     /// # Behavior

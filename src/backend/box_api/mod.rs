@@ -831,6 +831,10 @@ impl Backend for BoxBackend {
         self.client.reload_current()
     }
 
+    async fn reread_credentials(&self) -> Result<bool, BackendError> {
+        self.client.reread()
+    }
+
     // `sweep` keeps the default: Box has no call that lists open upload sessions, and
     // expires abandoned ones after 7 days by itself (box.md §Session lifecycle 3).
 }
