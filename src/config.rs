@@ -1050,7 +1050,11 @@ content_type = "auto"
         parse_str(&cred).expect("a systemd credential is a source");
         let (line, key, msg) =
             invalid_parts(parse_str(&boxed("token_credential = \"a/b\"")).unwrap_err());
-        assert_eq!((line, key.as_str()), (3, "backend.token_credential"), "{msg}");
+        assert_eq!(
+            (line, key.as_str()),
+            (3, "backend.token_credential"),
+            "{msg}"
+        );
         let typo = boxed("token_env = \"A\"\nfolder = \"0\"");
         let (_, _, msg) = invalid_parts(parse_str(&typo).unwrap_err());
         assert!(msg.contains("unknown field `folder`"), "{msg}");

@@ -144,7 +144,11 @@ impl SecretSource {
                 given[1],
                 format!(
                     "give only one of {all}; {} are set",
-                    given.iter().map(|k| short(k)).collect::<Vec<_>>().join(" and ")
+                    given
+                        .iter()
+                        .map(|k| short(k))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
                 ),
             )),
             (Some(p), _, _) => Ok(SecretSource::File(p.clone())),
@@ -260,7 +264,9 @@ impl SecretSource {
 /// (systemd.exec(5): "The credential name must be a valid file name").
 fn credential_name_problem(name: &str) -> Option<String> {
     if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
-        Some(format!("{name:?} is not a credential name (a plain file name)"))
+        Some(format!(
+            "{name:?} is not a credential name (a plain file name)"
+        ))
     } else if name.len() > 255 {
         Some("a credential name is at most 255 bytes".into())
     } else {
@@ -358,13 +364,23 @@ mod tests {
         );
         let (key, why) = SecretSource::choose(setting(&None, &e, &c), "Box").expect_err("two");
         assert_eq!(key, "backend.token_credential");
-        assert!(why.contains("only one of") && why.contains("token_env and token_credential"), "{why}");
+        assert!(
+            why.contains("only one of") && why.contains("token_env and token_credential"),
+            "{why}"
+        );
         let (key, why) = SecretSource::choose(setting(&f, &e, &c), "Box").expect_err("three");
         assert_eq!(key, "backend.token_env");
-        assert!(why.contains("token_file and token_env and token_credential"), "{why}");
-        let (key, why) = SecretSource::choose(setting(&None, &None, &None), "Box").expect_err("none");
+        assert!(
+            why.contains("token_file and token_env and token_credential"),
+            "{why}"
+        );
+        let (key, why) =
+            SecretSource::choose(setting(&None, &None, &None), "Box").expect_err("none");
         assert_eq!(key, "backend.token_file");
-        assert!(why.contains("token_file, token_env or token_credential"), "{why}");
+        assert!(
+            why.contains("token_file, token_env or token_credential"),
+            "{why}"
+        );
         for bad in ["", "..", "a/b", "x\0y"] {
             let (key, _) = SecretSource::choose(setting(&None, &None, &Some(bad.into())), "Box")
                 .expect_err(bad);
@@ -391,7 +407,10 @@ mod tests {
             assert_eq!(e.is_some(), exposed, "{mode:o}");
             if let Some(e) = e {
                 let text = e.to_string();
-                assert!(text.contains(says) && text.contains(&p.display().to_string()), "{text}");
+                assert!(
+                    text.contains(says) && text.contains(&p.display().to_string()),
+                    "{text}"
+                );
                 assert!(text.contains(&format!("{mode:04o}")), "{text}");
                 assert!(text.contains("backend.token_credential"), "{text}");
                 assert!(!text.contains("s3cr3t"), "{text}");

@@ -86,7 +86,10 @@ fn rereads_on_demand(name: &str, config: impl Fn(&Testbed, &Path) -> String) {
     assert!(!e.contains("rotated-credential-2"), "{name}: {e}");
     let third = upload(&rt, &tb, &backend, "three.txt", b"third");
     // (Edgio's first two uploads each began with a login; this one reuses it.)
-    assert!(third <= first, "{name}: the credential in use stays ({third} requests)");
+    assert!(
+        third <= first,
+        "{name}: the credential in use stays ({third} requests)"
+    );
 
     // The same change without the reread: the service refuses first.
     tb.set_secret("rotated-credential-3");
