@@ -658,6 +658,22 @@ impl Config {
         problems
     }
 
+    /// What deserves a warning but never stops a start: a secret file others may
+    /// read or write. `check-config` prints these with the environment's problems.
+    pub fn warnings(&self) -> Vec<EnvProblem> {
+        let (line, column) = self.locations.get("backend").copied().unwrap_or((0, 0));
+        self.backend
+            .exposure()
+            .map(|e| EnvProblem {
+                key: e.key,
+                line,
+                column,
+                message: e.to_string(),
+            })
+            .into_iter()
+            .collect()
+    }
+
     /// The remote key of a local file: its path relative to the watched folder,
     /// with `/` separators. `None` if the file is not under the folder or its name
     /// is not UTF-8 (every vendor API takes UTF-8 names).
@@ -1029,7 +1045,16 @@ content_type = "auto"
         assert_eq!(key, "backend.token_file");
         let both = boxed("token_env = \"A\"\ntoken_file = \"/x\"");
         let (_, _, msg) = invalid_parts(parse_str(&both).unwrap_err());
-        assert!(msg.contains("not both"), "{msg}");
+        assert!(msg.contains("only one of"), "{msg}");
+        let cred = boxed("token_credential = \"box-token\"");
+        parse_str(&cred).expect("a systemd credential is a source");
+        let (line, key, msg) =
+            invalid_parts(parse_str(&boxed("token_credential = \"a/b\"")).unwrap_err());
+        assert_eq!(
+            (line, key.as_str()),
+            (3, "backend.token_credential"),
+            "{msg}"
+        );
         let typo = boxed("token_env = \"A\"\nfolder = \"0\"");
         let (_, _, msg) = invalid_parts(parse_str(&typo).unwrap_err());
         assert!(msg.contains("unknown field `folder`"), "{msg}");

@@ -277,6 +277,20 @@ fn a_burst_of_files_faster_than_the_watcher_loses_none() {
         (env.status()["files"].as_array().map_or(0, Vec::len) == FILES).then_some(())
     });
     let log = env.log_text();
+    // Lost events are said once at WARN, however often they are lost, and counted in
+    // `status`.
+    let lost = log
+        .lines()
+        .filter(|l| l.contains("WARN") && l.contains("rescanning (said once"))
+        .count();
+    let notice = env.status()["notices"]
+        .as_array()
+        .and_then(|n| n.iter().find(|n| n["topic"] == "watch:overflow").cloned());
+    assert!(lost <= 1, "{lost} warnings of lost events");
+    assert_eq!(lost == 1, notice.is_some(), "{notice:?}");
+    if let Some(n) = &notice {
+        assert_eq!(n["state"], "events_lost", "{n}");
+    }
     println!(
         "figure: {FILES} files written at once, all recorded {:.1} s later; event queue overflowed: {}, kernel dropped events: {}",
         t0.elapsed().as_secs_f64(),

@@ -155,6 +155,18 @@ impl BearerClient {
         self.reload(&self.token())
     }
 
+    /// Re-reads the token on demand; `Ok(true)` if it changed (then it is the one
+    /// in use). A source that cannot be read leaves the token in use as it is.
+    pub fn reread(&self) -> Result<bool, BackendError> {
+        let fresh = self.source.load().map_err(BackendError::config)?;
+        let mut slot = self.token.write().unwrap_or_else(|p| p.into_inner());
+        if *slot == fresh {
+            return Ok(false);
+        }
+        *slot = fresh;
+        Ok(true)
+    }
+
     /// Sends `build(request, body)` with the bearer token, `body` streamed from
     /// `body` and timed by its progress. On a 401 or 403 the token is read again
     /// once (box.md §Hosts and auth: "refreshes once and retries"; insights-hub.md

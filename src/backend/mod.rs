@@ -404,6 +404,20 @@ pub trait Backend: Send + Sync + fmt::Debug {
         false
     }
 
+    /// Reads the credential from its source now, on demand (SIGHUP), so that the
+    /// next request carries it without first meeting a refusal; `Ok(true)` when it
+    /// changed. Unlike [`Backend::reload_credentials`], a source that cannot be read
+    /// is an error (naming the source, never a value), and the credential in use
+    /// stays.
+    /// # Behavior
+    /// - Requests already sent keep the credential they were sent with.
+    /// - A backend that logs in (Edgio) forgets its login when the password
+    ///   changed: the next request logs in with the new one.
+    /// - A backend without credentials keeps the default, `Ok(false)`.
+    async fn reread_credentials(&self) -> Result<bool, BackendError> {
+        Ok(false)
+    }
+
     /// Discards what the journal does not account for: sessions and staging begun by
     /// a daemon that died before it recorded them. Returns how many it discarded.
     /// # Behavior
@@ -499,8 +513,30 @@ impl BackendConfig {
         }
     }
 
-    /// Builds the backend.
+    /// A secret file that others may read or write (never its content): warned
+    /// about at start and by `check-config`, never refused (a device image may ship
+    /// it so, and the daemon works).
+    pub fn exposure(&self) -> Option<crate::secret::Exposure> {
+        match self {
+            BackendConfig::Local(_) => None,
+            BackendConfig::Box(c) => c.exposure(),
+            BackendConfig::InsightsHub(c) => c.exposure(),
+            BackendConfig::Exosite(c) => c.exposure(),
+            BackendConfig::Edgio(c) => c.exposure(),
+        }
+    }
+
+    /// Builds the backend. A secret file others can read is warned about here, as
+    /// the daemon (and `push`) starts: the one place every start passes.
     pub fn build(&self, opts: BuildOptions) -> Result<Arc<dyn Backend>, BackendError> {
+        if let Some(e) = self.exposure() {
+            tracing::warn!(
+                key = e.key,
+                path = %e.path.display(),
+                mode = %format!("{:04o}", e.mode & 0o7777),
+                "{e}"
+            );
+        }
         match self {
             BackendConfig::Local(c) => Ok(Arc::new(local::LocalBackend::new(&c.path)?)),
             BackendConfig::Box(c) => Ok(Arc::new(box_api::BoxBackend::new(c, opts.timeouts)?)),

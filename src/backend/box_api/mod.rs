@@ -38,7 +38,7 @@ use super::{
     PartBody, PartSizeRule, PartSpec, Receipt, RemoteObject, RemoteStat, Session, Timeouts,
 };
 use crate::digest::{Digest, DigestKind};
-use crate::secret::SecretSource;
+use crate::secret::{Exposure, SecretSetting, SecretSource, TOKEN_KEYS};
 
 /// How Box takes the token (box.md §Hosts and auth).
 const SERVICE: Service = Service {
@@ -76,6 +76,10 @@ pub struct BoxConfig {
     /// Environment variable holding the access token.
     #[serde(default)]
     pub token_env: Option<String>,
+    /// A systemd credential holding it (`LoadCredential=NAME:/path` in the unit):
+    /// read from `$CREDENTIALS_DIRECTORY/NAME` at every read.
+    #[serde(default)]
+    pub token_credential: Option<String>,
     /// Destination folder id ("0" is the root).
     #[serde(default = "default_folder")]
     pub folder_id: String,
@@ -100,8 +104,21 @@ impl BoxConfig {
         self
     }
 
+    fn secret_setting(&self) -> SecretSetting<'_> {
+        SecretSetting {
+            file: &self.token_file,
+            env: &self.token_env,
+            credential: &self.token_credential,
+        }
+    }
+
+    /// The secret file, when others may read or write it.
+    pub fn exposure(&self) -> Option<Exposure> {
+        self.secret_source().ok()?.exposure(TOKEN_KEYS.file)
+    }
+
     pub fn secret_source(&self) -> Result<SecretSource, (&'static str, String)> {
-        SecretSource::choose(&self.token_file, &self.token_env, "Box")
+        SecretSource::choose(self.secret_setting(), "Box")
     }
 
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
@@ -119,7 +136,7 @@ impl BoxConfig {
     }
 
     pub fn check_environment(&self) -> Vec<(&'static str, String)> {
-        SecretSource::check(&self.token_file, &self.token_env, "Box")
+        SecretSource::check(self.secret_setting(), "Box")
     }
 }
 
@@ -812,6 +829,10 @@ impl Backend for BoxBackend {
 
     fn reload_credentials(&self) -> bool {
         self.client.reload_current()
+    }
+
+    async fn reread_credentials(&self) -> Result<bool, BackendError> {
+        self.client.reread()
     }
 
     // `sweep` keeps the default: Box has no call that lists open upload sessions, and

@@ -137,6 +137,23 @@ impl Agile {
         }
     }
 
+    /// Re-reads the password on demand; `Ok(true)` if it changed. Then the login is
+    /// forgotten (waiting for a login in progress, which used the old password), so
+    /// the next call logs in with the new one: after a password change the service
+    /// ends the sessions the old one opened (edgio.md §Auth and sessions), and a
+    /// call on such a token would cost a refusal first. The old token is not logged
+    /// out: it is void already, or expires by itself.
+    pub async fn reread(&self) -> Result<bool, BackendError> {
+        let fresh = self.source.load().map_err(BackendError::config)?;
+        if fresh == self.password() {
+            return Ok(false);
+        }
+        let mut token = self.token.lock().await;
+        *self.password.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        *token = None;
+        Ok(true)
+    }
+
     /// The current token, logging in when there is none.
     async fn token(&self, op: Op) -> Result<Secret, BackendError> {
         let mut slot = self.token.lock().await;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::backend::http::check_base_url;
-use crate::secret::{SecretKeys, SecretSource};
+use crate::secret::{Exposure, SecretKeys, SecretSetting, SecretSource};
 use crate::units::ByteSize;
 
 /// The default: files up to 64 MiB go in one `/post/raw`.
@@ -15,6 +15,7 @@ pub const MULTIPART_ABOVE: u64 = 64 << 20;
 const PASSWORD_KEYS: SecretKeys = SecretKeys {
     file: "backend.password_file",
     env: "backend.password_env",
+    credential: "backend.password_credential",
     what: "the account's password",
 };
 
@@ -35,6 +36,10 @@ pub struct EdgioConfig {
     /// Environment variable holding the password.
     #[serde(default)]
     pub password_env: Option<String>,
+    /// A systemd credential holding it (`LoadCredential=NAME:/path` in the unit):
+    /// read from `$CREDENTIALS_DIRECTORY/NAME` at every read.
+    #[serde(default)]
+    pub password_credential: Option<String>,
     /// Remote folder under the account's root; empty: the root. Created when
     /// missing.
     #[serde(default)]
@@ -59,13 +64,21 @@ impl EdgioConfig {
         self
     }
 
+    fn secret_setting(&self) -> SecretSetting<'_> {
+        SecretSetting {
+            file: &self.password_file,
+            env: &self.password_env,
+            credential: &self.password_credential,
+        }
+    }
+
+    /// The secret file, when others may read or write it.
+    pub fn exposure(&self) -> Option<Exposure> {
+        self.secret_source().ok()?.exposure(PASSWORD_KEYS.file)
+    }
+
     pub fn secret_source(&self) -> Result<SecretSource, (&'static str, String)> {
-        SecretSource::choose_from(
-            &self.password_file,
-            &self.password_env,
-            &PASSWORD_KEYS,
-            "Edgio",
-        )
+        SecretSource::choose_from(self.secret_setting(), &PASSWORD_KEYS, "Edgio")
     }
 
     /// The remote folder without surrounding slashes ("" for the root).
@@ -102,11 +115,6 @@ impl EdgioConfig {
     }
 
     pub fn check_environment(&self) -> Vec<(&'static str, String)> {
-        SecretSource::check_from(
-            &self.password_file,
-            &self.password_env,
-            &PASSWORD_KEYS,
-            "Edgio",
-        )
+        SecretSource::check_from(self.secret_setting(), &PASSWORD_KEYS, "Edgio")
     }
 }

@@ -826,6 +826,10 @@ impl Backend for EdgioBackend {
         self.agile.reload()
     }
 
+    async fn reread_credentials(&self) -> Result<bool, BackendError> {
+        self.agile.reread().await
+    }
+
     async fn close(&self) {
         self.agile.logout().await;
     }

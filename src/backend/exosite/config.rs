@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::backend::http::check_base_url;
-use crate::secret::SecretSource;
+use crate::secret::{Exposure, SecretSetting, SecretSource, TOKEN_KEYS};
 use crate::units::ByteSize;
 
 /// exosite.md §Size rules: files up to "100 MB" go in one request. The smaller
@@ -24,6 +24,10 @@ pub struct ExositeConfig {
     /// Environment variable holding the device token.
     #[serde(default)]
     pub token_env: Option<String>,
+    /// A systemd credential holding it (`LoadCredential=NAME:/path` in the unit):
+    /// read from `$CREDENTIALS_DIRECTORY/NAME` at every read.
+    #[serde(default)]
+    pub token_credential: Option<String>,
     /// `"auto"`: the MIME type from the file name; anything else is used for every
     /// file.
     #[serde(default = "default_content_type")]
@@ -63,8 +67,21 @@ impl ExositeConfig {
         self
     }
 
+    fn secret_setting(&self) -> SecretSetting<'_> {
+        SecretSetting {
+            file: &self.token_file,
+            env: &self.token_env,
+            credential: &self.token_credential,
+        }
+    }
+
+    /// The secret file, when others may read or write it.
+    pub fn exposure(&self) -> Option<Exposure> {
+        self.secret_source().ok()?.exposure(TOKEN_KEYS.file)
+    }
+
     pub fn secret_source(&self) -> Result<SecretSource, (&'static str, String)> {
-        SecretSource::choose(&self.token_file, &self.token_env, "Exosite")
+        SecretSource::choose(self.secret_setting(), "Exosite")
     }
 
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
@@ -106,6 +123,6 @@ impl ExositeConfig {
     }
 
     pub fn check_environment(&self) -> Vec<(&'static str, String)> {
-        SecretSource::check(&self.token_file, &self.token_env, "Exosite")
+        SecretSource::check(self.secret_setting(), "Exosite")
     }
 }

@@ -508,6 +508,10 @@ impl Backend for ExositeBackend {
     fn reload_credentials(&self) -> bool {
         self.client.reload_current()
     }
+
+    async fn reread_credentials(&self) -> Result<bool, BackendError> {
+        self.client.reread()
+    }
 }
 
 fn remote(key: &str, id: &str) -> RemoteObject {

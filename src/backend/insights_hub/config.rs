@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::backend::http::check_base_url;
-use crate::secret::SecretSource;
+use crate::secret::{Exposure, SecretSetting, SecretSource, TOKEN_KEYS};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +23,10 @@ pub struct InsightsHubConfig {
     /// Environment variable holding the token.
     #[serde(default)]
     pub token_env: Option<String>,
+    /// A systemd credential holding it (`LoadCredential=NAME:/path` in the unit):
+    /// read from `$CREDENTIALS_DIRECTORY/NAME` at every read.
+    #[serde(default)]
+    pub token_credential: Option<String>,
     /// Remote folder under the asset; empty: the asset's root.
     #[serde(default)]
     pub directory: String,
@@ -37,8 +41,21 @@ impl InsightsHubConfig {
         self
     }
 
+    fn secret_setting(&self) -> SecretSetting<'_> {
+        SecretSetting {
+            file: &self.token_file,
+            env: &self.token_env,
+            credential: &self.token_credential,
+        }
+    }
+
+    /// The secret file, when others may read or write it.
+    pub fn exposure(&self) -> Option<Exposure> {
+        self.secret_source().ok()?.exposure(TOKEN_KEYS.file)
+    }
+
     pub fn secret_source(&self) -> Result<SecretSource, (&'static str, String)> {
-        SecretSource::choose(&self.token_file, &self.token_env, "Insights Hub")
+        SecretSource::choose(self.secret_setting(), "Insights Hub")
     }
 
     /// The remote folder without surrounding slashes ("" for the asset's root).
@@ -78,6 +95,6 @@ impl InsightsHubConfig {
     }
 
     pub fn check_environment(&self) -> Vec<(&'static str, String)> {
-        SecretSource::check(&self.token_file, &self.token_env, "Insights Hub")
+        SecretSource::check(self.secret_setting(), "Insights Hub")
     }
 }

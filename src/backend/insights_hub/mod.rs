@@ -480,6 +480,10 @@ impl Backend for InsightsHubBackend {
     fn reload_credentials(&self) -> bool {
         self.client.reload_current()
     }
+
+    async fn reread_credentials(&self) -> Result<bool, BackendError> {
+        self.client.reread()
+    }
 }
 
 /// The key of a session (its id is the file path under the asset).

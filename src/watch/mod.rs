@@ -22,7 +22,8 @@
 //! Each folder gets its own (non-recursive) watch, added by the scan that lists it,
 //! *before* listing it: a file landing in a new folder is either listed or raises an
 //! event, never neither. A folder that cannot be watched (unreadable, or the inotify
-//! watch limit reached) costs only its events: the rescans still find its files.
+//! watch limit reached) costs only its events: the rescans still find its files, and
+//! folders left without a watch for the limit are listed more often (`unwatched.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -41,6 +42,11 @@ use crate::config::Config;
 use crate::confine;
 use crate::identity::Identity;
 use crate::journal::{Enqueued, JournalHandle, NewFile};
+
+mod unwatched;
+
+pub use unwatched::MAX_WATCHES_ENV;
+use unwatched::{LIMIT_TOPIC, MAX_UNWATCHED, OVERFLOW_TOPIC, Unwatched};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
@@ -73,8 +79,11 @@ pub struct Watcher {
     watches: Option<Watches>,
     /// Folders that could not be listed, with why: reported once, until readable.
     unreadable: HashMap<PathBuf, String>,
-    /// The inotify watch limit was met (reported once).
-    watch_limit_met: bool,
+    /// Folders left without a watch by the watch limit: listed every quick scan.
+    unwatched: Unwatched,
+    /// File events lost since start (each cost a full rescan); the first is said at
+    /// WARN.
+    events_lost: u64,
     /// The journal refused to record a file (a full or read-only disk): reported
     /// once, until a file is recorded again.
     journal_refused: bool,
@@ -88,6 +97,9 @@ pub struct Watcher {
 struct Watches {
     notify: RecommendedWatcher,
     dirs: HashSet<PathBuf>,
+    /// `DROPSHIP_MAX_WATCHES`: at most this many folders get a watch; the rest are
+    /// treated as the kernel's limit would have them.
+    cap: Option<usize>,
 }
 
 /// Events waiting for the watcher. notify's thread never blocks on a full queue: it
@@ -124,7 +136,8 @@ impl Watcher {
             candidates: HashMap::new(),
             watches: None,
             unreadable: HashMap::new(),
-            watch_limit_met: false,
+            unwatched: Unwatched::default(),
+            events_lost: 0,
             journal_refused: false,
             root_gone: false,
             updates: None,
@@ -174,6 +187,7 @@ impl Watcher {
         self.watches = Some(Watches {
             notify,
             dirs: HashSet::from([root.clone()]),
+            cap: unwatched::watch_cap(),
         });
         // Whatever a previous daemon reported of the folders is found afresh.
         self.journal.call(|j| j.clear_notices("watch:")).await?;
@@ -191,6 +205,12 @@ impl Watcher {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let rescan_every = self.cfg.watch.rescan;
         let mut next_rescan = (!rescan_every.is_zero()).then(|| Instant::now() + rescan_every);
+        // Folders without a watch: listed every `quick`, or (too many to list one by
+        // one) the whole outbox every `fallback`.
+        let quick = unwatched::quick_interval(settle);
+        let fallback = unwatched::fallback_interval(rescan_every);
+        let mut next_quick = Instant::now() + quick;
+        let mut next_fallback = Instant::now() + fallback;
         // (The config bounds `rescan`, so these additions cannot overflow.)
         let mut updates = self.updates.take();
         loop {
@@ -213,7 +233,7 @@ impl Watcher {
                 },
                 _ = ticker.tick() => {
                     if overflowed.swap(false, Ordering::Relaxed) {
-                        warn!("file events came faster than they were handled; rescanning");
+                        self.events_lost("file events came faster than they were handled").await;
                         self.rescan_all().await?;
                     }
                     self.settle_candidates().await?;
@@ -224,6 +244,16 @@ impl Watcher {
                         self.scan(&root, Arrival::Rescan).await?;
                         next_rescan = Some(Instant::now() + rescan_every);
                     }
+                    let now = Instant::now();
+                    if self.unwatched.too_many() && now >= next_fallback {
+                        self.scan(&root, Arrival::Rescan).await?;
+                        next_fallback = Instant::now() + fallback;
+                    } else if !self.unwatched.too_many() && now >= next_quick {
+                        for top in self.unwatched.tops() {
+                            self.scan_with(&top, Arrival::Rescan, Depth::Unwatched).await?;
+                        }
+                        next_quick = Instant::now() + quick;
+                    }
                 }
             }
         }
@@ -232,7 +262,7 @@ impl Watcher {
 
     async fn on_event(&mut self, ev: Event) -> Result<(), WatchError> {
         if ev.need_rescan() {
-            warn!("the kernel dropped file events; rescanning");
+            self.events_lost("the kernel dropped file events (its inotify queue overflowed, fs.inotify.max_queued_events)").await;
             self.rescan_all().await?;
             return Ok(());
         }
@@ -395,8 +425,40 @@ impl Watcher {
         Ok(())
     }
 
+    /// File events were lost (`why`): said at WARN the first time, counted in the
+    /// `watch:overflow` notice every time. The caller rescans.
+    async fn events_lost(&mut self, why: &str) {
+        self.events_lost += 1;
+        if self.events_lost == 1 {
+            warn!("{why}; rescanning (said once; status counts them)");
+        } else {
+            debug!(times = self.events_lost, "{why}; rescanning");
+        }
+        let reason = format!(
+            "file events were lost {} time(s) since start, last: {why}; each time a full rescan found the files",
+            self.events_lost
+        );
+        if let Err(e) = self
+            .journal
+            .call(move |j| j.set_notice(OVERFLOW_TOPIC, "events_lost", &reason))
+            .await
+        {
+            warn!(error = %e, "cannot record lost file events for status");
+        }
+    }
+
     /// Walks `dir`; returns how many files it recorded at once.
     async fn scan(&mut self, dir: &Path, arrival: Arrival) -> Result<usize, WatchError> {
+        self.scan_with(dir, arrival, Depth::All).await
+    }
+
+    /// [`Watcher::scan`], walking down through `depth`'s folders.
+    async fn scan_with(
+        &mut self,
+        dir: &Path,
+        arrival: Arrival,
+        depth: Depth,
+    ) -> Result<usize, WatchError> {
         // A folder created or moved in under an ignored name: not watched, not listed.
         if dir != self.cfg.watch.path && self.cfg.ignored_path(dir) {
             return Ok(0);
@@ -405,7 +467,7 @@ impl Watcher {
         let start = dir.to_path_buf();
         let mut watches = self.watches.take();
         let walked = tokio::task::spawn_blocking(move || {
-            let walked = walk(&start, &cfg, watches.as_mut());
+            let walked = walk(&start, &cfg, watches.as_mut(), depth);
             (walked, watches)
         })
         .await;
@@ -421,12 +483,10 @@ impl Watcher {
                 Walked::default()
             }
         };
-        if walked.watch_limit_met && !self.watch_limit_met {
-            self.watch_limit_met = true;
-            warn!(
-                "the inotify watch limit is reached (fs.inotify.max_user_watches); folders beyond it are found by the rescans only"
-            );
-        }
+        let full = dir == self.cfg.watch.path;
+        self.unwatched
+            .update(dir, walked.unwatched, walked.unwatched_too_many, full);
+        self.report_watch_limit().await;
         self.report_unreadable(dir, walked.unreadable).await;
         let files = walked.files;
         let settle = self.cfg.watch.settle;
@@ -449,6 +509,45 @@ impl Watcher {
             }
         }
         Ok(recorded)
+    }
+
+    /// Says once at WARN that folders lack a watch, keeps the `watch:limit` notice up
+    /// to date, and clears it once every folder has a watch again.
+    async fn report_watch_limit(&mut self) {
+        let cap = self.watches.as_ref().and_then(|w| w.cap);
+        let reason = self.unwatched.reason(
+            cap,
+            unwatched::quick_interval(self.cfg.watch.settle),
+            unwatched::fallback_interval(self.cfg.watch.rescan),
+        );
+        let was_reported = self.unwatched.reported();
+        if !self.unwatched.changed(reason.as_deref()) {
+            return;
+        }
+        let result = match reason {
+            Some(reason) => {
+                if !was_reported {
+                    warn!(
+                        limit = cap.map_or("fs.inotify.max_user_watches".to_string(), |n| format!(
+                            "{MAX_WATCHES_ENV}={n}"
+                        )),
+                        "the inotify watch limit is reached: {reason}"
+                    );
+                }
+                self.journal
+                    .call(move |j| j.set_notice(LIMIT_TOPIC, "degraded", &reason))
+                    .await
+            }
+            None => {
+                info!("every folder of the outbox has an inotify watch again");
+                self.journal
+                    .call(|j| j.clear_notice(LIMIT_TOPIC).map(|_| ()))
+                    .await
+            }
+        };
+        if let Err(e) = result {
+            warn!(error = %e, "cannot record the watch limit's state for status");
+        }
     }
 
     /// Reports folders under `scanned` that could not be listed (once each), and
@@ -556,6 +655,16 @@ impl Watcher {
     }
 }
 
+/// How far a walk goes down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    /// Every folder below.
+    All,
+    /// Not into folders with a watch: their events cover them (the quick scan of
+    /// unwatched folders).
+    Unwatched,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Arrival {
     Startup,
@@ -578,14 +687,16 @@ struct Walked {
     files: Vec<(PathBuf, Identity, Duration)>,
     /// Folders that could not be listed, with why.
     unreadable: Vec<(PathBuf, String)>,
-    /// A folder could not be watched for lack of inotify watches.
-    watch_limit_met: bool,
+    /// Folders left without a watch by the watch limit (at most [`MAX_UNWATCHED`]).
+    unwatched: Vec<PathBuf>,
+    /// More folders than that were left without one.
+    unwatched_too_many: bool,
 }
 
 /// Every regular file under `dir`, not entering ignored folders and not following
 /// links (`lstat` only: a link is neither a file nor a folder here). Each folder not
 /// watched yet is watched before it is listed.
-fn walk(dir: &Path, cfg: &Config, mut watches: Option<&mut Watches>) -> Walked {
+fn walk(dir: &Path, cfg: &Config, mut watches: Option<&mut Watches>, depth: Depth) -> Walked {
     let mut out = Walked::default();
     let mut stack = vec![dir.to_path_buf()];
     let now = SystemTime::now();
@@ -593,15 +704,25 @@ fn walk(dir: &Path, cfg: &Config, mut watches: Option<&mut Watches>) -> Walked {
         if let Some(w) = watches.as_deref_mut()
             && !w.dirs.contains(&d)
         {
-            match w.notify.watch(&d, RecursiveMode::NonRecursive) {
-                Ok(()) => {
-                    w.dirs.insert(d.clone());
+            // Our own cap counts as the kernel's ENOSPC: the same path follows.
+            let limited = if w.cap.is_some_and(|cap| w.dirs.len() >= cap) {
+                true
+            } else {
+                match w.notify.watch(&d, RecursiveMode::NonRecursive) {
+                    Ok(()) => {
+                        w.dirs.insert(d.clone());
+                        false
+                    }
+                    Err(e) => matches!(e.kind, notify::ErrorKind::MaxFilesWatch),
                 }
-                Err(e) if matches!(e.kind, notify::ErrorKind::MaxFilesWatch) => {
-                    out.watch_limit_met = true;
+            };
+            // (Unreadable or gone: the listing below says which.)
+            if limited {
+                if out.unwatched.len() < MAX_UNWATCHED {
+                    out.unwatched.push(d.clone());
+                } else {
+                    out.unwatched_too_many = true;
                 }
-                // Unreadable or gone: the listing below says which.
-                Err(_) => {}
             }
         }
         let entries = match std::fs::read_dir(&d) {
@@ -619,7 +740,9 @@ fn walk(dir: &Path, cfg: &Config, mut watches: Option<&mut Watches>) -> Walked {
                 continue;
             };
             if meta.is_dir() {
-                if !cfg.ignored_path(&path) {
+                let covered = depth == Depth::Unwatched
+                    && watches.as_deref().is_some_and(|w| w.dirs.contains(&path));
+                if !cfg.ignored_path(&path) && !covered {
                     stack.push(path);
                 }
             } else if meta.is_file() {
