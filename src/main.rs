@@ -277,7 +277,7 @@ fn check_config(cfg: &Config) -> Result<(), Failure> {
     println!("  journal   {}", cfg.journal.path.display());
     println!("  backend   {}", cfg.backend.kind());
     // Problems of this machine, not of the file: `run` refuses to start on them.
-    for p in cfg.check_environment() {
+    for p in cfg.check_environment().into_iter().chain(cfg.warnings()) {
         println!("  warning: {}:{p}", cfg.source.display());
     }
     Ok(())

@@ -152,12 +152,15 @@ pub async fn reload(running: Arc<Config>, to: &Targets) -> Arc<Config> {
             "daemon.log changed, but {var} sets the log filter; it stays"
         );
     }
-    // Credentials are re-read whatever the file says: a rotated token. (A source
-    // that cannot be read keeps the credential in use; the backend says why.)
-    let backend = to.backend.clone();
-    let fresh = tokio::task::spawn_blocking(move || backend.reload_credentials())
-        .await
-        .unwrap_or(false);
+    // Credentials are re-read whatever the file says: a rotated token. A source
+    // that cannot be read keeps the credential in use.
+    let fresh = match to.backend.reread_credentials().await {
+        Ok(fresh) => fresh,
+        Err(e) => {
+            warn!(error = %e, "reload: the credentials could not be read again; the ones in use stay");
+            false
+        }
+    };
     if !change.need_restart.is_empty() {
         warn!(
             keys = change.need_restart.join(", "),

@@ -186,6 +186,17 @@ fn a_secret_file_others_can_read_is_warned_about_not_refused() {
         warned[0]
     );
     assert!(!log.contains(DEFAULT_SECRET), "{log}");
+    // check-config says so too, and the file still passes.
+    let out = env.cli(&["check-config"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.lines().any(|l| l.contains("warning:")
+            && l.contains("backend.token_file")
+            && l.contains("readable by every user")),
+        "{said}"
+    );
+    assert!(!said.contains(DEFAULT_SECRET), "{said}");
     // 0600: nothing to say.
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let out = env.cli(&["check-config"]);

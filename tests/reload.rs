@@ -149,3 +149,48 @@ fn a_reload_applies_new_ignore_patterns_and_log_level() {
     env.wait_state("app.log", "done", Duration::from_secs(20));
     env.wait_log("configuration reloaded", Duration::from_secs(20));
 }
+
+#[test]
+fn a_reload_reads_a_rotated_token_and_never_logs_it() {
+    use dropship_testbed::DEFAULT_SECRET;
+    let rt = common::runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = common::start_testbed(&rt, store.path(), Default::default());
+    let base = tb.emulator_url("box");
+    let env = Env::new(
+        "200ms",
+        "",
+        &format!(
+            "type = \"box\"\napi_url = \"{base}\"\nupload_url = \"{base}\"\ntoken_file = \"token\"\nfolder_id = \"0\""
+        ),
+        "",
+    );
+    let token = env.dir.path().join("token");
+    std::fs::write(&token, DEFAULT_SECRET).expect("token");
+    let daemon = env.spawn_ready();
+    let requests = || tb.stats().requests;
+    let r0 = requests();
+    env.drop_file("before.txt", b"sent with the old token");
+    env.wait_state("before.txt", "done", Duration::from_secs(20));
+    let first = requests() - r0;
+    // Rotated on the service and in the file, as a provisioning job would.
+    let rotated = "rotated-by-provisioning-7f3a";
+    tb.set_secret(rotated);
+    std::fs::write(&token, rotated).expect("token");
+    let log = reload_and_wait(&env, &daemon, "configuration reloaded");
+    let line = log
+        .lines()
+        .rfind(|l| l.contains("configuration reloaded"))
+        .expect("line");
+    assert!(line.contains("new_credentials=true"), "{line}");
+    let r1 = requests();
+    env.drop_file("after.txt", b"sent with the new token");
+    env.wait_state("after.txt", "done", Duration::from_secs(20));
+    // No 401 and second try: the new token was in use before the first request.
+    assert_eq!(requests() - r1, first, "requests for the same upload");
+    let log = env.log_text();
+    assert!(
+        !log.contains(rotated) && !log.contains(DEFAULT_SECRET),
+        "{log}"
+    );
+}
