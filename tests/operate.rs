@@ -210,3 +210,28 @@ fn housekeeping_prunes_old_rows_but_keeps_those_of_files_still_in_the_outbox() {
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["attempts"], 1);
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_files_span() {
+    let env = Env::local("200ms", "", "");
+    let _daemon = env.spawn_with(|c| {
+        c.args(["--log-format", "json"]);
+    });
+    env.wait_log("dropship is running", Duration::from_secs(20));
+    env.drop_file("logged.txt", b"in json");
+    env.wait_state("logged.txt", "done", Duration::from_secs(20));
+    env.wait_log("delivered and verified", Duration::from_secs(20));
+    let lines: Vec<Value> = env
+        .log_text()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let delivered = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "delivered and verified")
+        .expect("the delivery line");
+    assert_eq!(delivered["level"], "INFO");
+    assert_eq!(delivered["span"]["name"], "file", "{delivered}");
+    assert_eq!(delivered["span"]["key"], "logged.txt", "{delivered}");
+    assert!(delivered["span"]["id"].is_number(), "{delivered}");
+}
