@@ -3,8 +3,9 @@
 //!
 //!     cargo bench --bench housekeeping
 //!
-//! Eight days of `done` rows (one part each, realistic paths) are written with the
-//! daemon's schema; the daemon's own pass (`housekeeping::pass`) prunes what is
+//! Eight days of `done` rows (realistic paths, each with its digest and remote
+//! object, and no part rows, as the daemon leaves a delivered file) are written with
+//! the daemon's schema; the daemon's own pass (`housekeeping::pass`) prunes what is
 //! older than 7 days (the files are gone from the outbox, as with `after = "delete"`
 //! or `"move"`). Then a ninth day arrives and is pruned in turn: the file must not
 //! grow, since SQLite reuses the pages pruned rows freed.
@@ -28,33 +29,28 @@ fn add_day(journal: &Path, day: i64, days_ago: i64) {
         let mut file = tx
             .prepare(
                 "INSERT INTO files (path, key, size, mtime_ns, inode, state, attempts,
-                    bytes_sent, created_at, updated_at)
-                 VALUES (?1, ?2, 1048576, 1, ?3, 'done', 1, 1048576, ?4, ?4)",
-            )
-            .expect("prepare");
-        let mut part = tx
-            .prepare(
-                "INSERT INTO parts (file_id, idx, offset, length, state, receipt)
-                 VALUES (?1, 0, 0, 1048576, 'uploaded', ?2)",
+                    bytes_sent, created_at, updated_at, parts_count, digests, remote)
+                 VALUES (?1, ?2, 1048576, 1, ?3, 'done', 1, 1048576, ?4, ?4, 1, ?5, ?6)",
             )
             .expect("prepare");
         let base = now_ms() - days_ago * DAY_MS;
         for i in 0..PER_DAY {
             let at = base + i * DAY_MS / PER_DAY;
             let rel = format!("gw-07/app/2026-11-{:02}/events-{i:06}.log", day + 1);
+            // As the daemon leaves a delivered row (migration 0008): what it was
+            // and became, no parts, session or hash checkpoint.
             file.execute(params![
                 format!("/var/spool/dropship/outbox/{rel}").as_bytes(),
                 rel,
                 day * PER_DAY + i,
-                at
+                at,
+                format!(
+                    "{{\"object\":{{\"kind\":\"sha256\",\"hex\":\"{:064x}\"}}}}",
+                    i
+                ),
+                format!("{{\"key\":\"{rel}\"}}"),
             ])
             .expect("file");
-            let id = tx.last_insert_rowid();
-            part.execute(params![
-                id,
-                "{\"index\":0,\"etag\":\"9b2cf535f27731c974343645a3985328\"}"
-            ])
-            .expect("part");
         }
     }
     tx.commit().expect("commit");

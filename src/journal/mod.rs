@@ -75,6 +75,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_pushed_files",
         include_str!("../../migrations/0007_pushed_files.sql"),
     ),
+    (
+        "0008_delivered_rows_keep_no_resume_state",
+        include_str!("../../migrations/0008_delivered_rows_keep_no_resume_state.sql"),
+    ),
 ];
 
 /// The schema version this build writes.

@@ -405,8 +405,11 @@ impl Journal {
         let mut stmt = self.conn.prepare(&format!(
             "SELECT f.id, f.path, f.state, f.size, f.bytes_sent, f.attempts, f.last_error,
                     f.next_attempt_at, f.updated_at,
-                    (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id),
-                    (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id AND p.state = 'uploaded'),
+                    COALESCE(f.parts_count,
+                             (SELECT COUNT(*) FROM parts p WHERE p.file_id = f.id)),
+                    COALESCE(f.parts_count,
+                             (SELECT COUNT(*) FROM parts p
+                              WHERE p.file_id = f.id AND p.state = 'uploaded')),
                     f.join_started
              FROM files f WHERE {tail}"
         ))?;

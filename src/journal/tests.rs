@@ -783,3 +783,38 @@ fn backlog_counts_what_is_not_yet_delivered() {
     assert_eq!(j.backlog().expect("one waiting").bytes, 5);
     j.ping().expect("the journal answers");
 }
+
+#[test]
+fn a_delivered_row_keeps_its_part_count_but_no_resume_state() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let id = claimed_with_plan(&mut j); // two parts, a session
+    for (index, offset, length) in [(0, 0, 6), (1, 6, 4)] {
+        j.part_start(id, index, None).expect("start");
+        j.part_uploaded(id, index, &receipt(index, offset, length))
+            .expect("uploaded");
+    }
+    j.to_completing(id, &FileDigests::default())
+        .expect("completing");
+    let remote = RemoteObject {
+        key: "o/a".into(),
+        id: None,
+        extra: serde_json::Value::Null,
+    };
+    j.to_verifying(id, &remote, &FileDigests::default(), None)
+        .expect("verifying");
+    assert_eq!(j.known_sessions().expect("sessions").len(), 1);
+    j.to_done(id, None).expect("done");
+    assert!(j.parts(id).expect("parts").is_empty(), "parts dropped");
+    assert!(
+        j.known_sessions().expect("sessions").is_empty(),
+        "session dropped"
+    );
+    let st = j.status().expect("status");
+    let row = st.files.iter().find(|f| f.id == id).expect("row");
+    assert_eq!((row.parts_total, row.parts_uploaded), (2, 2));
+    // Still the memory that the content was delivered.
+    assert_eq!(
+        j.enqueue(&new_file("/o/a", 10, 1)).expect("again"),
+        Enqueued::Unchanged(id)
+    );
+}
