@@ -730,13 +730,22 @@ fn failed_parts_are_not_read_again(kind: Kind) -> Outcome {
     );
     w.start();
     let size = mib << 20;
-    let data = random_bytes(size, 49);
-    let before = w.daemon().rchar();
-    w.env.drop_file("reread.bin", &data);
-    w.env.wait_state("reread.bin", "done", secs(600));
-    let read = w.daemon().rchar() - before;
-    w.assert_stored("reread.bin", &data)?;
-    let failed = w.stats().map(|s| s.faults.failed).unwrap_or(0);
+    // A file takes 10 to 20 requests, so at a rate of 0.2 about one in 30 has none
+    // failed (seen once in a full-suite run): then another file, up to three.
+    let (mut read, mut failed) = (0, 0);
+    for n in 0..3u64 {
+        let data = random_bytes(size, 49 + n);
+        let name = format!("reread-{n}.bin");
+        let before = w.daemon().rchar();
+        w.env.drop_file(&name, &data);
+        w.env.wait_state(&name, "done", secs(600));
+        read = w.daemon().rchar() - before;
+        w.assert_stored(&name, &data)?;
+        failed = w.stats().map(|s| s.faults.failed).unwrap_or(0);
+        if failed > 0 {
+            break;
+        }
+    }
     println!(
         "figure: {}::{mib} MiB under fail_rate {fail_rate}: {failed} requests failed, the daemon read {:.3} × the file",
         kind.name(),
