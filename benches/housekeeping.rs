@@ -21,6 +21,12 @@ const PER_DAY: i64 = 100_000;
 const DAY_MS: i64 = 86_400_000;
 const KEEP: Duration = Duration::from_secs(7 * 86_400);
 
+/// `DROPSHIP_BENCH_OLD_ROWS=1`: rows as delivered files were kept before migration
+/// 0008 (with their part, session and hash checkpoint), for the comparison.
+fn old_rows() -> bool {
+    std::env::var_os("DROPSHIP_BENCH_OLD_ROWS").is_some()
+}
+
 /// Appends one day of delivered files, `days_ago` days old.
 fn add_day(journal: &Path, day: i64, days_ago: i64) {
     let mut conn = rusqlite::Connection::open(journal).expect("open");
@@ -51,6 +57,28 @@ fn add_day(journal: &Path, day: i64, days_ago: i64) {
                 format!("{{\"key\":\"{rel}\"}}"),
             ])
             .expect("file");
+            if old_rows() {
+                let id = tx.last_insert_rowid();
+                tx.execute(
+                    "UPDATE files SET parts_count = NULL, session = ?2, hash_state = ?3
+                     WHERE id = ?1",
+                    params![
+                        id,
+                        "{\"id\":\"2d1eeefbd60db67200004153\",\"part_size\":8388608}",
+                        format!(
+                            "{{\"kind\":\"sha256\",\"offset\":1048576,\"state\":\"{:0200x}\"}}",
+                            i
+                        )
+                    ],
+                )
+                .expect("old row");
+                tx.execute(
+                    "INSERT INTO parts (file_id, idx, offset, length, state, receipt)
+                     VALUES (?1, 0, 0, 1048576, 'uploaded', ?2)",
+                    params![id, "{\"index\":0,\"offset\":0,\"length\":1048576}"],
+                )
+                .expect("part");
+            }
         }
     }
     tx.commit().expect("commit");
