@@ -98,12 +98,18 @@ struct Refusal {
 }
 
 impl Refusal {
-    fn describe(&self) -> String {
+    /// The error document's code and message. A HEAD answer has no body, so no
+    /// code: its refusals go by status alone.
+    fn document(&self) -> String {
         match (self.code.is_empty(), self.message.is_empty()) {
-            (true, _) => format!("HTTP {}", self.status),
-            (false, true) => format!("HTTP {} {}", self.status, self.code),
-            (false, false) => format!("HTTP {} {}: {}", self.status, self.code, self.message),
+            (true, _) => "(no error document)".into(),
+            (false, true) => self.code.clone(),
+            (false, false) => format!("{}: {}", self.code, self.message),
         }
+    }
+
+    fn describe(&self) -> String {
+        format!("HTTP {} {}", self.status, self.document())
     }
 
     /// The server refused the key pair itself (not what it may do).
@@ -155,7 +161,7 @@ fn classify(op: Op, r: Refusal) -> BackendError {
             status: Some(r.status.as_u16()),
             detail: format!("the bucket does not exist: {detail}"),
         },
-        _ => from_status(op, r.status, r.retry_after, detail),
+        _ => from_status(op, r.status, r.retry_after, r.document()),
     }
 }
 
