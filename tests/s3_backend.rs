@@ -53,7 +53,10 @@ impl Server {
         std::fs::write(dir.path().join("access_key_id"), ACCESS_KEY).expect("key file");
         std::fs::write(dir.path().join("secret_access_key"), SECRET_KEY).expect("secret file");
         // Port 0: s3s-fs prints the port it got at info level (s3-brief §1).
-        // Never RUST_LOG=debug: it logs presigned query strings.
+        // Never RUST_LOG=debug: it logs presigned query strings. Even at info, an
+        // UploadPart whose body breaks off (client killed) is logged as an ERROR
+        // span trace holding the whole presigned URI, signature included: the
+        // output is drained here and never printed.
         let mut child = Command::new(bin)
             .args(["--host", "127.0.0.1", "--port", "0"])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
