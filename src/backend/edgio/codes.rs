@@ -99,7 +99,18 @@ pub fn rpc_code(result: &Value) -> Option<i64> {
 
 /// A JSON-RPC result whose code is not 0 and not handled by the caller.
 pub fn rpc_refused(op: Op, method: &str, result: &Value) -> BackendError {
-    let code = rpc_code(result).unwrap_or(0);
+    // No code at all is not the service's verdict but an answer mangled on the way
+    // (a hostile-answers run saw a stat "refused with code 0" fail a file): asked
+    // again, like any answer that cannot be read.
+    let Some(code) = rpc_code(result) else {
+        let text = result.to_string();
+        let end = text.char_indices().nth(200).map_or(text.len(), |(i, _)| i);
+        return BackendError::Retry {
+            op,
+            after: None,
+            cause: format!("{method} answered no code: {}", &text[..end]),
+        };
+    };
     let detail = format!("{method} answered code {code} ({})", meaning(code));
     match code {
         // Unavailable, disk full, lock expired, server errors: they pass.
@@ -119,6 +130,18 @@ pub fn rpc_refused(op: Op, method: &str, result: &Value) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_result_without_a_code_is_asked_again_not_refused() {
+        for mangled in [
+            serde_json::json!([null, null]),
+            serde_json::json!("garbage"),
+            serde_json::json!({"size": 3}),
+        ] {
+            let e = rpc_refused(Op::Stat, "stat", &mangled);
+            assert!(matches!(e, BackendError::Retry { .. }), "{mangled}: {e}");
+        }
+    }
 
     #[test]
     fn rpc_codes_bare_or_in_an_object() {
