@@ -22,7 +22,7 @@ use crate::secret::{Secret, redact};
 /// The example configuration, which every mutation starts from.
 const EXAMPLE: &str = include_str!("../config/dropship.toml");
 
-const OPS: [Op; 8] = [
+const OPS: [Op; 9] = [
     Op::PutSingle,
     Op::Begin,
     Op::PutPart,
@@ -31,6 +31,7 @@ const OPS: [Op; 8] = [
     Op::Abort,
     Op::Stat,
     Op::ReadBack,
+    Op::Sweep,
 ];
 
 fn status() -> impl Strategy<Value = StatusCode> {

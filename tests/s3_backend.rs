@@ -2,13 +2,11 @@
 //! per test with a fresh root and its own key pair, driven through the `Backend`
 //! trait directly (as `box_backend.rs` does for Box).
 //!
-//! The binary is `$DROPSHIP_S3S_FS`, else `/work/s3s-fs-install/bin/s3s-fs` (the
-//! groundwork machine's install). Without either, each test prints why it did not
-//! run and passes: CI does not install s3s-fs yet (issue 12).
+//! The binary is `$DROPSHIP_S3S_FS` (`.ci/run` installs it), else
+//! `/work/s3s-fs-install/bin/s3s-fs`. Without either, each test prints why it did
+//! not run (a local `cargo test` without the server installed).
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,86 +17,35 @@ use dropship::backend::{
 };
 use dropship::digest::{Digest, DigestKind, digest_of};
 
+#[path = "common/mod.rs"]
+mod common;
+
+use common::s3s_fs::{self, S3sFs};
+use dropship_testbed::{Options, S3Upstream, SettingsPatch, Testbed};
+
 const MIB: usize = 1 << 20;
-const ACCESS_KEY: &str = "AKIDDROPSHIPTEST";
 const SECRET_KEY: &str = "dropship-test-secret";
 
-fn binary() -> Option<PathBuf> {
-    let env = std::env::var_os("DROPSHIP_S3S_FS").map(PathBuf::from);
-    let fallback = PathBuf::from("/work/s3s-fs-install/bin/s3s-fs");
-    env.into_iter().chain([fallback]).find(|p| p.is_file())
-}
-
-/// A running s3s-fs with a bucket `dropship`, killed on drop.
-struct Server {
-    child: Child,
-    endpoint: String,
-    /// The store and the key files.
-    dir: tempfile::TempDir,
-}
+/// A running s3s-fs with a bucket `dropship`.
+struct Server(S3sFs);
 
 impl Server {
     /// `None` (after saying why) when no s3s-fs binary is at hand.
     fn start(test: &str) -> Option<Server> {
-        let Some(bin) = binary() else {
-            eprintln!(
-                "{test}: skipped: no s3s-fs (set DROPSHIP_S3S_FS, or install it: \
-                 cargo install s3s-fs --version 0.14.1 --features binary)"
-            );
-            return None;
-        };
-        let dir = tempfile::tempdir().expect("temp dir");
-        let root = dir.path().join("root");
-        std::fs::create_dir_all(root.join("dropship")).expect("bucket folder");
-        std::fs::write(dir.path().join("access_key_id"), ACCESS_KEY).expect("key file");
-        std::fs::write(dir.path().join("secret_access_key"), SECRET_KEY).expect("secret file");
-        // Port 0: s3s-fs prints the port it got at info level (s3-brief §1).
-        // Never RUST_LOG=debug: it logs presigned query strings. Even at info, an
-        // UploadPart whose body breaks off (client killed) is logged as an ERROR
-        // span trace holding the whole presigned URI, signature included: the
-        // output is drained here and never printed.
-        let mut child = Command::new(bin)
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(&root)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start s3s-fs");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if !sent && let Some(at) = line.find("server is running at ") {
-                    let url = line[at + "server is running at ".len()..]
-                        .trim()
-                        .to_string();
-                    let _ = tx.send(url);
-                    sent = true;
-                }
-                // Keep draining, so that the server never blocks on a full pipe.
-            }
-        });
-        let endpoint = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("s3s-fs reports its address");
-        Some(Server {
-            child,
-            endpoint,
-            dir,
-        })
+        let server = S3sFs::start(&["dropship"], SECRET_KEY).map(Server);
+        if server.is_none() {
+            eprintln!("{test}: skipped: {}", s3s_fs::MISSING);
+        }
+        server
     }
 
     fn config(&self, secret_file: &str) -> String {
         format!(
             "type = \"s3\"\nendpoint = \"{}\"\nbucket = \"dropship\"\nprefix = \"site\"\n\
              access_key_id_file = \"{}\"\nsecret_access_key_file = \"{}\"\n",
-            self.endpoint,
-            self.dir.path().join("access_key_id").display(),
-            self.dir.path().join(secret_file).display(),
+            self.0.endpoint,
+            self.0.access_key_file().display(),
+            self.0.dir.path().join(secret_file).display(),
         )
     }
 
@@ -113,14 +60,7 @@ impl Server {
 
     /// Where s3s-fs keeps the object of `key` (bucket folder, then the prefix).
     fn stored(&self, key: &str) -> PathBuf {
-        self.dir.path().join("root/dropship/site").join(key)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.bucket_dir("dropship").join("site").join(key)
     }
 }
 
@@ -323,7 +263,7 @@ fn s3_abort_discards_the_upload_and_a_later_part_finds_it_gone() {
         backend.abort(&session).await.expect("abort again");
         assert_eq!(backend.stat(&file.key, None).await.expect("stat"), None);
     });
-    let leftovers: Vec<String> = std::fs::read_dir(server.dir.path().join("root"))
+    let leftovers: Vec<String> = std::fs::read_dir(server.0.dir.path().join("root"))
         .expect("root")
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -338,7 +278,7 @@ fn s3_a_wrong_secret_is_refused_credentials_and_never_shown() {
     else {
         return;
     };
-    std::fs::write(server.dir.path().join("wrong"), "not-the-secret-xyz").expect("file");
+    std::fs::write(server.0.dir.path().join("wrong"), "not-the-secret-xyz").expect("file");
     let rt = runtime();
     let backend = server.backend_with("wrong");
     let started = Instant::now();
@@ -363,4 +303,214 @@ fn s3_a_wrong_secret_is_refused_credentials_and_never_shown() {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
     assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+/// The key pair the proxy's upstream (s3s-fs) holds: only the proxy signs with it.
+fn upstream(server: &Server) -> S3Upstream {
+    S3Upstream {
+        url: server.0.endpoint.clone(),
+        access_key: s3s_fs::ACCESS_KEY.into(),
+        secret_key: SECRET_KEY.into(),
+    }
+}
+
+/// `[backend]` for the testbed's `/s3` proxy at `base`, the secret in `secret_file`.
+fn proxied_config(server: &Server, base: &str, secret_file: &std::path::Path) -> String {
+    format!(
+        "type = \"s3\"\nendpoint = \"{base}/s3\"\nbucket = \"dropship\"\nprefix = \"site\"\n\
+         access_key_id_file = \"{}\"\nsecret_access_key_file = \"{}\"\nmultipart_above = \"5MiB\"\n",
+        server.0.access_key_file().display(),
+        secret_file.display(),
+    )
+}
+
+/// The sweep at start: ListMultipartUploads (answered by the proxy, s3s-fs having
+/// none) under the key of each begin the journal never saw answered; uploads of
+/// exactly that key the journal does not hold are aborted, the one it holds and
+/// other keys' (a longer key under the same prefix, another writer's) are kept.
+#[test]
+fn s3_sweep_aborts_unrecorded_uploads_of_the_key_and_keeps_the_rest() {
+    let Some(server) =
+        Server::start("s3_sweep_aborts_unrecorded_uploads_of_the_key_and_keeps_the_rest")
+    else {
+        return;
+    };
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = rt
+        .block_on(Testbed::start(
+            Options::loopback(store.path()).with_s3_upstream(upstream(&server)),
+        ))
+        .expect("testbed");
+    let secret = server.0.dir.path().join("testbed-secret");
+    std::fs::write(&secret, dropship_testbed::DEFAULT_SECRET).expect("secret");
+    let cfg: BackendConfig =
+        toml::from_str(&proxied_config(&server, &tb.url(), &secret)).expect("config");
+    let backend = cfg.build(Default::default()).expect("backend");
+    let bytes = data(MIB, 5);
+    rt.block_on(async {
+        let file = spec("cam/clip.bin", bytes.len());
+        let lost = backend.begin(&file).await.expect("begin");
+        let lost_too = backend.begin(&file).await.expect("begin");
+        let mut known = backend.begin(&file).await.expect("begin");
+        known.part_size = Some(MIB as u64);
+        let longer = backend
+            .begin(&spec("cam/clip.bin.1", 10))
+            .await
+            .expect("begin");
+        assert_eq!(tb.stats().emulators["s3"].sessions_open, 4);
+        let aborted = backend
+            .sweep(std::slice::from_ref(&known), &["cam/clip.bin".into()])
+            .await
+            .expect("sweep");
+        assert_eq!(aborted, 2, "the two unrecorded uploads of the key");
+        assert_eq!(tb.stats().emulators["s3"].sessions_open, 2);
+        for gone in [&lost, &lost_too] {
+            let (p, b) = part(&bytes, MIB, 0);
+            let e = backend.put_part(gone, &p, b).await.expect_err("aborted");
+            assert!(matches!(e, BackendError::SessionGone { .. }), "{e}");
+        }
+        let (p, b) = part(&bytes, MIB, 0);
+        backend
+            .put_part(&known, &p, b)
+            .await
+            .expect("the known one lives");
+        let (p, b) = part(&bytes, MIB, 0);
+        backend
+            .put_part(&longer, &p, b)
+            .await
+            .expect("the longer key's lives");
+        // Nothing unrecorded: nothing listed, nothing aborted.
+        assert_eq!(backend.sweep(&[], &[]).await.expect("sweep"), 0);
+    });
+}
+
+/// Straight to s3s-fs, whose ListMultipartUploads is 501: the sweep warns and
+/// carries on (nothing can be found), it does not keep the daemon from starting.
+#[test]
+fn s3_sweep_against_a_server_without_listing_finds_nothing_and_goes_on() {
+    let Some(server) =
+        Server::start("s3_sweep_against_a_server_without_listing_finds_nothing_and_goes_on")
+    else {
+        return;
+    };
+    let rt = runtime();
+    let backend = server.backend();
+    rt.block_on(async {
+        backend.begin(&spec("x.bin", 10)).await.expect("begin");
+        let n = backend
+            .sweep(&[], &["x.bin".into()])
+            .await
+            .expect("a 501 is not an error");
+        assert_eq!(n, 0);
+    });
+}
+
+/// The proxy's own gate: the daemon's signature is checked against the testbed's
+/// secret (which can change at run time), and s3s-fs checks the proxy's.
+#[test]
+fn s3_the_proxy_refuses_a_signature_made_with_another_secret() {
+    let Some(server) = Server::start("s3_the_proxy_refuses_a_signature_made_with_another_secret")
+    else {
+        return;
+    };
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = rt
+        .block_on(Testbed::start(
+            Options::loopback(store.path()).with_s3_upstream(upstream(&server)),
+        ))
+        .expect("testbed");
+    let secret = server.0.dir.path().join("testbed-secret");
+    std::fs::write(&secret, dropship_testbed::DEFAULT_SECRET).expect("secret");
+    let cfg: BackendConfig =
+        toml::from_str(&proxied_config(&server, &tb.url(), &secret)).expect("config");
+    let backend = cfg.build(Default::default()).expect("backend");
+    rt.block_on(async {
+        assert_eq!(backend.stat("none.bin", None).await.expect("stat"), None);
+        tb.set_secret("rotated");
+        let e = backend.stat("none.bin", None).await.expect_err("refused");
+        assert!(matches!(e, BackendError::AuthRefused { .. }), "{e}");
+        let e = backend
+            .begin(&spec("a.bin", 10))
+            .await
+            .expect_err("refused");
+        assert!(format!("{e}").contains("SignatureDoesNotMatch"), "{e}");
+        std::fs::write(&secret, "rotated").expect("secret");
+        assert!(backend.reread_credentials().await.expect("reread"));
+        backend
+            .begin(&spec("a.bin", 10))
+            .await
+            .expect("accepted again");
+    });
+}
+
+/// A crash between CreateMultipartUpload's acceptance and the journal's record of
+/// the upload id (the proxy holds the answer back; the daemon is SIGKILLed while it
+/// waits): the next start finds the intent, lists the uploads of that key, aborts
+/// the orphan, and delivers the file in a new upload. No upload is left open.
+#[test]
+fn s3_an_upload_id_lost_to_a_crash_is_aborted_at_the_next_start() {
+    let Some(server) =
+        Server::start("s3_an_upload_id_lost_to_a_crash_is_aborted_at_the_next_start")
+    else {
+        return;
+    };
+    let rt = runtime();
+    let store = tempfile::tempdir().expect("store");
+    let tb = rt
+        .block_on(Testbed::start(
+            Options::loopback(store.path()).with_s3_upstream(upstream(&server)),
+        ))
+        .expect("testbed");
+    tb.update_settings(SettingsPatch {
+        s3_create_answer_delay_ms: Some(60_000),
+        ..Default::default()
+    });
+    let env = common::Env::new(
+        "300ms",
+        "part_size = \"5MiB\"",
+        &proxied_config(&server, &tb.url(), std::path::Path::new("s3-secret")),
+        "",
+    );
+    std::fs::write(
+        env.dir.path().join("s3-secret"),
+        dropship_testbed::DEFAULT_SECRET,
+    )
+    .expect("secret");
+    let daemon = env.spawn_ready();
+    let bytes = data(11 * MIB, 6);
+    env.drop_file("cam/lost.bin", &bytes);
+    common::wait_for(Duration::from_secs(30), "the upload to be created", || {
+        (tb.stats().emulators["s3"].sessions_open == 1).then_some(())
+    });
+    daemon.kill9();
+    tb.update_settings(SettingsPatch {
+        s3_create_answer_delay_ms: Some(0),
+        ..Default::default()
+    });
+    let _daemon = env.spawn_ready();
+    env.wait_state("cam/lost.bin", "done", Duration::from_secs(60));
+    assert!(
+        env.log_text()
+            .contains("aborted a multipart upload the journal never recorded"),
+        "{}",
+        env.log_text()
+    );
+    assert_eq!(
+        tb.stats().emulators["s3"].sessions_open,
+        0,
+        "an upload left open"
+    );
+    assert_eq!(
+        std::fs::read(server.stored("cam/lost.bin")).expect("stored"),
+        bytes
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(server.0.dir.path().join("root"))
+        .expect("root")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".upload"))
+        .collect();
+    assert!(leftovers.is_empty(), "s3s-fs still holds {leftovers:?}");
 }

@@ -15,6 +15,8 @@ pub enum Op {
     Stat,
     /// Reading the stored object back for verification.
     ReadBack,
+    /// Listing and aborting what a dead daemon left on the service (at start).
+    Sweep,
 }
 
 impl fmt::Display for Op {
@@ -28,6 +30,7 @@ impl fmt::Display for Op {
             Op::Abort => "abort",
             Op::Stat => "stat",
             Op::ReadBack => "read_back",
+            Op::Sweep => "sweep",
         })
     }
 }

@@ -16,6 +16,7 @@ use crate::faults::layer::{FaultLayer, inject};
 use crate::faults::throttle::Throttle;
 use crate::faults::{Settings, SettingsError, SettingsPatch};
 use crate::insights_hub::InsightsHub;
+use crate::s3::S3Proxy;
 use crate::stats::{Counters, Stats};
 use crate::store::Store;
 
@@ -64,6 +65,15 @@ impl Shared {
     pub(crate) fn secret_matches(&self, presented: &str) -> bool {
         // Poisoning cannot leave a half-written String: writers assign it whole.
         *self.secret.read().unwrap_or_else(|p| p.into_inner()) == presented
+    }
+
+    /// The secret itself, for a check that needs the value (the `/s3` proxy's
+    /// signature check signs with it). Never logged.
+    pub(crate) fn secret(&self) -> String {
+        self.secret
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Replaces the secret; `secret` has passed [`parse_secret`].
@@ -117,12 +127,17 @@ pub(crate) fn parse_secret(raw: &str) -> Result<&str, &'static str> {
 }
 
 /// Every emulator this server runs, each mounted at `/<name>`.
-pub(crate) fn emulators(shared: &Arc<Shared>) -> Vec<Arc<dyn Emulator>> {
+/// `s3_upstream`: the S3 server behind the `/s3` proxy.
+pub(crate) fn emulators(
+    shared: &Arc<Shared>,
+    s3_upstream: Option<crate::S3Upstream>,
+) -> Vec<Arc<dyn Emulator>> {
     vec![
         Arc::new(BoxApi::new(shared.clone())),
         Arc::new(InsightsHub::new(shared.clone())),
         Arc::new(Exosite::new(shared.clone())),
         Arc::new(Edgio::new(shared.clone())),
+        Arc::new(S3Proxy::new(shared.clone(), s3_upstream)),
     ]
 }
 

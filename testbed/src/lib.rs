@@ -32,6 +32,11 @@
 //!   asynchronous join (JOIN → SUCCESS or FAILED), listings with cookie paging, the
 //!   garbage collector, a per-account rate limit, and the delivery host's `HEAD`/`GET`
 //!   with the SHA-256 checksum (`edgio_*` knobs in [`Settings`]).
+//! - `s3`: a fault-injecting proxy in front of a real S3 server (`--s3-upstream`,
+//!   s3s-fs in the suite), mounted at `/s3`: it checks each presigned SigV4
+//!   signature against the testbed's secret, signs the request again for the
+//!   upstream, and answers ListMultipartUploads and expires unfinished uploads where
+//!   s3s-fs cannot.
 //! - `byte_range`: the `Range` header of downloads, shared by the emulators.
 //!
 //! Every emulator accepts one credential, the testbed's secret (Box and Insights Hub:
@@ -51,6 +56,7 @@ mod exosite;
 mod faults;
 mod hex;
 mod insights_hub;
+mod s3;
 mod server;
 mod stats;
 mod store;
@@ -89,6 +95,19 @@ pub struct Options {
     pub secret: String,
     /// Fault knobs and server-dictated limits at start.
     pub settings: Settings,
+    /// The S3 server the `/s3` proxy forwards to; `None`: `/s3` answers 502.
+    pub s3_upstream: Option<S3Upstream>,
+}
+
+/// The S3 server behind the `/s3` proxy, and its key pair. Clients of the proxy
+/// present `access_key` with the testbed's secret; the proxy signs what it forwards
+/// with `secret_key`.
+#[derive(Debug, Clone)]
+pub struct S3Upstream {
+    /// `http://127.0.0.1:PORT`. Loopback only.
+    pub url: String,
+    pub access_key: String,
+    pub secret_key: String,
 }
 
 impl Options {
@@ -99,7 +118,14 @@ impl Options {
             store: store.into(),
             secret: DEFAULT_SECRET.to_string(),
             settings: Settings::default(),
+            s3_upstream: None,
         }
+    }
+
+    /// The same options with the `/s3` proxy forwarding to `upstream`.
+    pub fn with_s3_upstream(mut self, upstream: S3Upstream) -> Options {
+        self.s3_upstream = Some(upstream);
+        self
     }
 
     /// The same options with other settings.
@@ -137,6 +163,9 @@ impl Testbed {
         opts.settings
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        if let Some(up) = &opts.s3_upstream {
+            check_loopback_url(&up.url)?;
+        }
         let store = store::Store::open(&opts.store)?;
         let listener = TcpListener::bind(opts.listen).await?;
         let addr = listener.local_addr()?;
@@ -146,7 +175,7 @@ impl Testbed {
             opts.secret,
             format!("http://{addr}"),
         ));
-        let emulators = app::emulators(&shared);
+        let emulators = app::emulators(&shared, opts.s3_upstream);
         let router = app::router(&shared, &emulators);
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -249,6 +278,34 @@ impl Testbed {
         self.stop.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+    }
+}
+
+/// Refuses an upstream that is not `http://` on a loopback address.
+fn check_loopback_url(url: &str) -> io::Result<()> {
+    let invalid = |why: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("refusing --s3-upstream {url}: {why}"),
+        )
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| invalid("only http:// is proxied"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.rsplit_once(':') {
+        Some((h, port)) if port.parse::<u16>().is_ok() => h,
+        _ => authority,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(invalid("loopback only"))
     }
 }
 

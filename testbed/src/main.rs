@@ -7,10 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use dropship_testbed::{DEFAULT_SECRET, Options, Settings, SettingsPatch, Testbed};
+use dropship_testbed::{DEFAULT_SECRET, Options, S3Upstream, Settings, SettingsPatch, Testbed};
 
 /// Loopback emulators of dropship's vendor upload APIs (Box at /box, Insights Hub at
-/// /insights-hub, Exosite at /exosite, Edgio at /edgio), with fault injection.
+/// /insights-hub, Exosite at /exosite, Edgio at /edgio), with fault injection, and a
+/// fault-injecting proxy to a real S3 server at /s3.
 /// Control endpoints: /_testbed/{stats,faults,secret,objects}.
 #[derive(Parser, Debug)]
 #[command(version)]
@@ -25,6 +26,17 @@ struct Cli {
     /// device token).
     #[arg(long, default_value = DEFAULT_SECRET)]
     secret: String,
+    /// The S3 server (`http://127.0.0.1:PORT`, loopback only) behind the fault
+    /// proxy at /s3: clients sign for `http://ADDR/s3` with --s3-access-key and the
+    /// testbed's secret; the proxy signs again for the upstream.
+    #[arg(long, value_name = "URL")]
+    s3_upstream: Option<String>,
+    /// The access key id of the upstream, which clients of /s3 present too.
+    #[arg(long, default_value = "testbed")]
+    s3_access_key: String,
+    /// The upstream's secret key (the proxy signs with it).
+    #[arg(long, default_value = DEFAULT_SECRET)]
+    s3_upstream_secret: String,
     #[command(flatten)]
     faults: SettingsPatch,
 }
@@ -70,6 +82,11 @@ async fn run(cli: Cli, settings: Settings) -> std::io::Result<()> {
         store,
         secret: cli.secret,
         settings,
+        s3_upstream: cli.s3_upstream.map(|url| S3Upstream {
+            url,
+            access_key: cli.s3_access_key,
+            secret_key: cli.s3_upstream_secret,
+        }),
     })
     .await?;
     // Scripts read this first line to learn the port: keep its shape exactly.

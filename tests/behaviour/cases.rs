@@ -55,7 +55,7 @@ pub const ALL: &[Case] = &[
     ),
     case(
         "corrupt_store_is_never_done",
-        Need::Emulator,
+        Need::CorruptingStore,
         corrupt_store_is_never_done,
     ),
     case(
@@ -392,11 +392,10 @@ fn hostile_answers_are_survived(kind: Kind) -> Outcome {
     }
     let tb = w.testbed.as_ref().ok_or("an emulated service")?;
     let expected: Vec<String> = files.iter().map(|(k, _)| w.service_path(k)).collect();
-    let stray: Vec<String> = tb
-        .objects()
+    let stray: Vec<String> = w
+        .service_objects()?
         .into_iter()
-        .filter(|o| o.emulator == kind.emulator() && !expected.contains(&o.path))
-        .map(|o| o.path)
+        .filter(|o| !expected.contains(o))
         .collect();
     check(stray.is_empty(), || {
         format!("stored under other names: {stray:?}")
@@ -483,10 +482,12 @@ fn refused_credentials_pause(kind: Kind) -> Outcome {
         (st["backend"]["state"] == "auth_refused").then_some(st)
     });
     // Says that the service refused the credentials, and which: the token (a 401),
-    // or the login's password (Edgio: 400 with -10001).
+    // the login's password (Edgio: 400 with -10001), or the key pair (S3: 403
+    // SignatureDoesNotMatch).
     let why = st["backend"]["reason"].as_str().unwrap_or_default();
     check(
-        why.contains("refused") && (why.contains("token") || why.contains("password")),
+        why.contains("refused")
+            && (why.contains("token") || why.contains("password") || why.contains("key")),
         || format!("{st}"),
     )?;
     // Give a retry storm the chance to show, then count the requests.
@@ -964,33 +965,11 @@ fn hostile_names(kind: Kind) -> Outcome {
     })?;
     // Nothing stored under a name no file has.
     let expected: Vec<String> = sent.iter().map(|k| w.service_path(k)).collect();
-    let stray: Vec<String> = match &w.testbed {
-        Some(tb) => tb
-            .objects()
-            .into_iter()
-            .filter(|o| o.emulator == kind.emulator() && !expected.contains(&o.path))
-            .map(|o| o.path)
-            .collect(),
-        None => {
-            let mut found = Vec::new();
-            let root = w.env.remote();
-            let mut stack = vec![root.clone()];
-            while let Some(d) = stack.pop() {
-                for e in std::fs::read_dir(&d).map_err(|e| e.to_string())?.flatten() {
-                    let p = e.path();
-                    if p.is_dir() {
-                        stack.push(p);
-                    } else {
-                        let rel = p.strip_prefix(&root).unwrap_or(&p).display().to_string();
-                        if !expected.contains(&rel) {
-                            found.push(rel);
-                        }
-                    }
-                }
-            }
-            found
-        }
-    };
+    let stray: Vec<String> = w
+        .service_objects()?
+        .into_iter()
+        .filter(|o| !expected.contains(o))
+        .collect();
     check(stray.is_empty(), || {
         format!("stored under other names: {stray:?}")
     })?;

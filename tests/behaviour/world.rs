@@ -10,6 +10,7 @@ use dropship_testbed::{
     Testbed,
 };
 
+use crate::common::s3s_fs::{self, S3sFs};
 use crate::common::{Daemon, Env, with_defaults};
 
 /// The backends the suite runs against. A new backend joins by adding a variant here
@@ -31,6 +32,10 @@ pub enum Kind {
     /// Edgio Agile Storage: `/post/raw` up to `EDGIO_MULTIPART_ABOVE`, multipart
     /// uploads with the asynchronous join above it, verified on the delivery host.
     Edgio,
+    /// S3: a real s3s-fs server behind the testbed's `/s3` fault proxy, which
+    /// checks the daemon's signatures against the testbed's secret and signs again
+    /// for s3s-fs; PutObject up to `S3_MULTIPART_ABOVE`.
+    S3,
 }
 
 /// The asset the Insights Hub emulator knows by default.
@@ -44,15 +49,23 @@ const EXOSITE_SINGLE_MAX: u64 = 10 << 20;
 const EDGIO_MULTIPART_ABOVE: u64 = 2 << 20;
 /// The remote folder the suite's Edgio daemon writes into.
 const EDGIO_DIRECTORY: &str = "uploads";
+/// S3: the bucket, the key prefix, and the largest PutObject (the 5 MiB part
+/// floor, so that multipart cases need few parts).
+const S3_BUCKET: &str = "dropship";
+const S3_PREFIX: &str = "site-7";
+const S3_MULTIPART_ABOVE: u64 = 5 << 20;
+/// Next to the config: the access key id the daemon presents (not a secret).
+const S3_ACCESS_KEY_FILE: &str = "s3-access-key-id";
 
 impl Kind {
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Local,
         Kind::Box,
         Kind::InsightsHub,
         Kind::Exosite,
         Kind::ExositeAlt,
         Kind::Edgio,
+        Kind::S3,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +76,7 @@ impl Kind {
             Kind::Exosite => "exosite",
             Kind::ExositeAlt => "exosite-alt",
             Kind::Edgio => "edgio",
+            Kind::S3 => "s3",
         }
     }
 
@@ -93,6 +107,8 @@ impl Kind {
         let dir = tempfile::tempdir().expect("tempdir");
         let credential = dir.path().join("credential");
         std::fs::write(&credential, "x").expect("credential");
+        std::fs::write(dir.path().join(S3_ACCESS_KEY_FILE), s3s_fs::ACCESS_KEY)
+            .expect("access key");
         let cfg = self
             .backend_config("http://127.0.0.1:9", &credential.display().to_string())
             .unwrap_or_else(|| format!("type = \"local\"\npath = \"{}\"", dir.path().display()));
@@ -113,6 +129,7 @@ impl Kind {
             Kind::InsightsHub => "ih-token",
             Kind::Exosite | Kind::ExositeAlt => "exosite-token",
             Kind::Edgio => "edgio-password",
+            Kind::S3 => "s3-secret",
             Kind::Local | Kind::Box => "box-token",
         }
     }
@@ -134,6 +151,13 @@ impl Kind {
             Kind::Edgio => format!(
                 "type = \"edgio\"\nupload_url = \"{base}/edgio\"\norigin_url = \"{base}/edgio/origin/testbed\"\nusername = \"testbed\"\npassword_file = \"{credential}\"\ndirectory = \"{EDGIO_DIRECTORY}\"\nmultipart_above = \"{EDGIO_MULTIPART_ABOVE}\""
             ),
+            // The access key id file sits beside the secret's.
+            Kind::S3 => format!(
+                "type = \"s3\"\nendpoint = \"{base}/s3\"\nregion = \"us-east-1\"\nbucket = \"{S3_BUCKET}\"\nprefix = \"{S3_PREFIX}\"\npath_style = true\naccess_key_id_file = \"{}\"\nsecret_access_key_file = \"{credential}\"\nmultipart_above = \"{S3_MULTIPART_ABOVE}\"",
+                std::path::Path::new(credential)
+                    .with_file_name(S3_ACCESS_KEY_FILE)
+                    .display()
+            ),
         })
     }
 
@@ -152,6 +176,8 @@ impl Kind {
     pub fn chosen_part(self) -> u64 {
         match self {
             Kind::Edgio => 4 << 20,
+            // S3's floor (all but the last part).
+            Kind::S3 => dropship::backend::s3::MIN_PART,
             _ => CHOSEN_PART,
         }
     }
@@ -165,6 +191,11 @@ impl Kind {
     pub fn emulated(self) -> bool {
         self != Kind::Local
     }
+
+    /// Whether what the backend needs to run here is at hand: s3s-fs for S3.
+    pub fn available(self) -> bool {
+        self != Kind::S3 || s3s_fs::binary().is_some()
+    }
 }
 
 /// What a case needs of a backend; a backend without it shows the case as ignored.
@@ -177,6 +208,12 @@ pub enum Need {
     Emulator,
     /// A service that checks credentials.
     Credentials,
+    /// A store that can be made to flip the bytes it keeps, where verification
+    /// sees it. Not S3 behind the proxy: s3s-fs answers HeadObject with the ETag
+    /// it computed on arrival (s3.rs:432-435), as AWS does, so bytes flipped at rest
+    /// never show, and bytes flipped in flight are refused by the part's ETag check
+    /// or BadDigest and sent again, never stored (see `tests/s3_backend.rs`).
+    CorruptingStore,
 }
 
 impl Need {
@@ -185,6 +222,7 @@ impl Need {
             Need::Nothing => true,
             Need::ParallelParts => caps.parallel_parts,
             Need::Emulator | Need::Credentials => kind.emulated(),
+            Need::CorruptingStore => kind.emulated() && kind != Kind::S3,
         }
     }
 }
@@ -210,6 +248,8 @@ pub struct World {
     pub part_size: u64,
     /// The store of a stopped service, for its restart.
     service_store: Option<std::path::PathBuf>,
+    /// S3: the real server behind the testbed's proxy.
+    s3: Option<S3sFs>,
 }
 
 /// Options a case sets on its world.
@@ -255,6 +295,7 @@ impl World {
                 daemon: None,
                 part_size: kind.chosen_part(),
                 service_store: None,
+                s3: None,
             };
         }
         let mut settings = setup.settings;
@@ -271,10 +312,16 @@ impl World {
             _ => kind.part_size(),
         };
         let store = tempfile::tempdir().expect("store").keep();
+        let s3 = (kind == Kind::S3).then(|| {
+            S3sFs::start(&[S3_BUCKET], S3_UPSTREAM_SECRET)
+                .expect("s3s-fs (the case is ignored without it)")
+        });
+        let mut opts = Options::loopback(store).with_settings(settings);
+        if let Some(s3) = &s3 {
+            opts = opts.with_s3_upstream(s3_upstream(s3));
+        }
         let tb = runtime()
-            .block_on(Testbed::start(
-                Options::loopback(store).with_settings(settings),
-            ))
+            .block_on(Testbed::start(opts))
             .expect("start testbed");
         let backend = kind
             .backend_config(&tb.url(), kind.credential_file())
@@ -283,6 +330,8 @@ impl World {
         // Next to the config; written before the daemon starts.
         std::fs::write(env.dir.path().join(kind.credential_file()), setup.token)
             .expect("credential");
+        std::fs::write(env.dir.path().join(S3_ACCESS_KEY_FILE), s3s_fs::ACCESS_KEY)
+            .expect("access key");
         World {
             kind,
             env,
@@ -290,6 +339,7 @@ impl World {
             daemon: None,
             part_size,
             service_store: None,
+            s3,
         }
     }
 
@@ -319,7 +369,8 @@ impl World {
         self.env.dir.path().join(self.kind.credential_file())
     }
 
-    /// The credential the service accepts from now on (the daemon's stays).
+    /// The credential the service accepts from now on (the daemon's stays). S3:
+    /// the secret key the proxy checks signatures with.
     pub fn set_service_secret(&self, secret: &str) {
         if let Some(tb) = &self.testbed {
             tb.set_secret(secret);
@@ -328,6 +379,9 @@ impl World {
 
     /// The stored content at `key`, as the service holds it.
     pub fn stored(&self, key: &str) -> Option<Vec<u8>> {
+        if let Some(s3) = &self.s3 {
+            return std::fs::read(s3.bucket_dir(S3_BUCKET).join(self.service_path(key))).ok();
+        }
         match &self.testbed {
             Some(tb) => tb
                 .object_bytes(self.kind.emulator(), &self.service_path(key))
@@ -342,8 +396,38 @@ impl World {
             Kind::InsightsHub => format!("{IH_ENTITY}/{IH_DIRECTORY}/{key}"),
             Kind::Exosite | Kind::ExositeAlt => dropship::backend::exosite::content_id(key),
             Kind::Edgio => format!("{EDGIO_DIRECTORY}/{key}"),
+            Kind::S3 => format!("{S3_PREFIX}/{key}"),
             Kind::Local | Kind::Box => key.to_string(),
         }
+    }
+
+    /// Every object the service holds, by [`World::service_path`].
+    pub fn service_objects(&self) -> Result<Vec<String>, String> {
+        let root = match (&self.s3, &self.testbed) {
+            (Some(s3), _) => s3.bucket_dir(S3_BUCKET),
+            (None, Some(tb)) => {
+                return Ok(tb
+                    .objects()
+                    .into_iter()
+                    .filter(|o| o.emulator == self.kind.emulator())
+                    .map(|o| o.path)
+                    .collect());
+            }
+            (None, None) => self.env.remote(),
+        };
+        let mut found = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).map_err(|e| e.to_string())?.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    found.push(p.strip_prefix(&root).unwrap_or(&p).display().to_string());
+                }
+            }
+        }
+        Ok(found)
     }
 
     /// Stops the service (its emulator); requests then meet a refused connection.
@@ -361,6 +445,9 @@ impl World {
         let store = self.service_store.take().expect("stopped before");
         let mut opts = Options::loopback(store);
         opts.listen = addr;
+        if let Some(s3) = &self.s3 {
+            opts = opts.with_s3_upstream(s3_upstream(s3));
+        }
         self.testbed = Some(
             runtime()
                 .block_on(Testbed::start(opts))
@@ -427,6 +514,17 @@ impl Drop for World {
         if let Some(store) = self.service_store.take() {
             let _ = std::fs::remove_dir_all(store);
         }
+    }
+}
+
+/// s3s-fs's own secret key: only the proxy knows it, and signs with it.
+const S3_UPSTREAM_SECRET: &str = "upstream-only-secret";
+
+fn s3_upstream(s3: &S3sFs) -> dropship_testbed::S3Upstream {
+    dropship_testbed::S3Upstream {
+        url: s3.endpoint.clone(),
+        access_key: s3s_fs::ACCESS_KEY.to_string(),
+        secret_key: S3_UPSTREAM_SECRET.to_string(),
     }
 }
 

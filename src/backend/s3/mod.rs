@@ -674,6 +674,73 @@ impl Backend for S3Backend {
         }
     }
 
+    /// ListMultipartUploads under each unrecorded key; every upload of exactly that
+    /// key that the journal does not hold is aborted. Only keys this daemon was
+    /// beginning are looked at: other writers' uploads under the same prefix (other
+    /// devices sharing a bucket) are none of its business.
+    async fn sweep(&self, known: &[Session], unrecorded: &[String]) -> Result<u64, BackendError> {
+        let op = Op::Sweep;
+        let mut aborted = 0;
+        for file_key in unrecorded {
+            let key = self.signer.object_key(file_key);
+            let mut marker: Option<(String, String)> = None;
+            for _ in 0..MAX_PAGES {
+                let mut query = vec![("uploads", ""), ("prefix", key.as_str())];
+                if let Some((k, id)) = &marker {
+                    query.push(("key-marker", k.as_str()));
+                    query.push(("upload-id-marker", id.as_str()));
+                }
+                let resp = match self
+                    .send(op, Method::GET, "", &query, &[], Body::Empty)
+                    .await?
+                {
+                    Ok(resp) => resp,
+                    // s3s-fs (s3-brief §0.1): nothing can be found, so nothing is
+                    // kept to look for again; a lifecycle rule is the remedy.
+                    Err(r)
+                        if r.code == "NotImplemented"
+                            || r.status == StatusCode::NOT_IMPLEMENTED =>
+                    {
+                        tracing::warn!(
+                            refusal = %r.describe(),
+                            "the S3 server cannot list multipart uploads: an upload begun \
+                             just before a crash stays until a lifecycle rule \
+                             (AbortIncompleteMultipartUpload) removes it"
+                        );
+                        return Ok(aborted);
+                    }
+                    Err(r) => return Err(classify(op, r)),
+                };
+                let doc = self.xml(op, resp).await?;
+                let page = xml::list_uploads(&doc).map_err(|cause| BackendError::Retry {
+                    op,
+                    after: None,
+                    cause,
+                })?;
+                for (listed, id) in page.uploads {
+                    // The prefix matches longer keys too (`a.log` lists `a.log.1`).
+                    if listed != key || known.iter().any(|s| s.id == id) {
+                        continue;
+                    }
+                    let orphan = Session {
+                        id,
+                        part_size: None,
+                        extra: serde_json::to_value(SessionExtra { key: key.clone() })
+                            .unwrap_or_default(),
+                    };
+                    self.abort(&orphan).await?;
+                    tracing::info!(key = %file_key, "aborted a multipart upload the journal never recorded");
+                    aborted += 1;
+                }
+                match page.next {
+                    Some(next) if marker.as_ref() != Some(&next) => marker = Some(next),
+                    _ => break,
+                }
+            }
+        }
+        Ok(aborted)
+    }
+
     fn reload_credentials(&self) -> bool {
         match load_keys(&self.key_source, &self.secret_source) {
             Ok(keys) => self.signer.replace_keys(keys),

@@ -1,5 +1,6 @@
 //! Tolerant readers of the few flat XML answers S3 gives: the upload id of
-//! CreateMultipartUpload, ListParts, CompleteMultipartUpload, and `<Error>`.
+//! CreateMultipartUpload, ListParts, ListMultipartUploads, CompleteMultipartUpload,
+//! and `<Error>`.
 //!
 //! Hand-written (no XML crate is in the lock): these documents are flat, and only
 //! a handful of leaf elements matter. Unknown elements are skipped, missing optional
@@ -12,6 +13,12 @@
 /// with entities decoded. `<tag/>` gives an empty text. Nesting of the same tag is
 /// not handled: no document read here has any.
 fn all<'a>(doc: &'a str, tag: &'a str) -> impl Iterator<Item = String> + 'a {
+    raw(doc, tag).map(unescape)
+}
+
+/// Like [`all`], entities left as they are: for an element whose children are read
+/// next, so that a decoded `&lt;` in a key cannot pass for markup.
+fn raw<'a>(doc: &'a str, tag: &'a str) -> impl Iterator<Item = &'a str> + 'a {
     let mut rest = doc;
     std::iter::from_fn(move || {
         loop {
@@ -32,13 +39,13 @@ fn all<'a>(doc: &'a str, tag: &'a str) -> impl Iterator<Item = String> + 'a {
             let close = tail.find('>')?;
             if tail[..close].ends_with('/') {
                 rest = &tail[close + 1..];
-                return Some(String::new());
+                return Some("");
             }
             let body = &tail[close + 1..];
             let end_tag = format!("</{tag}>");
             let end = body.find(&end_tag)?;
             rest = &body[end + end_tag.len()..];
-            return Some(unescape(&body[..end]));
+            return Some(&body[..end]);
         }
     })
 }
@@ -102,10 +109,10 @@ pub struct S3Error {
 
 /// The error document in `doc`, if it is one.
 pub fn error(doc: &str) -> Option<S3Error> {
-    let inner = first(doc, "Error")?;
+    let inner = raw(doc, "Error").next()?;
     Some(S3Error {
-        code: first(&inner, "Code").unwrap_or_default(),
-        message: first(&inner, "Message").unwrap_or_default(),
+        code: first(inner, "Code").unwrap_or_default(),
+        message: first(inner, "Message").unwrap_or_default(),
     })
 }
 
@@ -141,14 +148,14 @@ pub fn list_parts(doc: &str) -> Result<PartsPage, String> {
         return Err("the answer is not a ListPartsResult".into());
     }
     let mut parts = Vec::new();
-    for p in all(doc, "Part") {
-        let number = first(&p, "PartNumber")
+    for p in raw(doc, "Part") {
+        let number = first(p, "PartNumber")
             .and_then(|n| n.parse::<u32>().ok())
             .ok_or_else(|| format!("a part without a valid PartNumber: {p:.200}"))?;
-        let size = first(&p, "Size")
+        let size = first(p, "Size")
             .and_then(|n| n.parse::<u64>().ok())
             .ok_or_else(|| format!("part {number} without a valid Size"))?;
-        let etag = first(&p, "ETag")
+        let etag = first(p, "ETag")
             .map(|e| e.trim_matches('"').to_string())
             .filter(|e| !e.is_empty());
         parts.push(ListedPart { number, size, etag });
@@ -166,6 +173,42 @@ pub fn list_parts(doc: &str) -> Result<PartsPage, String> {
         None
     };
     Ok(PartsPage { parts, next_marker })
+}
+
+/// One page of ListMultipartUploads.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UploadsPage {
+    /// `(key, upload id)` of each upload in progress.
+    pub uploads: Vec<(String, String)>,
+    /// `(key-marker, upload-id-marker)` of the next page, when the answer says it
+    /// is truncated. A truncated page without them is an `Err`, not a loop.
+    pub next: Option<(String, String)>,
+}
+
+pub fn list_uploads(doc: &str) -> Result<UploadsPage, String> {
+    if !doc.contains("<ListMultipartUploadsResult") {
+        return Err("the answer is not a ListMultipartUploadsResult".into());
+    }
+    let mut uploads = Vec::new();
+    for u in raw(doc, "Upload") {
+        let key = first(u, "Key").ok_or("an upload without a Key")?;
+        let id = first(u, "UploadId")
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| format!("the upload of {key:?} has no UploadId"))?;
+        uploads.push((key, id));
+    }
+    let truncated = first(doc, "IsTruncated").is_some_and(|t| t.eq_ignore_ascii_case("true"));
+    let next = if truncated {
+        let key = first(doc, "NextKeyMarker").unwrap_or_default();
+        let id = first(doc, "NextUploadIdMarker").unwrap_or_default();
+        if key.is_empty() && id.is_empty() {
+            return Err("a truncated ListMultipartUploads page without a next marker".into());
+        }
+        Some((key, id))
+    } else {
+        None
+    };
+    Ok(UploadsPage { uploads, next })
 }
 
 /// CompleteMultipartUpload's ETag (quotes removed), or the error a 200 carried.
@@ -273,6 +316,46 @@ mod tests {
             .is_err()
         );
         assert!(list_parts(DENIED).is_err());
+    }
+
+    // AWS's documented shape (API_ListMultipartUploads, trimmed): a truncated page.
+    const UPLOADS_AWS: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Bucket>bucket</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker>
+  <NextKeyMarker>my-movie.m2ts</NextKeyMarker><NextUploadIdMarker>YW55IGlkZWEgd2h5IGVsdmluZydzIHVwbG9hZCBmYWlsZWQ</NextUploadIdMarker>
+  <MaxUploads>3</MaxUploads><IsTruncated>true</IsTruncated>
+  <Upload><Key>my-divisor</Key><UploadId>XMgbGlrZSBlbHZpbmcncyBub3QgaGF2aW5nIG11Y2ggbHVjaw</UploadId><Initiator><ID>arn:aws:iam::111122223333:user/user1-11111a31-17b5-4fb7-9df5-b111111f13de</ID></Initiator><StorageClass>STANDARD</StorageClass><Initiated>2010-11-10T20:48:33.000Z</Initiated></Upload>
+  <Upload><Key>a&lt;b &amp; c</Key><UploadId>VXBsb2FkIElEIGZvciBlbHZpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA</UploadId><Initiated>2010-11-10T20:48:33.000Z</Initiated></Upload>
+</ListMultipartUploadsResult>"#;
+
+    #[test]
+    fn s3_xml_list_uploads_with_paging_and_entities() {
+        let page = list_uploads(UPLOADS_AWS).expect("parse");
+        assert_eq!(page.uploads.len(), 2);
+        assert_eq!(page.uploads[0].0, "my-divisor");
+        assert_eq!(
+            page.uploads[1].0, "a<b & c",
+            "entities decoded once, in the leaf"
+        );
+        assert_eq!(
+            page.next,
+            Some((
+                "my-movie.m2ts".into(),
+                "YW55IGlkZWEgd2h5IGVsdmluZydzIHVwbG9hZCBmYWlsZWQ".into()
+            ))
+        );
+        let last = UPLOADS_AWS.replace("<IsTruncated>true", "<IsTruncated>false");
+        assert_eq!(list_uploads(&last).expect("parse").next, None);
+        let broken = UPLOADS_AWS
+            .replace("<NextKeyMarker>my-movie.m2ts</NextKeyMarker>", "")
+            .replace(
+                "<NextUploadIdMarker>YW55IGlkZWEgd2h5IGVsdmluZydzIHVwbG9hZCBmYWlsZWQ</NextUploadIdMarker>",
+                "",
+            );
+        assert!(list_uploads(&broken).is_err());
+        assert!(list_uploads(NOT_IMPL).is_err());
+        let empty = "<ListMultipartUploadsResult><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>";
+        assert!(list_uploads(empty).expect("parse").uploads.is_empty());
     }
 
     #[test]

@@ -164,6 +164,10 @@ pub struct Settings {
     pub edgio_max_piece: u64,
     /// Largest Edgio multipart total, bytes; larger → `-25` (§Multipart 2: 20 TB).
     pub edgio_max_total: u64,
+    /// S3 proxy: a CreateMultipartUpload the upstream accepted is answered this
+    /// long late. A test can kill the client between the upload's creation and the
+    /// client's record of its id, the way a crash or a lost answer does.
+    pub s3_create_answer_delay_ms: u64,
 }
 
 /// The Edgio account when none is configured.
@@ -227,6 +231,7 @@ impl Default for Settings {
             edgio_upload_ttl_s: 24 * 3600, // protocols/edgio.md §Multipart 6: 1 day
             edgio_max_piece: 100_000_000_000, // protocols/edgio.md §Multipart 2: 100 GB
             edgio_max_total: 20_000_000_000_000, // protocols/edgio.md §Multipart 2: 20 TB
+            s3_create_answer_delay_ms: 0,
         }
     }
 }
@@ -422,6 +427,11 @@ pub struct SettingsPatch {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub edgio_max_total: Option<u64>,
+    /// S3 proxy: an accepted CreateMultipartUpload is answered this many ms late
+    /// (default 0).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub s3_create_answer_delay_ms: Option<u64>,
 }
 
 /// A knob value out of its range.
@@ -641,6 +651,10 @@ impl Settings {
         set(&mut self.edgio_upload_ttl_s, p.edgio_upload_ttl_s);
         set(&mut self.edgio_max_piece, p.edgio_max_piece);
         set(&mut self.edgio_max_total, p.edgio_max_total);
+        set(
+            &mut self.s3_create_answer_delay_ms,
+            p.s3_create_answer_delay_ms,
+        );
     }
 
     /// Where `corrupt_rate` flips its byte, if placed (`corrupt_offset` ≥ 0).
