@@ -2,9 +2,9 @@
 //! per test with a fresh root and its own key pair, driven through the `Backend`
 //! trait directly (as `box_backend.rs` does for Box).
 //!
-//! The binary is `$DROPSHIP_S3S_FS` (`.ci/run` installs it), else
-//! `/work/s3s-fs-install/bin/s3s-fs`. Without either, each test prints why it did
-//! not run (a local `cargo test` without the server installed).
+//! The binary is `$DROPSHIP_S3S_FS` (`.ci/run` installs it), else `.ci/run`'s cache
+//! under the target folder (`tests/common/s3s_fs.rs`). Without either, each test
+//! prints why it did not run (a local `cargo test` without the server installed).
 
 use std::path::PathBuf;
 use std::sync::Arc;

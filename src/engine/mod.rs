@@ -40,7 +40,7 @@ pub use backoff::Backoff;
 pub use budget::Budget;
 
 use self::gate::{Cause, Change, Gate};
-use crate::backend::{Backend, Capabilities};
+use crate::backend::{Backend, BackendError, Capabilities};
 use crate::config::{After, Config, OnExists, VerifyMode};
 use crate::journal::{BACKEND_TOPIC, FileId, JournalError, JournalHandle, now_ms};
 use crate::metrics::Metrics;
@@ -496,6 +496,10 @@ async fn release(ctx: &Ctx, id: crate::journal::FileId) {
     }
 }
 
+/// How many times the start-up sweep is tried when the service fails for the moment
+/// (pauses of 1 and 2 s between).
+const SWEEP_TRIES: u32 = 3;
+
 /// Before the first claim: the backend discards sessions and staging the journal
 /// does not account for (a daemon that died between `begin` and recording it).
 /// Best effort: a failure is logged and the intents are kept for the next start.
@@ -511,7 +515,23 @@ async fn sweep(ctx: &Ctx) {
             return;
         }
     };
-    match ctx.backend.sweep(&known, &unrecorded).await {
+    // A refusal of the moment (a 503, a reset) is asked again a few times: the
+    // sweep runs only here, before any claim (later, a live row's begin in flight
+    // would look unrecorded), so a failed one leaves its orphans to the next start.
+    let mut tries = 0;
+    let swept = loop {
+        tries += 1;
+        match ctx.backend.sweep(&known, &unrecorded).await {
+            Err(e @ (BackendError::Retry { .. } | BackendError::Unreachable { .. }))
+                if tries < SWEEP_TRIES =>
+            {
+                info!(error = %e, tries, "the sweep will be tried again");
+                tokio::time::sleep(Duration::from_millis(500 << tries)).await;
+            }
+            r => break r,
+        }
+    };
+    match swept {
         Ok(n) => {
             if n > 0 {
                 info!(discarded = n, "discarded sessions nobody recorded");

@@ -260,6 +260,7 @@ fn resume_after_sigkill(kind: Kind) -> Outcome {
     w.start();
     let row = w.env.wait_state("resume.bin", "done", secs(120));
     w.assert_stored("resume.bin", &data)?;
+    no_upload_left_open(&w)?;
     resent_within_parts_in_flight(&w, "resume_after_sigkill", size, &row)
 }
 
@@ -866,7 +867,18 @@ fn file_changed_during_upload(kind: Kind) -> Outcome {
     let rows = w.env.rows("grow.log");
     check(rows.len() == 2 && rows[0]["state"] == "superseded", || {
         format!("{rows:#?}")
-    })
+    })?;
+    // The superseded content's upload was aborted, not left to bill.
+    no_upload_left_open(&w)
+}
+
+/// Where the server's open multipart uploads can be counted (S3: s3s-fs's disk),
+/// none is left once every file is done.
+fn no_upload_left_open(w: &World) -> Outcome {
+    match w.s3_uploads_open() {
+        Some(n) => check(n == 0, || format!("{n} multipart uploads left open")),
+        None => Ok(()),
+    }
 }
 
 fn odd_name(kind: Kind) -> Outcome {

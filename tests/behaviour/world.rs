@@ -430,6 +430,24 @@ impl World {
         Ok(found)
     }
 
+    /// S3: the multipart uploads s3s-fs holds open (its `.upload-<id>.json` files),
+    /// whatever the proxy saw; `None` for other kinds.
+    pub fn s3_uploads_open(&self) -> Option<usize> {
+        let s3 = self.s3.as_ref()?;
+        let root = s3.dir.path().join("root");
+        let n = std::fs::read_dir(root)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        name.starts_with(".upload-") && name.ends_with(".json")
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        Some(n)
+    }
+
     /// Stops the service (its emulator); requests then meet a refused connection.
     /// Returns the address to bring it back on.
     pub fn stop_service(&mut self) -> Option<std::net::SocketAddr> {

@@ -2,8 +2,8 @@
 //! 127.0.0.1, started with a fresh root folder and its own key pair, killed on drop.
 //!
 //! The binary is `$DROPSHIP_S3S_FS` (`.ci/run` installs it and sets this), else
-//! `/work/s3s-fs-install/bin/s3s-fs` (the development machine's install). Tests
-//! that find neither say so and do not run.
+//! `target/s3s-fs-0.14.1/bin/s3s-fs` (where `.ci/run` caches it). Tests that find
+//! neither say so and do not run.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::io::{BufRead, BufReader};
@@ -14,16 +14,24 @@ use std::time::Duration;
 /// The access key id every test server accepts (not a secret; the secret key is).
 pub const ACCESS_KEY: &str = "AKIDDROPSHIPTEST";
 
-/// The s3s-fs binary, if one is at hand.
+/// The s3s-fs binary, if one is at hand: `$DROPSHIP_S3S_FS`, else where `.ci/run`
+/// caches it under the target folder.
 pub fn binary() -> Option<PathBuf> {
     let env = std::env::var_os("DROPSHIP_S3S_FS").map(PathBuf::from);
-    let fallback = PathBuf::from("/work/s3s-fs-install/bin/s3s-fs");
-    env.into_iter().chain([fallback]).find(|p| p.is_file())
+    // Set but wrong is a broken CI, not a reason to skip quietly.
+    if let Some(p) = env.as_ref().filter(|p| !p.is_file()) {
+        panic!("DROPSHIP_S3S_FS={} is not a file", p.display());
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let cached = target.join("s3s-fs-0.14.1/bin/s3s-fs");
+    env.into_iter().chain([cached]).find(|p| p.is_file())
 }
 
 /// Why a test that needs s3s-fs did not run.
 pub const MISSING: &str = "no s3s-fs (set DROPSHIP_S3S_FS, or install it: \
-     cargo install s3s-fs --version 0.14.1 --features binary)";
+     cargo install s3s-fs --version 0.14.1 --features binary --locked --root target/s3s-fs-0.14.1)";
 
 pub struct S3sFs {
     child: Child,
@@ -51,6 +59,11 @@ impl S3sFs {
             endpoint,
             dir,
         })
+    }
+
+    /// The server's process id (for its CPU time in benchmarks).
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
     }
 
     /// The folder of bucket `bucket`.

@@ -12,8 +12,8 @@
 //! path, so forwarding the client's own would fail upstream; and the gate being
 //! the testbed's, its secret can change at run time, which s3s-fs's cannot.
 //!
-//! What the proxy adds, each where s3s-fs falls short of AWS (facts in
-//! protocols/s3.md):
+//! What the proxy adds, each where s3s-fs 0.14.1 falls short of AWS (measured
+//! against it; see the s3 backend's module doc):
 //! - ListMultipartUploads, which s3s-fs answers `501 NotImplemented`: once the
 //!   upstream has checked the signature (a 501 means it did), the proxy answers from
 //!   the uploads it saw created through it and not yet completed, aborted or
@@ -63,6 +63,9 @@ pub(crate) struct S3Proxy {
     upstream: Option<S3Upstream>,
     client: Client<HttpConnector, Body>,
     uploads: Mutex<Uploads>,
+    /// The server's runtime: an expiry found by `stats()`, called from a test's
+    /// own thread, aborts upstream on it.
+    runtime: tokio::runtime::Handle,
 }
 
 /// Which S3 call a request is, by method and query (path-style, the bucket being
@@ -98,6 +101,7 @@ impl Call {
 }
 
 impl S3Proxy {
+    /// Must be called on the server's runtime.
     pub(crate) fn new(shared: Arc<Shared>, upstream: Option<S3Upstream>) -> S3Proxy {
         let counters = shared.counters.register(NAME);
         let mut connector = HttpConnector::new();
@@ -116,7 +120,63 @@ impl S3Proxy {
             }),
             client,
             uploads: Mutex::new(Uploads::default()),
+            runtime: tokio::runtime::Handle::current(),
         }
+    }
+
+    /// Ends the uploads older than `session_ttl_s`, on the upstream too.
+    fn expire_old(&self) {
+        let ttl = Duration::from_secs(self.shared.settings().session_ttl_s);
+        let old = self.lock().expire_all(ttl);
+        for upload in old {
+            self.abort_upstream(upload);
+        }
+    }
+
+    /// AbortMultipartUpload of `upload` on the upstream, signed with its keys, in
+    /// the background: as a lifecycle rule ends an upload, so that the upstream
+    /// holds no upload the proxy answers for as gone.
+    fn abort_upstream(&self, upload: uploads::Open) {
+        let Some(up) = self.upstream.clone() else {
+            return;
+        };
+        let client = self.client.clone();
+        self.runtime.spawn(async move {
+            let Ok(mut url) = url::Url::parse(&up.url) else {
+                return;
+            };
+            if let Ok(mut segments) = url.path_segments_mut() {
+                segments.pop_if_empty().extend(upload.key.split('/'));
+            }
+            let signed = rusty_s3::signing::sign(
+                &jiff::Timestamp::now(),
+                rusty_s3::Method::Delete,
+                url,
+                &up.access_key,
+                &up.secret_key,
+                None,
+                "us-east-1",
+                600,
+                [("uploadId", upload.id.as_str())].into_iter(),
+                std::iter::empty(),
+            );
+            let Ok(uri) = signed.as_str().parse::<Uri>() else {
+                return;
+            };
+            let req = axum::http::Request::delete(uri).body(Body::empty());
+            match req {
+                Ok(req) => match client.request(req).await {
+                    Ok(a) if a.status().is_success() => {
+                        tracing::debug!(key = %upload.key, "expired upload aborted upstream");
+                    }
+                    Ok(a) => {
+                        tracing::warn!(key = %upload.key, status = %a.status(), "expired upload: the upstream refused its abort");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "expired upload: the upstream did not answer"),
+                },
+                Err(e) => tracing::warn!(error = %e, "expired upload: no request"),
+            }
+        });
     }
 
     fn lock(&self) -> MutexGuard<'_, Uploads> {
@@ -150,8 +210,8 @@ impl Emulator for S3Proxy {
     }
 
     fn sessions_open(&self) -> u64 {
-        let ttl = Duration::from_secs(self.shared.settings().session_ttl_s);
-        self.lock().open(ttl).len() as u64
+        self.expire_old();
+        self.lock().open().len() as u64
     }
 }
 
@@ -270,9 +330,14 @@ async fn forward(
         .map(|(_, v)| v.clone());
     let settings = proxy.shared.settings();
     let ttl = Duration::from_secs(settings.session_ttl_s);
-    if let Some(id) = &upload_id
-        && (proxy.lock().expire(id, ttl) || proxy.lock().ended(id))
-    {
+    let expired = upload_id
+        .as_ref()
+        .and_then(|id| proxy.lock().expire(id, ttl));
+    let ended = expired.is_some() || upload_id.as_ref().is_some_and(|id| proxy.lock().ended(id));
+    if let Some(upload) = expired {
+        proxy.abort_upstream(upload);
+    }
+    if ended {
         // As AWS answers for an upload its lifecycle rule aborted, or one that
         // was completed or aborted.
         return refuse(
@@ -392,7 +457,8 @@ async fn forward(
                 .find(|(k, _)| k == "prefix")
                 .map(|(_, v)| v.as_str())
                 .unwrap_or_default();
-            let listed = proxy.lock().open(ttl);
+            proxy.expire_old();
+            let listed = proxy.lock().open();
             return list_uploads(bucket_of(&path), prefix, &listed);
         }
         _ => {}

@@ -45,30 +45,35 @@ impl Uploads {
         self.ended.contains(id)
     }
 
-    /// Whether upload `id` is older than `ttl`; if so it is forgotten, as the
-    /// lifecycle rule aborts it.
-    pub(crate) fn expire(&mut self, id: &str, ttl: Duration) -> bool {
+    /// Upload `id` if it is older than `ttl`: it ends here, as the lifecycle rule
+    /// aborts it; the caller aborts it on the upstream.
+    pub(crate) fn expire(&mut self, id: &str, ttl: Duration) -> Option<Open> {
         let old = self
             .open
             .get(id)
             .is_some_and(|(_, began)| began.elapsed() > ttl);
-        if old {
-            self.remove(id);
+        if !old {
+            return None;
         }
-        old
+        let (open, _) = self.open.remove(id)?;
+        self.ended.insert(id.to_string());
+        Some(open)
     }
 
-    /// The uploads younger than `ttl`, by key then id (the order S3 lists in).
-    pub(crate) fn open(&mut self, ttl: Duration) -> Vec<Open> {
+    /// Every upload older than `ttl`, ended as [`Uploads::expire`] ends one.
+    pub(crate) fn expire_all(&mut self, ttl: Duration) -> Vec<Open> {
         let old: Vec<String> = self
             .open
             .iter()
             .filter(|(_, (_, began))| began.elapsed() > ttl)
             .map(|(id, _)| id.clone())
             .collect();
-        for id in old {
-            self.remove(&id);
-        }
+        old.iter().filter_map(|id| self.expire(id, ttl)).collect()
+    }
+
+    /// The uploads in progress, by key then id (the order S3 lists in). Call
+    /// [`Uploads::expire_all`] first.
+    pub(crate) fn open(&self) -> Vec<Open> {
         let mut list: Vec<Open> = self.open.values().map(|(o, _)| o.clone()).collect();
         list.sort_by(|a, b| (&a.key, &a.id).cmp(&(&b.key, &b.id)));
         list
@@ -85,19 +90,20 @@ mod tests {
         u.created("b".into(), "2".into());
         u.created("a".into(), "1".into());
         u.created("c".into(), "3".into());
-        let keys: Vec<String> = u
-            .open(Duration::from_secs(60))
-            .into_iter()
-            .map(|o| o.key)
-            .collect();
+        let keys: Vec<String> = u.open().into_iter().map(|o| o.key).collect();
         assert_eq!(keys, ["a", "b", "c"]);
         u.remove("2");
-        assert!(!u.expire("1", Duration::from_secs(60)));
+        assert!(u.expire("1", Duration::from_secs(60)).is_none());
         std::thread::sleep(Duration::from_millis(5));
-        assert!(u.expire("1", Duration::ZERO), "older than a zero ttl");
-        assert!(!u.expire("1", Duration::ZERO), "forgotten once expired");
+        let gone = u
+            .expire("1", Duration::ZERO)
+            .expect("older than a zero ttl");
+        assert_eq!(gone.key, "a");
+        assert!(u.expire("1", Duration::ZERO).is_none(), "ended once");
         assert!(u.ended("1") && u.ended("2") && !u.ended("3"));
-        assert_eq!(u.open(Duration::from_secs(60)).len(), 1);
-        assert!(u.open(Duration::ZERO).is_empty());
+        assert_eq!(u.open().len(), 1);
+        assert!(u.expire_all(Duration::from_secs(60)).is_empty());
+        assert_eq!(u.expire_all(Duration::ZERO).len(), 1);
+        assert!(u.open().is_empty());
     }
 }
