@@ -19,6 +19,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::backend::{BackendConfig, Timeouts};
+use crate::keys::{KeyInput, KeyTemplate};
 use crate::units::{ByteRate, ByteSize, HumanDuration};
 
 /// Where a config file is looked for when `--config` is not given, in order.
@@ -35,6 +36,11 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub backend: BackendConfig,
     pub metrics: MetricsConfig,
+    /// `[[rule]]` sections, in file order: the first whose `match` fits a file's
+    /// relative path decides its key, post-action and priority.
+    pub rules: Vec<Rule>,
+    /// This machine's host name, for `{host}` in key templates.
+    pub host: String,
     /// `key → (line, column)` of the values whose validity depends on the machine
     /// (folders that must exist), so that `run` can point at the line.
     locations: BTreeMap<&'static str, (usize, usize)>,
@@ -86,6 +92,31 @@ pub struct UploadConfig {
     pub verify_samples: u32,
     /// What to do when the service already holds an object of the file's name.
     pub on_exists: OnExists,
+    /// `upload.key`: the remote key of a file no rule gives one.
+    pub key: KeyTemplate,
+}
+
+/// One `[[rule]]`: files whose relative path matches `pattern` get what it sets;
+/// what it leaves out comes from `[upload]`.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// The `match` glob, on the path relative to the watched folder (`*` stays
+    /// within a folder, `**` crosses folders).
+    pub pattern: glob::Pattern,
+    pub key: Option<KeyTemplate>,
+    pub after: Option<After>,
+    /// Higher is claimed first; `[upload]`'s files have 0.
+    pub priority: i64,
+}
+
+/// Where a queued file goes and how it is treated, decided once, when it is queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Its remote key, or why it cannot have one (the row is failed with it).
+    pub key: Result<String, String>,
+    /// The `match` of the rule that applied; `None`: `[upload]`'s defaults.
+    pub rule: Option<String>,
+    pub priority: i64,
 }
 
 /// `upload.verify`.
@@ -219,6 +250,19 @@ struct RawConfig {
     backend: Spanned<BackendConfig>,
     #[serde(default)]
     metrics: RawMetrics,
+    #[serde(default)]
+    rule: Vec<RawRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(rename = "match")]
+    pattern: Spanned<String>,
+    key: Option<Spanned<String>>,
+    after: Option<Spanned<RawAfter>>,
+    move_to: Option<Spanned<PathBuf>>,
+    priority: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -272,6 +316,7 @@ struct RawUpload {
     verify: Spanned<VerifyMode>,
     verify_samples: Spanned<u32>,
     on_exists: OnExists,
+    key: Option<Spanned<String>>,
 }
 
 impl Default for RawUpload {
@@ -291,6 +336,7 @@ impl Default for RawUpload {
             verify: Spanned::new(0..0, VerifyMode::Auto),
             verify_samples: Spanned::new(0..0, 4),
             on_exists: OnExists::Overwrite,
+            key: None,
         }
     }
 }
@@ -524,34 +570,77 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
         }
         Some(d) => d.get_ref().0,
     };
-    let after = match (up.after.get_ref(), &up.move_to) {
-        (RawAfter::Keep, _) => After::Keep,
-        (RawAfter::Delete, _) => After::Delete,
-        (RawAfter::Move, None) => {
-            return Err(err(
-                up.after.span(),
-                "upload.after",
-                "after = \"move\" needs upload.move_to".into(),
-            ));
-        }
-        (RawAfter::Move, Some(to)) => {
-            let dest = resolve(to.get_ref());
-            // A moved file inside the watched folder would be found and sent again.
-            if dest.starts_with(&watch_path) {
+    // `table` is "upload" or "rule": the keys named in messages.
+    let post_action = |after: &Spanned<RawAfter>,
+                       move_to: &Option<Spanned<PathBuf>>,
+                       table: &str|
+     -> Result<After, ConfigError> {
+        Ok(match (after.get_ref(), move_to) {
+            (RawAfter::Keep, _) => After::Keep,
+            (RawAfter::Delete, _) => After::Delete,
+            (RawAfter::Move, None) => {
                 return Err(err(
-                    to.span(),
-                    "upload.move_to",
-                    format!(
-                        "{} is inside the watched folder {}; sent files would be sent again",
-                        dest.display(),
-                        watch_path.display()
-                    ),
+                    after.span(),
+                    &format!("{table}.after"),
+                    format!("after = \"move\" needs {table}.move_to"),
                 ));
             }
-            locations.insert("upload.move_to", line_col(text, to.span().start));
-            After::Move(dest)
-        }
+            (RawAfter::Move, Some(to)) => {
+                let dest = resolve(to.get_ref());
+                // A moved file inside the watched folder would be found and sent again.
+                if dest.starts_with(&watch_path) {
+                    return Err(err(
+                        to.span(),
+                        &format!("{table}.move_to"),
+                        format!(
+                            "{} is inside the watched folder {}; sent files would be sent again",
+                            dest.display(),
+                            watch_path.display()
+                        ),
+                    ));
+                }
+                After::Move(dest)
+            }
+        })
     };
+    let after = post_action(&up.after, &up.move_to, "upload")?;
+    if let Some(to) = &up.move_to {
+        locations.insert("upload.move_to", line_col(text, to.span().start));
+    }
+    let template = |t: &Spanned<String>, key: &str| {
+        KeyTemplate::parse(t.get_ref()).map_err(|e| err(t.span(), key, e))
+    };
+    let key = match &up.key {
+        Some(t) => template(t, "upload.key")?,
+        None => KeyTemplate::path(),
+    };
+    let mut rules = Vec::new();
+    for r in &raw.rule {
+        let pattern = glob::Pattern::new(r.pattern.get_ref())
+            .map_err(|e| err(r.pattern.span(), "rule.match", format!("bad pattern: {e}")))?;
+        let after = match &r.after {
+            Some(a) => Some(post_action(a, &r.move_to, "rule")?),
+            None if r.move_to.is_some() => {
+                let to = r.move_to.as_ref().map_or(0..0, Spanned::span);
+                return Err(err(
+                    to,
+                    "rule.move_to",
+                    "rule.move_to needs after = \"move\" in the same rule".into(),
+                ));
+            }
+            None => None,
+        };
+        rules.push(Rule {
+            pattern,
+            key: r
+                .key
+                .as_ref()
+                .map(|t| template(t, "rule.key"))
+                .transpose()?,
+            after,
+            priority: r.priority.as_ref().map_or(0, |p| *p.get_ref()),
+        });
+    }
 
     let backend = raw.backend.get_ref().clone().resolved(&resolve);
     if let Some(root) = backend.local_root()
@@ -616,6 +705,7 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             verify,
             verify_samples: *up.verify_samples.get_ref(),
             on_exists: up.on_exists,
+            key,
         },
         daemon: DaemonConfig {
             shutdown_timeout: raw.daemon.shutdown_timeout.0,
@@ -625,6 +715,8 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
         },
         backend,
         metrics,
+        rules,
+        host: crate::keys::host_name(),
         locations,
     })
 }
@@ -674,10 +766,50 @@ impl Config {
             .collect()
     }
 
-    /// The remote key of a local file: its path relative to the watched folder,
-    /// with `/` separators. `None` if the file is not under the folder or its name
-    /// is not UTF-8 (every vendor API takes UTF-8 names).
-    pub fn remote_key(&self, local: &Path) -> Option<String> {
+    /// The route of a local file about to be queued: the first rule whose `match`
+    /// fits its relative path, and its key rendered from that rule's template or
+    /// `upload.key`. `mtime_ns` is the file's modification time.
+    pub fn route(&self, local: &Path, mtime_ns: i64) -> Route {
+        let Some(rel) = self.relative_path(local) else {
+            return Route {
+                key: Err("the file name is not valid UTF-8; no backend can name it".into()),
+                rule: None,
+                priority: 0,
+            };
+        };
+        let rule = self.rule_of(&rel);
+        let template = rule
+            .and_then(|r| r.key.as_ref())
+            .unwrap_or(&self.upload.key);
+        let key = template.render(&KeyInput {
+            rel: &rel,
+            mtime_ns,
+            now: jiff::Timestamp::now(),
+            host: &self.host,
+        });
+        Route {
+            key,
+            rule: rule.map(|r| r.pattern.as_str().to_string()),
+            priority: rule.map_or(0, |r| r.priority),
+        }
+    }
+
+    /// The first rule whose `match` fits `rel` (a relative, `/`-separated path).
+    pub fn rule_of(&self, rel: &str) -> Option<&Rule> {
+        let opts = glob::MatchOptions {
+            case_sensitive: true,
+            require_literal_separator: true,
+            require_literal_leading_dot: false,
+        };
+        self.rules
+            .iter()
+            .find(|r| r.pattern.matches_with(rel, opts))
+    }
+
+    /// A local file's path relative to the watched folder, with `/` separators.
+    /// `None` if the file is not under the folder or its name is not UTF-8 (every
+    /// vendor API takes UTF-8 names).
+    pub fn relative_path(&self, local: &Path) -> Option<String> {
         let rel = local.strip_prefix(&self.watch.path).ok()?;
         let parts: Option<Vec<&str>> = rel
             .components()
@@ -892,6 +1024,66 @@ path = "/tmp/remote"
     }
 
     #[test]
+    fn key_templates_and_rules_are_checked_with_their_line() {
+        let c = parse_str(&format!(
+            "{MINIMAL}[upload]\nkey = \"{{host}}/{{mtime:%Y/%m}}/{{path}}\"\n\
+             [[rule]]\nmatch = \"alarms/**\"\npriority = 9\nafter = \"delete\"\n\
+             [[rule]]\nmatch = \"**/*.log\"\nkey = \"logs/{{name}}\"\n"
+        ))
+        .expect("config");
+        assert_eq!(c.upload.key.source(), "{host}/{mtime:%Y/%m}/{path}");
+        assert_eq!(c.rules.len(), 2);
+        assert_eq!(c.rules[0].priority, 9);
+        assert_eq!(c.rules[0].after, Some(After::Delete));
+        assert_eq!(c.rules[1].after, None);
+        let at = |rel: &str| c.route(&Path::new("/tmp/outbox").join(rel), 0);
+        let r = at("alarms/x/y.json");
+        assert_eq!(r.rule.as_deref(), Some("alarms/**"));
+        assert_eq!(r.priority, 9);
+        assert_eq!(
+            r.key,
+            Ok(format!("{}/1970/01/alarms/x/y.json", c.host)),
+            "the rule sets no key: upload.key"
+        );
+        let r = at("app/deep/z.log");
+        assert_eq!(r.key.as_deref(), Ok("logs/z.log"));
+        assert_eq!(r.priority, 0);
+        let r = at("top.bin");
+        assert_eq!(r.rule, None);
+
+        let (line, key, msg) = invalid_parts(
+            parse_str(&format!("{MINIMAL}[upload]\nkey = \"{{size}}/{{name}}\"\n")).unwrap_err(),
+        );
+        assert_eq!((line, key.as_str()), (8, "upload.key"));
+        assert!(msg.contains("unknown placeholder `{size}`"), "{msg}");
+        let (line, key, msg) = invalid_parts(
+            parse_str(&format!(
+                "{MINIMAL}[[rule]]\nmatch = \"a/**\"\nkey = \"{{mtime:%J}}\"\n"
+            ))
+            .unwrap_err(),
+        );
+        assert_eq!((line, key.as_str()), (9, "rule.key"));
+        assert!(msg.contains("strftime"), "{msg}");
+        let (line, key, _) =
+            invalid_parts(parse_str(&format!("{MINIMAL}[[rule]]\nmatch = \"a/[\"\n")).unwrap_err());
+        assert_eq!((line, key.as_str()), (8, "rule.match"));
+        let (line, key, _) = invalid_parts(
+            parse_str(&format!(
+                "{MINIMAL}[[rule]]\nmatch = \"a/*\"\nmove_to = \"/tmp/sent\"\n"
+            ))
+            .unwrap_err(),
+        );
+        assert_eq!((line, key.as_str()), (9, "rule.move_to"));
+        let (_, key, _) = invalid_parts(
+            parse_str(&format!(
+                "{MINIMAL}[[rule]]\nmatch = \"a/*\"\nafter = \"move\"\nmove_to = \"/tmp/outbox/x\"\n"
+            ))
+            .unwrap_err(),
+        );
+        assert_eq!(key, "rule.move_to");
+    }
+
+    #[test]
     fn reading_back_needs_a_backend_that_can() {
         let boxed = r#"
 [watch]
@@ -1066,7 +1258,7 @@ content_type = "auto"
         let c = parse(Path::new("/srv/app/config/local.toml"), &text).expect("valid");
         assert_eq!(c.watch.path, PathBuf::from("/srv/app/spool/outbox"));
         assert_eq!(
-            c.remote_key(Path::new("/srv/app/spool/outbox/a/b c.bin"))
+            c.relative_path(Path::new("/srv/app/spool/outbox/a/b c.bin"))
                 .as_deref(),
             Some("a/b c.bin")
         );

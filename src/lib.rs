@@ -28,6 +28,7 @@ pub mod engine;
 pub mod housekeeping;
 pub mod identity;
 pub mod journal;
+pub mod keys;
 pub mod liveness;
 pub mod logging;
 pub mod metrics;

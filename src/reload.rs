@@ -49,6 +49,8 @@ fn settings(c: &Config) -> Vec<(&'static str, bool, String)> {
         ("upload.verify", false, d(&u.verify)),
         ("upload.verify_samples", false, d(&u.verify_samples)),
         ("upload.on_exists", false, d(&u.on_exists)),
+        ("upload.key", false, d(&u.key.source())),
+        ("rule", false, d(&c.rules)),
         (
             "daemon.shutdown_timeout",
             false,

@@ -105,10 +105,12 @@ async fn completed_but_unrecorded(torn_cleanup: bool) -> Staged {
     let Enqueued::Added(id) = j
         .enqueue(&NewFile {
             path: path.clone(),
-            key: Some("x.bin".into()),
+            key: Ok("x.bin".into()),
             size: identity.size,
             mtime_ns: identity.mtime_ns,
             inode: identity.inode,
+            rule: None,
+            priority: 0,
         })
         .expect("enqueue")
     else {
@@ -158,6 +160,7 @@ async fn resume(st: &Staged) -> dropship::journal::FileRow {
         verify: dropship::config::VerifyMode::Auto,
         verify_samples: 4,
         on_exists: dropship::config::OnExists::Overwrite,
+        rule_after: Vec::new(),
     };
     let engine = Engine::new(
         settings,
@@ -300,10 +303,12 @@ async fn an_insights_hub_completion_whose_answer_was_lost_is_recognised() {
     let Enqueued::Added(id) = j
         .enqueue(&NewFile {
             path: path.clone(),
-            key: Some("x.bin".into()),
+            key: Ok("x.bin".into()),
             size: identity.size,
             mtime_ns: identity.mtime_ns,
             inode: identity.inode,
+            rule: None,
+            priority: 0,
         })
         .expect("enqueue")
     else {

@@ -115,14 +115,17 @@ pub(super) async fn run_file(
 
 /// The folder a row's file must be reached from without crossing a symbolic link,
 /// and its post-action. A file the watcher found is confined to the outbox and gets
-/// `upload.after`. A file given to `dropship push` may lie anywhere: it is confined
+/// its rule's `after`, else `upload.after`. A file given to `dropship push` may lie anywhere: it is confined
 /// to its own folder (push recorded its path with every link resolved, so the file
 /// itself must still be a regular file, not a link swapped in since), and it is
 /// always kept: push never deletes or moves what a person named.
 fn confinement(ctx: &Ctx, row: &FileRow) -> (PathBuf, After) {
     match (row.pushed, row.path.parent()) {
         (true, Some(folder)) => (folder.to_path_buf(), After::Keep),
-        _ => (ctx.settings.root.clone(), ctx.settings.after.clone()),
+        _ => (
+            ctx.settings.root.clone(),
+            ctx.settings.after_for(row.rule.as_deref()),
+        ),
     }
 }
 

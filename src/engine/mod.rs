@@ -65,9 +65,18 @@ pub struct EngineSettings {
     pub verify: VerifyMode,
     pub verify_samples: u32,
     pub on_exists: OnExists,
+    /// The post-action of each `[[rule]]` that sets one, by its `match`.
+    pub rule_after: Vec<(String, After)>,
 }
 
 impl EngineSettings {
+    /// The post-action of a file queued under `rule`: the rule's while it is in the
+    /// config and sets one, else `upload.after`.
+    pub fn after_for(&self, rule: Option<&str>) -> After {
+        rule.and_then(|m| self.rule_after.iter().find(|(r, _)| r == m))
+            .map_or_else(|| self.after.clone(), |(_, a)| a.clone())
+    }
+
     pub fn from_config(cfg: &Config) -> EngineSettings {
         let u = &cfg.upload;
         EngineSettings {
@@ -85,6 +94,11 @@ impl EngineSettings {
             verify: u.verify,
             verify_samples: u.verify_samples,
             on_exists: u.on_exists,
+            rule_after: cfg
+                .rules
+                .iter()
+                .filter_map(|r| Some((r.pattern.as_str().to_string(), r.after.clone()?)))
+                .collect(),
         }
     }
 

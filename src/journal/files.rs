@@ -86,28 +86,27 @@ impl Journal {
                 params![path, now_ms()],
             )?;
         }
-        let (state, err) = match &f.key {
-            Some(_) => (FileState::Queued, None),
-            None => (
-                FileState::Failed,
-                Some("the file name is not valid UTF-8; no backend can name it"),
-            ),
+        let (state, key, err) = match &f.key {
+            Ok(k) => (FileState::Queued, Some(k.as_str()), None),
+            Err(why) => (FileState::Failed, None, Some(why.as_str())),
         };
         let now = now_ms();
         tx.execute(
             "INSERT INTO files (path, key, size, mtime_ns, inode, state, last_error,
-                                created_at, updated_at, pushed)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+                                created_at, updated_at, pushed, rule, priority)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11)",
             params![
                 path,
-                f.key,
+                key,
                 f.size as i64,
                 f.mtime_ns,
                 f.inode as i64,
                 state.as_str(),
                 err,
                 now,
-                pushed
+                pushed,
+                f.rule,
+                f.priority
             ],
         )?;
         let new = tx.last_insert_rowid();
@@ -162,7 +161,7 @@ impl Journal {
                     OR (state IN ('retrying', 'joining')
                         AND (next_attempt_at <= ?1 OR next_attempt_at > ?2)))
                AND (?3 IS NULL OR id IN (SELECT value FROM json_each(?3)))
-             ORDER BY next_attempt_at, id",
+             ORDER BY priority DESC, next_attempt_at, id",
         )?;
         // Beyond the horizon: scheduled before the clock jumped backwards.
         let mut rows = stmt.query(params![now, now.saturating_add(self.horizon_ms), only])?;

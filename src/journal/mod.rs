@@ -79,6 +79,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_delivered_rows_keep_no_resume_state",
         include_str!("../../migrations/0008_delivered_rows_keep_no_resume_state.sql"),
     ),
+    (
+        "0009_rules_and_priority",
+        include_str!("../../migrations/0009_rules_and_priority.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
@@ -166,8 +170,13 @@ type Result<T> = std::result::Result<T, JournalError>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewFile {
     pub path: PathBuf,
-    /// `None` when the name cannot be sent; the row is then `failed` at once.
-    pub key: Option<String>,
+    /// The remote key, or why the file cannot have one; the row is then `failed`
+    /// at once, with that reason.
+    pub key: std::result::Result<String, String>,
+    /// The `match` of the `[[rule]]` it was queued under.
+    pub rule: Option<String>,
+    /// Higher is claimed first.
+    pub priority: i64,
     pub size: u64,
     pub mtime_ns: i64,
     pub inode: u64,
@@ -216,6 +225,9 @@ pub struct FileRow {
     /// Recorded by `dropship push`, not by the watcher: confined to its own folder,
     /// never deleted or moved (see `migrations/0007_pushed_files.sql`).
     pub pushed: bool,
+    /// The `match` of the `[[rule]]` it was queued under (migration 0009).
+    pub rule: Option<String>,
+    pub priority: i64,
 }
 
 /// One part's row.
@@ -602,7 +614,7 @@ const ACTIVE_SQL: &str = "'queued','uploading','completing','joining','verifying
 
 const FILE_COLUMNS: &str = "id, path, key, size, mtime_ns, inode, state, session, part_size,
     attempts, failures, verify_failures, next_attempt_at, last_error, bytes_sent, digests, remote,
-    hash_state, clash_checked, join_started, join_restarts, pushed";
+    hash_state, clash_checked, join_started, join_restarts, pushed, rule, priority";
 
 fn read_file_row(r: &Row<'_>) -> Result<FileRow> {
     let id: FileId = r.get(0)?;
@@ -643,6 +655,8 @@ fn read_file_row(r: &Row<'_>) -> Result<FileRow> {
         join_started: r.get(19)?,
         join_restarts: r.get(20)?,
         pushed: r.get(21)?,
+        rule: r.get(22)?,
+        priority: r.get(23)?,
     })
 }
 

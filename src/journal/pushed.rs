@@ -64,10 +64,12 @@ mod tests {
     fn file(path: &str) -> NewFile {
         NewFile {
             path: PathBuf::from(path),
-            key: Some("k".into()),
+            key: Ok("k".into()),
             size: 10,
             mtime_ns: 1,
             inode: 7,
+            rule: None,
+            priority: 0,
         }
     }
 

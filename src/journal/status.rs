@@ -153,6 +153,11 @@ pub struct FileStatus {
     pub parts_uploaded: u32,
     /// Unix milliseconds of the last change.
     pub updated_at: i64,
+    /// The `match` of the `[[rule]]` the file was queued under; `null`: `[upload]`.
+    pub rule: Option<String>,
+    /// The remote key, decided when the file was queued; `null` for a file that
+    /// cannot have one (its `last_error` says why).
+    pub key: Option<String>,
 }
 
 impl Journal {
@@ -410,7 +415,7 @@ impl Journal {
                     COALESCE(f.parts_count,
                              (SELECT COUNT(*) FROM parts p
                               WHERE p.file_id = f.id AND p.state = 'uploaded')),
-                    f.join_started
+                    f.join_started, f.rule, f.key
              FROM files f WHERE {tail}"
         ))?;
         let rows = stmt.query_map(args, |r| {
@@ -429,6 +434,8 @@ impl Journal {
                 parts_total: r.get(9)?,
                 parts_uploaded: r.get(10)?,
                 join_started: r.get(11)?,
+                rule: r.get(12)?,
+                key: r.get(13)?,
             })
         })?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

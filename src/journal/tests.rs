@@ -6,10 +6,12 @@ use crate::backend::Receipt;
 fn new_file(path: &str, size: u64, mtime_ns: i64) -> NewFile {
     NewFile {
         path: PathBuf::from(path),
-        key: Some(path.trim_start_matches('/').to_string()),
+        key: Ok(path.trim_start_matches('/').to_string()),
         size,
         mtime_ns,
         inode: 7,
+        rule: None,
+        priority: 0,
     }
 }
 
@@ -253,10 +255,10 @@ fn retry_of_a_failed_row_with_newer_content_supersedes_it() {
 }
 
 #[test]
-fn non_utf8_names_are_failed_with_a_reason() {
+fn a_file_without_a_key_is_failed_with_the_reason() {
     let mut j = Journal::open_in_memory().expect("open");
     let mut f = new_file("/o/x", 1, 1);
-    f.key = None;
+    f.key = Err("the file name is not valid UTF-8; no backend can name it".into());
     let Enqueued::Added(id) = j.enqueue(&f).expect("enqueue") else {
         panic!("added")
     };
@@ -816,5 +818,39 @@ fn a_delivered_row_keeps_its_part_count_but_no_resume_state() {
     assert_eq!(
         j.enqueue(&new_file("/o/a", 10, 1)).expect("again"),
         Enqueued::Unchanged(id)
+    );
+}
+
+#[test]
+fn a_higher_priority_is_claimed_first_then_the_oldest() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let mut ids = Vec::new();
+    for (path, priority) in [
+        ("/o/bulk1", 0),
+        ("/o/bulk2", 0),
+        ("/o/alarm", 5),
+        ("/o/bulk3", 0),
+    ] {
+        let mut f = new_file(path, 1, 1);
+        f.priority = priority;
+        f.rule = (priority > 0).then(|| "alarms/*".to_string());
+        let Enqueued::Added(id) = j.enqueue(&f).expect("enqueue") else {
+            panic!("added")
+        };
+        ids.push(id);
+    }
+    let order: Vec<FileId> = (0..4)
+        .map(|_| {
+            j.claim_next(now_ms(), &[])
+                .expect("claim")
+                .expect("a row")
+                .id
+        })
+        .collect();
+    assert_eq!(order, [ids[2], ids[0], ids[1], ids[3]]);
+    let alarm = j.file(ids[2]).expect("row").expect("exists");
+    assert_eq!(
+        (alarm.priority, alarm.rule.as_deref()),
+        (5, Some("alarms/*"))
     );
 }

@@ -247,10 +247,12 @@ async fn record(journal: &JournalHandle, targets: &[Target]) -> Result<Vec<FileI
         .iter()
         .map(|t| NewFile {
             path: t.path.clone(),
-            key: Some(t.key.clone()),
+            key: Ok(t.key.clone()),
             size: t.identity.size,
             mtime_ns: t.identity.mtime_ns,
             inode: t.identity.inode,
+            rule: t.rule.clone(),
+            priority: t.priority,
         })
         .collect();
     let ids = journal

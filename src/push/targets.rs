@@ -30,6 +30,10 @@ pub struct Target {
     pub key: String,
     /// The content read at push time; the engine refuses a file that changes after.
     pub identity: Identity,
+    /// The `[[rule]]` (its `match`) a file of the outbox falls under, and its
+    /// priority; none and 0 for a file outside.
+    pub rule: Option<String>,
+    pub priority: i64,
 }
 
 /// An argument that cannot be pushed, with why.
@@ -94,11 +98,15 @@ fn resolve_one(
     let inside = outbox
         .and_then(|o| real.strip_prefix(o).ok())
         .map(|rel| cfg.watch.path.join(rel));
-    let key = match (key, &inside) {
+    let identity = Identity::of(&meta);
+    // A file of the outbox goes where the watcher would send it: its rule's key
+    // (or `upload.key`), its rule's priority.
+    let route = inside
+        .as_ref()
+        .map(|path| cfg.route(path, identity.mtime_ns));
+    let key = match (key, &route) {
         (Some(k), _) => check_key(k)?,
-        (None, Some(path)) => cfg
-            .remote_key(path)
-            .ok_or("its path below the watched folder is not valid UTF-8; give --key")?,
+        (None, Some(route)) => route.key.clone()?,
         (None, None) => real
             .file_name()
             .and_then(|n| n.to_str())
@@ -109,7 +117,9 @@ fn resolve_one(
         given: given.to_path_buf(),
         path: inside.unwrap_or(real),
         key,
-        identity: Identity::of(&meta),
+        identity,
+        rule: route.as_ref().and_then(|r| r.rule.clone()),
+        priority: route.as_ref().map_or(0, |r| r.priority),
     })
 }
 

@@ -604,12 +604,17 @@ impl Watcher {
     /// reached without crossing a link (`confined_file`, or a walk, which never
     /// enters one).
     async fn record(&mut self, path: &Path, id: Identity) -> Result<(), WatchError> {
+        // The key is decided now, once: a restart, a reload or a clock change never
+        // moves a queued file to another key.
+        let route = self.cfg.route(path, id.mtime_ns);
         let f = NewFile {
             path: path.to_path_buf(),
-            key: self.cfg.remote_key(path),
+            key: route.key,
             size: id.size,
             mtime_ns: id.mtime_ns,
             inode: id.inode,
+            rule: route.rule,
+            priority: route.priority,
         };
         let shown = path.display().to_string();
         let recorded = match self.journal.call(move |j| j.enqueue(&f)).await {
