@@ -146,6 +146,10 @@ pub enum OnExists {
     Skip,
     /// The row is `failed` with the reason; the local file stays.
     Fail,
+    /// The new content goes to `<stem>.<n><ext>` with the first free n, chosen
+    /// before the upload and kept in the journal.
+    #[serde(rename = "keep-both")]
+    KeepBoth,
 }
 
 /// What happens to the local file once its upload is verified.

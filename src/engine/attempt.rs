@@ -37,7 +37,7 @@ use crate::backend::{
 };
 use crate::config::{After, OnExists};
 use crate::confine;
-use crate::digest::Digest;
+use crate::digest::{Digest, DigestKind};
 use crate::identity::Identity;
 use crate::journal::{FileId, FileRow, PartRow, PartState, now_ms};
 use crate::metrics::Reason;
@@ -164,7 +164,7 @@ impl Attempt<'_> {
         let Some(key) = row.key.clone() else {
             return Err(Stop::Refused("the file has no remote name".into()));
         };
-        let file = FileSpec {
+        let mut file = FileSpec {
             key,
             size: row.size,
             mtime: row.mtime_ns.div_euclid(1_000_000_000),
@@ -189,8 +189,12 @@ impl Attempt<'_> {
                 if row.session.is_none() && ctx.caps.asynchronous_join {
                     self.settle_older_joins(&file).await?;
                 }
-                if row.session.is_none() && !row.clash_checked && !self.name_is_free(&file).await? {
-                    return Ok(()); // skipped: the service holds the name
+                if row.session.is_none() && !row.clash_checked {
+                    match self.check_name(&file).await? {
+                        Name::Free => {}
+                        Name::Done => return Ok(()),
+                        Name::Renamed(key) => file.key = key,
+                    }
                 }
                 if row.session.is_none() && row.size < ctx.caps.single_request_below {
                     self.single(&file).await?
@@ -202,31 +206,104 @@ impl Attempt<'_> {
         self.verify_and_finish(&remote, &digests).await
     }
 
-    /// `upload.on_exists` before the first request that could create the object:
-    /// `false` when the name is taken and the file was skipped (the row is `done`).
-    /// With "overwrite" nothing is asked: the backend replaces the service's way.
-    async fn name_is_free(&self, file: &FileSpec) -> Result<bool, Stop> {
+    /// What the service holds under the key, before the first request that could
+    /// create the object. Identical content (same size, and the same digest where
+    /// the service's stat has one) is delivered already: the file is done without
+    /// sending a byte, whatever `upload.on_exists` says. Other content meets the
+    /// policy: overwrite it, skip the file, fail it, or keep both (the file goes to
+    /// the first free `<stem>.<n><ext>`, recorded before any byte is sent).
+    async fn check_name(&self, file: &FileSpec) -> Result<Name, Stop> {
         let ctx = self.ctx;
         let id = self.row.id;
         let policy = ctx.settings.on_exists;
-        if policy != OnExists::Overwrite
-            && let Some(st) = ctx.backend.stat(&file.key, None).await?
-        {
-            let held = format!("the service already holds {} ({} bytes)", file.key, st.size);
-            if policy == OnExists::Fail {
-                return Err(Stop::Refused(format!(
-                    "{held}; upload.on_exists = \"fail\""
-                )));
-            }
-            let note = format!("not uploaded: {held}; upload.on_exists = \"skip\"");
-            info!("{note}");
-            ctx.journal
-                .call(move |j| j.skip_existing(id, &note))
-                .await?;
-            return Ok(false);
+        let mut local: Option<Digest> = None;
+        let Some(st) = ctx.backend.stat(&file.key, None).await? else {
+            ctx.journal.call(move |j| j.clash_checked(id)).await?;
+            return Ok(Name::Free);
+        };
+        if self.identical(&st, &mut local).await? {
+            self.finish_identical(&file.key).await?;
+            return Ok(Name::Done);
         }
-        ctx.journal.call(move |j| j.clash_checked(id)).await?;
-        Ok(true)
+        let held = format!("the service already holds {} ({} bytes)", file.key, st.size);
+        match policy {
+            OnExists::Overwrite => {
+                ctx.journal.call(move |j| j.clash_checked(id)).await?;
+                Ok(Name::Free)
+            }
+            OnExists::Fail => Err(Stop::Refused(format!(
+                "{held}; upload.on_exists = \"fail\""
+            ))),
+            OnExists::Skip => {
+                let note = format!("not uploaded: {held}; upload.on_exists = \"skip\"");
+                info!("{note}");
+                ctx.journal
+                    .call(move |j| j.skip_existing(id, &note))
+                    .await?;
+                Ok(Name::Done)
+            }
+            OnExists::KeepBoth => {
+                for n in 1..=KEEP_BOTH_TRIES {
+                    let candidate = numbered(&file.key, n);
+                    match ctx.backend.stat(&candidate, None).await? {
+                        None => {
+                            info!(key = %candidate, "{held}; the file goes beside it (upload.on_exists = \"keep-both\")");
+                            let k = candidate.clone();
+                            ctx.journal.call(move |j| j.name_chosen(id, &k)).await?;
+                            return Ok(Name::Renamed(candidate));
+                        }
+                        // Kept before (a journal lost since, or pushed twice).
+                        Some(st) if self.identical(&st, &mut local).await? => {
+                            let k = candidate.clone();
+                            ctx.journal.call(move |j| j.name_chosen(id, &k)).await?;
+                            self.finish_identical(&candidate).await?;
+                            return Ok(Name::Done);
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Err(Stop::Refused(format!(
+                    "{held}, and so do the first {KEEP_BOTH_TRIES} numbered names beside it; upload.on_exists = \"keep-both\""
+                )))
+            }
+        }
+    }
+
+    /// Whether the service's object is this file's content: the same size, and the
+    /// same digest, computed from the local file once (`local` caches it) and only
+    /// where sizes agree. Without a digest in the stat, content cannot be told
+    /// apart, and it is not taken for identical.
+    async fn identical(&self, st: &RemoteStat, local: &mut Option<Digest>) -> Result<bool, Stop> {
+        let Some(remote) = st.digest.as_ref().filter(|_| st.size == self.row.size) else {
+            return Ok(false);
+        };
+        let mine = match local.as_ref().filter(|d| d.kind == remote.kind) {
+            Some(d) => d.clone(),
+            None => {
+                let d = hash_file(&self.row.path, remote.kind).await?;
+                *local = Some(d.clone());
+                d
+            }
+        };
+        Ok(mine.matches(remote))
+    }
+
+    /// The service holds this content at `key` already: the file is delivered
+    /// (its post-action runs) without a byte sent.
+    async fn finish_identical(&self, key: &str) -> Result<(), Stop> {
+        let ctx = self.ctx;
+        let id = self.row.id;
+        let remote = RemoteObject::at(key);
+        let r = remote.clone();
+        ctx.journal
+            .call(move |j| j.to_verifying(id, &r, &FileDigests::default(), None))
+            .await?;
+        info!(%key, "the service already holds this content; nothing sent");
+        self.post_action_and_done(
+            &remote,
+            Some("the service already held this content; nothing was sent"),
+        )
+        .await
     }
 
     /// Fails fast if the file changed while it waited in the queue, or is reached
@@ -665,7 +742,6 @@ impl Attempt<'_> {
         digests: &FileDigests,
     ) -> Result<(), Stop> {
         let (ctx, row) = (self.ctx, self.row);
-        let id: FileId = row.id;
         let stat = verify::retrying(|| ctx.backend.stat(&remote.key, Some(remote))).await?;
         let Some(stat) = stat else {
             return Err(Stop::Mismatch(format!(
@@ -691,6 +767,18 @@ impl Attempt<'_> {
             Check::Size | Check::Digest => 0,
         };
         debug!(check = ?ctx.check, read_back, "verified");
+        self.post_action_and_done(remote, None).await
+    }
+
+    /// The post-action, then `done`; `note` (if any) is kept in `status` when the
+    /// post-action adds none of its own.
+    async fn post_action_and_done(
+        &self,
+        remote: &RemoteObject,
+        note: Option<&str>,
+    ) -> Result<(), Stop> {
+        let (ctx, row) = (self.ctx, self.row);
+        let id: FileId = row.id;
         // The upload is verified; the post-action must not be cut in half by shutdown,
         // and it is quick: it runs to its end on a blocking thread.
         let (root, after) = confinement(ctx, row);
@@ -703,7 +791,7 @@ impl Attempt<'_> {
         .await
         .map_err(|e| Stop::LocalIo(std::io::Error::other(e.to_string())))?;
         let note = match post {
-            Ok(Post::Done(note)) => note,
+            Ok(Post::Done(own)) => own.or_else(|| note.map(str::to_string)),
             Ok(Post::Postponed(why)) => return Err(Stop::Postponed(why)),
             Err(e) => {
                 warn!(error = %e, "delivered, but the post-action failed");
@@ -743,5 +831,64 @@ fn stat_matches(
         )),
         (None, _) => Err("the service reported no digest".into()),
         (_, None) => Err("no local digest was computed".into()),
+    }
+}
+
+/// What [`Attempt::check_name`] found.
+enum Name {
+    /// Upload under the key.
+    Free,
+    /// Nothing to upload: delivered already, or skipped.
+    Done,
+    /// Upload under this key instead (`keep-both`).
+    Renamed(String),
+}
+
+/// How many numbered names `keep-both` tries before it gives up on a file.
+const KEEP_BOTH_TRIES: u32 = 1000;
+
+/// `dir/stem.ext` → `dir/stem.n.ext` (`.bashrc` → `.bashrc.n`).
+fn numbered(key: &str, n: u32) -> String {
+    let (dir, name) = match key.rsplit_once('/') {
+        Some((d, name)) => (format!("{d}/"), name),
+        None => (String::new(), key),
+    };
+    match name.rfind('.') {
+        Some(i) if i > 0 => format!("{dir}{}.{n}{}", &name[..i], &name[i..]),
+        _ => format!("{dir}{name}.{n}"),
+    }
+}
+
+/// The `kind` digest of the whole file at `path`, read on a blocking thread.
+async fn hash_file(path: &std::path::Path, kind: DigestKind) -> Result<Digest, Stop> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || -> std::io::Result<Digest> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&path)?;
+        let mut h = crate::digest::Hasher::new(kind);
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                return Ok(h.finish());
+            }
+            h.update(&buf[..n]);
+        }
+    })
+    .await
+    .map_err(|e| Stop::LocalIo(std::io::Error::other(e.to_string())))?
+    .map_err(Stop::LocalIo)
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::numbered;
+
+    #[test]
+    fn keep_both_numbers_the_stem() {
+        assert_eq!(numbered("a/b/report.csv", 1), "a/b/report.1.csv");
+        assert_eq!(numbered("x.tar.gz", 2), "x.tar.2.gz");
+        assert_eq!(numbered("README", 3), "README.3");
+        assert_eq!(numbered("d/.bashrc", 1), "d/.bashrc.1");
     }
 }

@@ -562,6 +562,16 @@ impl Journal {
         Ok(())
     }
 
+    /// `upload.on_exists = "keep-both"` chose `key` beside the name the service holds:
+    /// the file goes there, after a restart too.
+    pub fn name_chosen(&mut self, id: FileId, key: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE files SET key = ?2, clash_checked = 1, updated_at = ?3 WHERE id = ?1",
+            params![id, key, now_ms()],
+        )?;
+        Ok(())
+    }
+
     /// `uploading → done` without an upload: the service already holds the name and
     /// `upload.on_exists = "skip"`. `note` says so in `status`.
     pub fn skip_existing(&mut self, id: FileId, note: &str) -> Result<()> {
