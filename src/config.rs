@@ -94,6 +94,11 @@ pub struct UploadConfig {
     pub on_exists: OnExists,
     /// `upload.key`: the remote key of a file no rule gives one.
     pub key: KeyTemplate,
+    /// Delivered files kept in the outbox are removed this long after delivery.
+    pub keep_for: Option<Duration>,
+    /// Above this many bytes in the outbox, delivered kept files are removed, oldest
+    /// first.
+    pub outbox_max: Option<u64>,
 }
 
 /// One `[[rule]]`: files whose relative path matches `pattern` get what it sets;
@@ -321,6 +326,8 @@ struct RawUpload {
     verify_samples: Spanned<u32>,
     on_exists: OnExists,
     key: Option<Spanned<String>>,
+    keep_for: Option<Spanned<HumanDuration>>,
+    outbox_max: Option<Spanned<ByteSize>>,
 }
 
 impl Default for RawUpload {
@@ -341,6 +348,8 @@ impl Default for RawUpload {
             verify_samples: Spanned::new(0..0, 4),
             on_exists: OnExists::Overwrite,
             key: None,
+            keep_for: None,
+            outbox_max: None,
         }
     }
 }
@@ -611,6 +620,24 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
     if let Some(to) = &up.move_to {
         locations.insert("upload.move_to", line_col(text, to.span().start));
     }
+    if let Some(d) = &up.keep_for
+        && (d.get_ref().0 < Duration::from_secs(1) || d.get_ref().0 > 3650 * DAY)
+    {
+        return Err(err(
+            d.span(),
+            "upload.keep_for",
+            "must be between 1s and 3650d".into(),
+        ));
+    }
+    if let Some(b) = &up.outbox_max
+        && b.get_ref().0 == 0
+    {
+        return Err(err(
+            b.span(),
+            "upload.outbox_max",
+            "must be more than 0 (leave it out for no limit)".into(),
+        ));
+    }
     let template = |t: &Spanned<String>, key: &str| {
         KeyTemplate::parse(t.get_ref()).map_err(|e| err(t.span(), key, e))
     };
@@ -710,6 +737,8 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             verify_samples: *up.verify_samples.get_ref(),
             on_exists: up.on_exists,
             key,
+            keep_for: up.keep_for.as_ref().map(|d| d.get_ref().0),
+            outbox_max: up.outbox_max.as_ref().map(|b| b.get_ref().0),
         },
         daemon: DaemonConfig {
             shutdown_timeout: raw.daemon.shutdown_timeout.0,

@@ -191,6 +191,21 @@ pub async fn run(
         cfg.journal.keep_done,
         cancel.child_token(),
     ));
+    // DROPSHIP_RETENTION_EVERY_MS: a shorter pass interval, for tests.
+    let every = std::env::var("DROPSHIP_RETENTION_EVERY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_millis);
+    tasks.spawn(crate::retention::run(
+        journal.clone(),
+        crate::retention::Retention {
+            root: cfg.watch.path.clone(),
+            keep_for: cfg.upload.keep_for,
+            outbox_max: cfg.upload.outbox_max,
+        },
+        every,
+        cancel.child_token(),
+    ));
     tasks.close();
     let lost = journal_lost(cfg.journal.path.clone());
     tokio::pin!(lost);

@@ -34,6 +34,7 @@ pub mod logging;
 pub mod metrics;
 pub mod push;
 pub mod reload;
+pub mod retention;
 pub mod secret;
 pub mod status;
 pub mod throttle;

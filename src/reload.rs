@@ -48,6 +48,8 @@ fn settings(c: &Config) -> Vec<(&'static str, bool, String)> {
         ("upload.answer_timeout", false, d(&u.timeouts.answer)),
         ("upload.verify", false, d(&u.verify)),
         ("upload.verify_samples", false, d(&u.verify_samples)),
+        ("upload.keep_for", false, d(&u.keep_for)),
+        ("upload.outbox_max", false, d(&u.outbox_max)),
         ("upload.on_exists", false, d(&u.on_exists)),
         ("upload.key", false, d(&u.key.source())),
         ("rule", false, d(&c.rules)),

@@ -254,3 +254,31 @@ fn refused_requests_count_as_parts_retried() {
     assert_eq!(value(&after, "dropship_backlog_bytes"), 0.0);
     assert_eq!(tb.object_bytes("box", "refused.bin").expect("stored"), data);
 }
+
+/// `upload.outbox_max` exceeded by files that cannot be delivered: the gauges say
+/// how big the outbox is and that nothing delivered is left to remove.
+#[test]
+fn an_outbox_over_its_limit_shows_in_the_gauges() {
+    let env = Env::new(
+        "200ms",
+        "outbox_max = \"10KiB\"",
+        "type = \"box\"\napi_url = \"http://127.0.0.1:9\"\nupload_url = \"http://127.0.0.1:9\"\ntoken_file = \"token\"",
+        METRICS,
+    );
+    std::fs::write(env.dir.path().join("token"), "t").expect("token");
+    let _daemon = env.spawn_with(|c| {
+        c.env("DROPSHIP_RETENTION_EVERY_MS", "200");
+    });
+    let addr = metrics_addr(&env);
+    for i in 0..3u64 {
+        env.drop_file(&format!("u{i}.bin"), &common::random_bytes(4 << 10, i));
+    }
+    let text = common::wait_for(Duration::from_secs(30), "outbox_over_limit 1", || {
+        let text = scrape(addr);
+        (value(&text, "dropship_outbox_over_limit") == 1.0).then_some(text)
+    });
+    assert_eq!(
+        value(&text, "dropship_outbox_bytes"),
+        f64::from(3 * (4 << 10))
+    );
+}

@@ -217,7 +217,18 @@ impl Attempt<'_> {
         let id = self.row.id;
         let policy = ctx.settings.on_exists;
         let mut local: Option<Digest> = None;
-        let Some(st) = ctx.backend.stat(&file.key, None).await? else {
+        let st = match ctx.backend.stat(&file.key, None).await {
+            Ok(st) => st,
+            // Under "overwrite" the look is only a saving: a refusal of the moment
+            // does not hold the upload back (it meets the same service, and its own
+            // retries). Not recorded as checked: the next attempt looks again.
+            Err(e @ BackendError::Retry { .. }) if policy == OnExists::Overwrite => {
+                debug!(error = %e, "could not look for identical content; uploading");
+                return Ok(Name::Free);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(st) = st else {
             ctx.journal.call(move |j| j.clash_checked(id)).await?;
             return Ok(Name::Free);
         };
@@ -782,6 +793,9 @@ impl Attempt<'_> {
         // The upload is verified; the post-action must not be cut in half by shutdown,
         // and it is quick: it runs to its end on a blocking thread.
         let (root, after) = confinement(ctx, row);
+        // A file of the outbox kept in place is local retention's to remove later;
+        // a pushed one is never touched.
+        let keeps = after == After::Keep && !row.pushed;
         let path = row.path.clone();
         let key = remote.key.clone();
         let verified = identity(row);
@@ -790,18 +804,25 @@ impl Attempt<'_> {
         })
         .await
         .map_err(|e| Stop::LocalIo(std::io::Error::other(e.to_string())))?;
-        let note = match post {
-            Ok(Post::Done(own)) => own.or_else(|| note.map(str::to_string)),
+        let (note, kept) = match post {
+            // No note of its own: the file is in place, unchanged.
+            Ok(Post::Done(own)) => (
+                own.clone().or_else(|| note.map(str::to_string)),
+                keeps && own.is_none(),
+            ),
             Ok(Post::Postponed(why)) => return Err(Stop::Postponed(why)),
             Err(e) => {
                 warn!(error = %e, "delivered, but the post-action failed");
-                Some(format!(
-                    "delivered and verified, but the post-action failed: {e}"
-                ))
+                (
+                    Some(format!(
+                        "delivered and verified, but the post-action failed: {e}"
+                    )),
+                    false,
+                )
             }
         };
         ctx.journal
-            .call(move |j| j.to_done(id, note.as_deref()))
+            .call(move |j| j.to_done(id, note.as_deref(), kept))
             .await?;
         Ok(())
     }

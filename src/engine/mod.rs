@@ -22,7 +22,7 @@ mod gate;
 mod join;
 mod outcome;
 mod plan;
-mod post;
+pub(crate) mod post;
 mod pump;
 mod reader;
 mod writers;

@@ -585,14 +585,15 @@ impl Journal {
     }
 
     /// `verifying → done`. `note` is kept in `last_error` (e.g. why the post-action
-    /// was skipped); `None` clears it.
-    pub fn to_done(&mut self, id: FileId, note: Option<&str>) -> Result<()> {
+    /// was skipped); `None` clears it. `kept`: the delivered file stays in the
+    /// outbox (`after = "keep"`), for local retention to remove in its time.
+    pub fn to_done(&mut self, id: FileId, note: Option<&str>, kept: bool) -> Result<()> {
         self.transition(
             id,
             &[FileState::Verifying],
             FileState::Done,
-            "last_error = ?4, failures = 0",
-            &[&note],
+            "last_error = ?4, failures = 0, kept = ?5",
+            &[&note, &kept],
         )
     }
 

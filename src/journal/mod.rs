@@ -23,6 +23,7 @@ mod handle;
 mod housekeeping;
 mod parts;
 mod pushed;
+mod retention;
 pub mod states;
 mod status;
 
@@ -36,6 +37,7 @@ use serde::Serialize;
 pub use handle::JournalHandle;
 pub use housekeeping::{Forgot, PruneCandidate};
 pub use pushed::PushedRow;
+pub use retention::KeptFile;
 pub use states::{FileState, PartState};
 pub use status::{
     BACKEND_TOPIC, BackendHealth, BackendPlan, Backlog, FileStatus, InFlight, LAST_ERRORS,
@@ -82,6 +84,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0009_rules_and_priority",
         include_str!("../../migrations/0009_rules_and_priority.sql"),
+    ),
+    (
+        "0010_local_retention",
+        include_str!("../../migrations/0010_local_retention.sql"),
     ),
 ];
 

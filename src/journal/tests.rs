@@ -89,7 +89,7 @@ fn same_content_is_queued_once() {
         None,
     )
     .expect("verifying");
-    j.to_done(id, None).expect("done");
+    j.to_done(id, None, false).expect("done");
     assert_eq!(j.enqueue(&f).expect("after done"), Enqueued::Unchanged(id));
     // New content at the same path is a new row.
     let g = new_file("/o/a", 11, 2);
@@ -805,7 +805,7 @@ fn a_delivered_row_keeps_its_part_count_but_no_resume_state() {
     j.to_verifying(id, &remote, &FileDigests::default(), None)
         .expect("verifying");
     assert_eq!(j.known_sessions().expect("sessions").len(), 1);
-    j.to_done(id, None).expect("done");
+    j.to_done(id, None, false).expect("done");
     assert!(j.parts(id).expect("parts").is_empty(), "parts dropped");
     assert!(
         j.known_sessions().expect("sessions").is_empty(),

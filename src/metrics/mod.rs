@@ -175,6 +175,11 @@ impl Metrics {
             Ok(JournalSnapshot {
                 counts,
                 backlog: j.backlog()?,
+                outbox_bytes: j.outbox_bytes()?,
+                outbox_over_limit: j
+                    .notices()?
+                    .iter()
+                    .any(|n| n.topic == crate::retention::NOTICE),
                 now_ms: now_ms(),
             })
         });
@@ -205,6 +210,8 @@ impl Metrics {
 struct JournalSnapshot {
     counts: std::collections::BTreeMap<String, u64>,
     backlog: Backlog,
+    outbox_bytes: u64,
+    outbox_over_limit: bool,
     now_ms: i64,
 }
 
@@ -249,6 +256,18 @@ impl Collector for JournalGauges {
         ConstGauge::new(snap.backlog.bytes).encode(encoder.encode_descriptor(
             "backlog_bytes",
             "Bytes of the files not yet delivered (every state but done, failed and superseded).",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        ConstGauge::new(snap.outbox_bytes).encode(encoder.encode_descriptor(
+            "outbox_bytes",
+            "Bytes of the outbox's files as the journal sees them: not yet delivered (failed ones too) and delivered but kept.",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        ConstGauge::new(i64::from(snap.outbox_over_limit)).encode(encoder.encode_descriptor(
+            "outbox_over_limit",
+            "1 while the outbox is over upload.outbox_max with nothing delivered left to remove.",
             None,
             MetricType::Gauge,
         )?)?;

@@ -156,6 +156,15 @@ fn classify(op: Op, r: Refusal) -> BackendError {
                 cause: detail,
             }
         }
+        // A refused HEAD carries no error document (the file's first request, the
+        // look for identical content, is one): by status alone, 403 is the key pair
+        // (or a policy), as AWS documents for HeadObject.
+        "" if r.status == StatusCode::FORBIDDEN => BackendError::AuthRefused {
+            op,
+            detail: format!(
+                "the S3 server refused the access key pair (or a bucket policy forbids this): {detail}"
+            ),
+        },
         "NoSuchBucket" => BackendError::Fatal {
             op,
             status: Some(r.status.as_u16()),
