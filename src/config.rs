@@ -19,6 +19,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::backend::{BackendConfig, Timeouts};
+use crate::compress::Compress;
 use crate::keys::{KeyInput, KeyTemplate};
 use crate::units::{ByteRate, ByteSize, HumanDuration};
 
@@ -99,6 +100,12 @@ pub struct UploadConfig {
     /// Above this many bytes in the outbox, delivered kept files are removed, oldest
     /// first.
     pub outbox_max: Option<u64>,
+    /// `upload.compress` (with `compress_level`): for files no rule sets one for.
+    pub compress: Compress,
+    /// Where compressed copies wait for their upload (default: `spool` beside the
+    /// journal), and how many bytes they may take together.
+    pub spool: PathBuf,
+    pub spool_max: u64,
 }
 
 /// One `[[rule]]`: files whose relative path matches `pattern` get what it sets;
@@ -112,6 +119,7 @@ pub struct Rule {
     pub after: Option<After>,
     /// Higher is claimed first; `[upload]`'s files have 0.
     pub priority: i64,
+    pub compress: Option<Compress>,
 }
 
 /// Where a queued file goes and how it is treated, decided once, when it is queued.
@@ -122,6 +130,7 @@ pub struct Route {
     /// The `match` of the rule that applied; `None`: `[upload]`'s defaults.
     pub rule: Option<String>,
     pub priority: i64,
+    pub compress: Compress,
 }
 
 /// `upload.verify`.
@@ -272,6 +281,8 @@ struct RawRule {
     after: Option<Spanned<RawAfter>>,
     move_to: Option<Spanned<PathBuf>>,
     priority: Option<Spanned<i64>>,
+    compress: Option<Spanned<String>>,
+    compress_level: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -328,6 +339,10 @@ struct RawUpload {
     key: Option<Spanned<String>>,
     keep_for: Option<Spanned<HumanDuration>>,
     outbox_max: Option<Spanned<ByteSize>>,
+    compress: Option<Spanned<String>>,
+    compress_level: Option<Spanned<i64>>,
+    spool: Option<Spanned<PathBuf>>,
+    spool_max: Option<Spanned<ByteSize>>,
 }
 
 impl Default for RawUpload {
@@ -350,6 +365,10 @@ impl Default for RawUpload {
             key: None,
             keep_for: None,
             outbox_max: None,
+            compress: None,
+            compress_level: None,
+            spool: None,
+            spool_max: None,
         }
     }
 }
@@ -638,6 +657,54 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             "must be more than 0 (leave it out for no limit)".into(),
         ));
     }
+    // `table` is "upload" or "rule", for the keys named in messages.
+    let compression = |name: &Option<Spanned<String>>,
+                       level: &Option<Spanned<i64>>,
+                       table: &str|
+     -> Result<Option<Compress>, ConfigError> {
+        match (name, level) {
+            (None, None) => Ok(None),
+            (None, Some(l)) => Err(err(
+                l.span(),
+                &format!("{table}.compress_level"),
+                format!("{table}.compress_level needs {table}.compress"),
+            )),
+            (Some(n), l) => Compress::parse(n.get_ref(), l.as_ref().map(|l| *l.get_ref()))
+                .map(Some)
+                .map_err(|e| {
+                    let (span, key) = match l {
+                        Some(l) if !e.contains("not a compression") => {
+                            (l.span(), format!("{table}.compress_level"))
+                        }
+                        _ => (n.span(), format!("{table}.compress")),
+                    };
+                    err(span, &key, e)
+                }),
+        }
+    };
+    let compress =
+        compression(&up.compress, &up.compress_level, "upload")?.unwrap_or(Compress::None);
+    let spool = match &up.spool {
+        Some(p) => {
+            let dir = resolve(p.get_ref());
+            if dir.starts_with(&watch_path) {
+                return Err(err(
+                    p.span(),
+                    "upload.spool",
+                    format!(
+                        "{} is inside the watched folder {}; compressed copies would be sent as files",
+                        dir.display(),
+                        watch_path.display()
+                    ),
+                ));
+            }
+            dir
+        }
+        None => journal_path
+            .parent()
+            .map_or_else(|| PathBuf::from("spool"), |d| d.join("spool")),
+    };
+    let spool_max = up.spool_max.as_ref().map_or(1 << 30, |b| b.get_ref().0);
     let template = |t: &Spanned<String>, key: &str| {
         KeyTemplate::parse(t.get_ref()).map_err(|e| err(t.span(), key, e))
     };
@@ -663,6 +730,7 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
         };
         rules.push(Rule {
             pattern,
+            compress: compression(&r.compress, &r.compress_level, "rule")?,
             key: r
                 .key
                 .as_ref()
@@ -739,6 +807,9 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             key,
             keep_for: up.keep_for.as_ref().map(|d| d.get_ref().0),
             outbox_max: up.outbox_max.as_ref().map(|b| b.get_ref().0),
+            compress,
+            spool,
+            spool_max,
         },
         daemon: DaemonConfig {
             shutdown_timeout: raw.daemon.shutdown_timeout.0,
@@ -808,22 +879,33 @@ impl Config {
                 key: Err("the file name is not valid UTF-8; no backend can name it".into()),
                 rule: None,
                 priority: 0,
+                compress: Compress::None,
             };
         };
         let rule = self.rule_of(&rel);
         let template = rule
             .and_then(|r| r.key.as_ref())
             .unwrap_or(&self.upload.key);
-        let key = template.render(&KeyInput {
-            rel: &rel,
-            mtime_ns,
-            now: jiff::Timestamp::now(),
-            host: &self.host,
-        });
+        let compress = rule
+            .and_then(|r| r.compress)
+            .unwrap_or(self.upload.compress);
+        let key = template
+            .render(&KeyInput {
+                rel: &rel,
+                mtime_ns,
+                now: jiff::Timestamp::now(),
+                host: &self.host,
+            })
+            // The compressed object's key says so, unless the template already did.
+            .map(|k| match compress.ext() {
+                Some(ext) if !k.ends_with(ext) => format!("{k}{ext}"),
+                _ => k,
+            });
         Route {
             key,
             rule: rule.map(|r| r.pattern.as_str().to_string()),
             priority: rule.map_or(0, |r| r.priority),
+            compress,
         }
     }
 

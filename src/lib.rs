@@ -19,6 +19,7 @@
 //!   gauges, to Prometheus (`[metrics] listen`).
 
 pub mod backend;
+pub mod compress;
 pub mod config;
 pub mod confine;
 pub mod daemon;

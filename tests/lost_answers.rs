@@ -111,6 +111,7 @@ async fn completed_but_unrecorded(torn_cleanup: bool) -> Staged {
             inode: identity.inode,
             rule: None,
             priority: 0,
+            compress: None,
         })
         .expect("enqueue")
     else {
@@ -161,6 +162,8 @@ async fn resume(st: &Staged) -> dropship::journal::FileRow {
         verify_samples: 4,
         on_exists: dropship::config::OnExists::Overwrite,
         rule_after: Vec::new(),
+        spool: st.journal_path.parent().expect("folder").join("spool"),
+        spool_max: 1 << 30,
     };
     let engine = Engine::new(
         settings,
@@ -309,6 +312,7 @@ async fn an_insights_hub_completion_whose_answer_was_lost_is_recognised() {
             inode: identity.inode,
             rule: None,
             priority: 0,
+            compress: None,
         })
         .expect("enqueue")
     else {

@@ -122,10 +122,15 @@ fn a_higher_priority_is_claimed_before_older_files() {
     for i in 0..4 {
         env.drop_file(&format!("bulk/{i}.bin"), &random_bytes(512 << 10, i));
     }
-    env.wait_state("bulk/0.bin", "uploading", Duration::from_secs(30));
-    wait_for(Duration::from_secs(10), "the bulk files queued", || {
-        (env.status()["counts"]["queued"].as_u64() >= Some(2)).then_some(())
-    });
+    // Which bulk file goes first depends on the order the watcher saw them in.
+    wait_for(
+        Duration::from_secs(30),
+        "one bulk file sent, two waiting",
+        || {
+            let c = env.status()["counts"].clone();
+            (c["uploading"].as_u64() >= Some(1) && c["queued"].as_u64() >= Some(2)).then_some(())
+        },
+    );
     env.drop_file("alarms/fire.json", b"{}");
     env.wait_done(5, Duration::from_secs(60));
     let st = env.status();
@@ -140,10 +145,11 @@ fn a_higher_priority_is_claimed_before_older_files() {
             .expect("a done row")
     };
     let alarm = done_at("alarms/fire.json");
-    let waiting: Vec<i64> = (1..4).map(|i| done_at(&format!("bulk/{i}.bin"))).collect();
-    // The one in flight when the alarm came may finish first; no other may.
-    let before = waiting.iter().filter(|&&t| t < alarm).count();
-    assert!(before <= 1, "alarm done at {alarm}, bulk at {waiting:?}");
+    let bulk: Vec<i64> = (0..4).map(|i| done_at(&format!("bulk/{i}.bin"))).collect();
+    // The one in flight when the alarm came may finish first, and one more may
+    // have been claimed before the alarm was recorded; no other may.
+    let before = bulk.iter().filter(|&&t| t < alarm).count();
+    assert!(before <= 2, "alarm done at {alarm}, bulk at {bulk:?}");
 }
 
 /// The key is decided when a file is queued: a template changed across a restart

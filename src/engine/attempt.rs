@@ -46,7 +46,11 @@ use crate::verify::{self, Check};
 /// One attempt's context.
 pub(super) struct Attempt<'a> {
     pub ctx: &'a Ctx,
+    /// What is sent: the claimed row, or (a compressed file) the same row with the
+    /// spool copy's path, size and identity.
     pub row: &'a FileRow,
+    /// The claimed row itself: its file gets the post-action.
+    pub source: &'a FileRow,
     pub cancel: &'a CancellationToken,
     /// Set once the service answered a request of this attempt with success (a part
     /// acknowledged): the credentials work.
@@ -65,9 +69,19 @@ pub(super) async fn run_file(
     async move {
         debug!(attempt = row.attempts, size = row.size, "claimed");
         let started = std::time::Instant::now();
+        // A file to compress is compressed first; its copy is what goes out.
+        let content = match super::spool::content(&ctx, &row).await {
+            Ok(c) => c,
+            Err(stop) => {
+                let verdict = outcome::verdict(&stop, false);
+                outcome::settle(&ctx, &row, stop).await;
+                return verdict;
+            }
+        };
         let at = Attempt {
             ctx: &ctx,
-            row: &row,
+            row: &content,
+            source: &row,
             cancel: &cancel,
             answered: AtomicBool::new(false),
         };
@@ -120,6 +134,10 @@ pub(super) async fn run_file(
 /// itself must still be a regular file, not a link swapped in since), and it is
 /// always kept: push never deletes or moves what a person named.
 fn confinement(ctx: &Ctx, row: &FileRow) -> (PathBuf, After) {
+    if row.path.starts_with(&ctx.settings.spool) {
+        // A compressed copy: read from the spool, never post-actioned itself.
+        return (ctx.settings.spool.clone(), After::Keep);
+    }
     match (row.pushed, row.path.parent()) {
         (true, Some(folder)) => (folder.to_path_buf(), After::Keep),
         _ => (
@@ -788,7 +806,7 @@ impl Attempt<'_> {
         remote: &RemoteObject,
         note: Option<&str>,
     ) -> Result<(), Stop> {
-        let (ctx, row) = (self.ctx, self.row);
+        let (ctx, row) = (self.ctx, self.source);
         let id: FileId = row.id;
         // The upload is verified; the post-action must not be cut in half by shutdown,
         // and it is quick: it runs to its end on a blocking thread.
@@ -821,6 +839,11 @@ impl Attempt<'_> {
                 )
             }
         };
+        // The compressed copy has served: the journal's `done` no longer names it,
+        // so a crash before this removal leaves it to the next start's sweep.
+        if let Some(copy) = &self.row.spool {
+            let _ = std::fs::remove_file(&copy.path);
+        }
         ctx.journal
             .call(move |j| j.to_done(id, note.as_deref(), kept))
             .await?;

@@ -25,6 +25,7 @@ mod plan;
 pub(crate) mod post;
 mod pump;
 mod reader;
+mod spool;
 mod writers;
 
 use std::path::PathBuf;
@@ -67,6 +68,9 @@ pub struct EngineSettings {
     pub on_exists: OnExists,
     /// The post-action of each `[[rule]]` that sets one, by its `match`.
     pub rule_after: Vec<(String, After)>,
+    /// Where compressed copies are written, and how many bytes they may take.
+    pub spool: PathBuf,
+    pub spool_max: u64,
 }
 
 impl EngineSettings {
@@ -94,6 +98,8 @@ impl EngineSettings {
             verify: u.verify,
             verify_samples: u.verify_samples,
             on_exists: u.on_exists,
+            spool: cfg.upload.spool.clone(),
+            spool_max: cfg.upload.spool_max,
             rule_after: cfg
                 .rules
                 .iter()
@@ -278,6 +284,24 @@ impl Engine {
         let resumed = self.ctx.journal.call(|j| j.recover()).await?;
         if resumed > 0 {
             info!(files = resumed, "resuming unfinished uploads");
+        }
+        // Compressed copies the journal no longer names (delivered, or written by a
+        // daemon that died before recording them) go; nothing else is in flight yet.
+        match self.ctx.journal.call(|j| j.spool_paths()).await {
+            Ok(keep) => {
+                let spool = self.ctx.settings.spool.clone();
+                let swept =
+                    tokio::task::spawn_blocking(move || crate::compress::sweep(&spool, &keep))
+                        .await;
+                match swept {
+                    Ok(Ok(n)) if n > 0 => {
+                        info!(files = n, "removed compressed copies no file needs")
+                    }
+                    Ok(Err(e)) => warn!(error = %e, "cannot sweep the spool folder"),
+                    _ => {}
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot list the spool files to keep"),
         }
         if let Some(tx) = self.resumed.take() {
             let _ = tx.send(());

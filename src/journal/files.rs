@@ -93,8 +93,8 @@ impl Journal {
         let now = now_ms();
         tx.execute(
             "INSERT INTO files (path, key, size, mtime_ns, inode, state, last_error,
-                                created_at, updated_at, pushed, rule, priority)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11)",
+                                created_at, updated_at, pushed, rule, priority, compress)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12)",
             params![
                 path,
                 key,
@@ -106,7 +106,8 @@ impl Journal {
                 now,
                 pushed,
                 f.rule,
-                f.priority
+                f.priority,
+                f.compress
             ],
         )?;
         let new = tx.last_insert_rowid();
@@ -560,6 +561,41 @@ impl Journal {
             params![id, now_ms()],
         )?;
         Ok(())
+    }
+
+    /// The compressed copy of row `id` is written: it is what is sent from now on.
+    pub fn spooled(&mut self, id: FileId, copy: &crate::compress::Spooled) -> Result<()> {
+        let json = to_json(copy)?;
+        self.conn.execute(
+            "UPDATE files SET spool = ?2, updated_at = ?3 WHERE id = ?1",
+            params![id, json, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// The compressed copy is gone or changed: compressed again, and sent afresh
+    /// (its session and parts were of the old copy).
+    pub fn drop_spool(&mut self, id: FileId) -> Result<Option<Session>> {
+        let session = self.discard_session(id)?;
+        self.conn
+            .execute("UPDATE files SET spool = NULL WHERE id = ?1", params![id])?;
+        Ok(session)
+    }
+
+    /// The spool files of rows still in progress: the rest of the spool folder is
+    /// a crash's leftovers.
+    pub fn spool_paths(&self) -> Result<Vec<PathBuf>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT spool FROM files WHERE spool IS NOT NULL AND state IN ({ACTIVE_SQL})"
+        ))?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for json in rows {
+            if let Ok(s) = serde_json::from_str::<crate::compress::Spooled>(&json?) {
+                out.push(s.path);
+            }
+        }
+        Ok(out)
     }
 
     /// `upload.on_exists = "keep-both"` chose `key` beside the name the service holds:

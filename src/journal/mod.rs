@@ -89,6 +89,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0010_local_retention",
         include_str!("../../migrations/0010_local_retention.sql"),
     ),
+    (
+        "0011_compression",
+        include_str!("../../migrations/0011_compression.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
@@ -183,6 +187,8 @@ pub struct NewFile {
     pub rule: Option<String>,
     /// Higher is claimed first.
     pub priority: i64,
+    /// How it is compressed before upload (`Compress::to_journal`); `None`: as is.
+    pub compress: Option<String>,
     pub size: u64,
     pub mtime_ns: i64,
     pub inode: u64,
@@ -234,6 +240,10 @@ pub struct FileRow {
     /// The `match` of the `[[rule]]` it was queued under (migration 0009).
     pub rule: Option<String>,
     pub priority: i64,
+    /// How it is compressed before upload (migration 0011); `None`: as it is.
+    pub compress: Option<crate::compress::Compress>,
+    /// Its compressed copy, once written: what is uploaded and verified.
+    pub spool: Option<crate::compress::Spooled>,
 }
 
 /// One part's row.
@@ -620,7 +630,7 @@ const ACTIVE_SQL: &str = "'queued','uploading','completing','joining','verifying
 
 const FILE_COLUMNS: &str = "id, path, key, size, mtime_ns, inode, state, session, part_size,
     attempts, failures, verify_failures, next_attempt_at, last_error, bytes_sent, digests, remote,
-    hash_state, clash_checked, join_started, join_restarts, pushed, rule, priority";
+    hash_state, clash_checked, join_started, join_restarts, pushed, rule, priority, compress, spool";
 
 fn read_file_row(r: &Row<'_>) -> Result<FileRow> {
     let id: FileId = r.get(0)?;
@@ -663,6 +673,11 @@ fn read_file_row(r: &Row<'_>) -> Result<FileRow> {
         pushed: r.get(21)?,
         rule: r.get(22)?,
         priority: r.get(23)?,
+        compress: r
+            .get::<_, Option<String>>(24)?
+            .and_then(|c| crate::compress::Compress::from_journal(&c)),
+        // A record that does not parse only costs a new compression.
+        spool: json(25)?.and_then(|t| serde_json::from_str(&t).ok()),
     })
 }
 

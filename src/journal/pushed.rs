@@ -70,6 +70,7 @@ mod tests {
             inode: 7,
             rule: None,
             priority: 0,
+            compress: None,
         }
     }
 

@@ -85,6 +85,7 @@ mod tests {
             inode: 7,
             rule: None,
             priority: 0,
+            compress: None,
         };
         let Enqueued::Added(a) = j.enqueue(&f("/o/a", 100)).expect("a") else {
             panic!("added")

@@ -12,6 +12,7 @@ fn new_file(path: &str, size: u64, mtime_ns: i64) -> NewFile {
         inode: 7,
         rule: None,
         priority: 0,
+        compress: None,
     }
 }
 

@@ -253,6 +253,7 @@ async fn record(journal: &JournalHandle, targets: &[Target]) -> Result<Vec<FileI
             inode: t.identity.inode,
             rule: t.rule.clone(),
             priority: t.priority,
+            compress: t.compress.to_journal(),
         })
         .collect();
     let ids = journal

@@ -34,6 +34,9 @@ pub struct Target {
     /// priority; none and 0 for a file outside.
     pub rule: Option<String>,
     pub priority: i64,
+    /// Compressed before upload as its rule or `upload.compress` says (a file of
+    /// the outbox), else sent as it is.
+    pub compress: crate::compress::Compress,
 }
 
 /// An argument that cannot be pushed, with why.
@@ -120,6 +123,9 @@ fn resolve_one(
         identity,
         rule: route.as_ref().and_then(|r| r.rule.clone()),
         priority: route.as_ref().map_or(0, |r| r.priority),
+        compress: route
+            .as_ref()
+            .map_or(crate::compress::Compress::None, |r| r.compress),
     })
 }
 

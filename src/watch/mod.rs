@@ -615,6 +615,7 @@ impl Watcher {
             inode: id.inode,
             rule: route.rule,
             priority: route.priority,
+            compress: route.compress.to_journal(),
         };
         let shown = path.display().to_string();
         let recorded = match self.journal.call(move |j| j.enqueue(&f)).await {
