@@ -13,33 +13,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Env, random_bytes};
+use common::{Env, cpu_of, peak_rss_kib, random_bytes};
 use dropship_testbed::{Options, Testbed};
 
 const MIB: usize = 1 << 20;
-
-fn peak_rss_kib(pid: i32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_of(pid: i32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) close with ')'.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Some(ticks as f64 / hz.max(1) as f64)
-}
 
 /// CPU seconds this process (the in-process testbed) has used so far.
 fn own_cpu() -> f64 {

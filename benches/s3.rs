@@ -23,33 +23,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::Env;
 use common::s3s_fs::{self, S3sFs};
+use common::{Env, cpu_of};
 
 const MIB: u64 = 1 << 20;
 const SECRET: &str = "bench-secret";
 
-/// CPU seconds (user + system) a live process has used so far.
-fn cpu_of(pid: i32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    Some(ticks as f64 / hz.max(1) as f64)
-}
-
 fn peak_rss_mib(pid: i32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+    common::peak_rss_kib(pid).map(|k| k as f64 / 1024.0)
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -349,13 +349,7 @@ fn nothing_lost_duplicated_or_corrupt_under_kills_and_faults() {
         Kind::S3,
     ]
     .into_iter()
-    .filter(|k| {
-        // S3 needs s3s-fs (`.ci/run` installs it); without it, say so.
-        k.available() || {
-            println!("chaos: s3 not run: {}", common::s3s_fs::MISSING);
-            false
-        }
-    })
+    .filter(|k| k.runs_here("chaos"))
     .filter(|k| {
         wanted
             .as_deref()

@@ -314,6 +314,18 @@ fn upstream(server: &Server) -> S3Upstream {
     }
 }
 
+/// A testbed whose `/s3` proxy forwards to `server` (the store lives as long as
+/// the returned folder).
+fn proxy(rt: &tokio::runtime::Runtime, server: &Server) -> (Testbed, tempfile::TempDir) {
+    let store = tempfile::tempdir().expect("store");
+    let tb = rt
+        .block_on(Testbed::start(
+            Options::loopback(store.path()).with_s3_upstream(upstream(server)),
+        ))
+        .expect("testbed");
+    (tb, store)
+}
+
 /// `[backend]` for the testbed's `/s3` proxy at `base`, the secret in `secret_file`.
 fn proxied_config(server: &Server, base: &str, secret_file: &std::path::Path) -> String {
     format!(
@@ -336,12 +348,7 @@ fn s3_sweep_aborts_unrecorded_uploads_of_the_key_and_keeps_the_rest() {
         return;
     };
     let rt = runtime();
-    let store = tempfile::tempdir().expect("store");
-    let tb = rt
-        .block_on(Testbed::start(
-            Options::loopback(store.path()).with_s3_upstream(upstream(&server)),
-        ))
-        .expect("testbed");
+    let (tb, _store) = proxy(&rt, &server);
     let secret = server.0.dir.path().join("testbed-secret");
     std::fs::write(&secret, dropship_testbed::DEFAULT_SECRET).expect("secret");
     let cfg: BackendConfig =
@@ -415,12 +422,7 @@ fn s3_the_proxy_refuses_a_signature_made_with_another_secret() {
         return;
     };
     let rt = runtime();
-    let store = tempfile::tempdir().expect("store");
-    let tb = rt
-        .block_on(Testbed::start(
-            Options::loopback(store.path()).with_s3_upstream(upstream(&server)),
-        ))
-        .expect("testbed");
+    let (tb, _store) = proxy(&rt, &server);
     let secret = server.0.dir.path().join("testbed-secret");
     std::fs::write(&secret, dropship_testbed::DEFAULT_SECRET).expect("secret");
     let cfg: BackendConfig =
@@ -457,12 +459,7 @@ fn s3_an_upload_id_lost_to_a_crash_is_aborted_at_the_next_start() {
         return;
     };
     let rt = runtime();
-    let store = tempfile::tempdir().expect("store");
-    let tb = rt
-        .block_on(Testbed::start(
-            Options::loopback(store.path()).with_s3_upstream(upstream(&server)),
-        ))
-        .expect("testbed");
+    let (tb, _store) = proxy(&rt, &server);
     tb.update_settings(SettingsPatch {
         s3_create_answer_delay_ms: Some(60_000),
         ..Default::default()

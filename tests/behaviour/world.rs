@@ -196,6 +196,15 @@ impl Kind {
     pub fn available(self) -> bool {
         self != Kind::S3 || s3s_fs::binary().is_some()
     }
+
+    /// [`Kind::available`], saying on stdout why `test` skips it when it is not.
+    pub fn runs_here(self, test: &str) -> bool {
+        let ok = self.available();
+        if !ok {
+            println!("{test}: {} not run: {}", self.name(), s3s_fs::MISSING);
+        }
+        ok
+    }
 }
 
 /// What a case needs of a backend; a backend without it shows the case as ignored.
