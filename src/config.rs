@@ -102,6 +102,9 @@ pub struct UploadConfig {
     pub outbox_max: Option<u64>,
     /// `upload.compress` (with `compress_level`): for files no rule sets one for.
     pub compress: Compress,
+    /// `upload.content_type`: the MIME type stored with files no rule gives one;
+    /// `None`: the backend's default.
+    pub content_type: Option<ContentType>,
     /// Where compressed copies wait for their upload (default: `spool` beside the
     /// journal), and how many bytes they may take together.
     pub spool: PathBuf,
@@ -120,6 +123,38 @@ pub struct Rule {
     /// Higher is claimed first; `[upload]`'s files have 0.
     pub priority: i64,
     pub compress: Option<Compress>,
+    pub content_type: Option<ContentType>,
+}
+
+/// `content_type`: a MIME type stored with the object, or one chosen per file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentType {
+    /// `"auto"`: from the remote key's extension (so a compressed copy is
+    /// `application/gzip`).
+    Auto,
+    Fixed(String),
+}
+
+impl ContentType {
+    fn parse(s: &str) -> Result<ContentType, String> {
+        if s == "auto" {
+            Ok(ContentType::Auto)
+        } else if crate::backend::mime::is_valid(s) {
+            Ok(ContentType::Fixed(s.to_string()))
+        } else {
+            Err(format!(
+                "{s:?} is not a MIME type (like \"text/csv\", without parameters) or \"auto\""
+            ))
+        }
+    }
+
+    /// The type for the object named `key`.
+    pub fn for_key(&self, key: &str) -> String {
+        match self {
+            ContentType::Auto => crate::backend::mime::for_name(key).to_string(),
+            ContentType::Fixed(t) => t.clone(),
+        }
+    }
 }
 
 /// Where a queued file goes and how it is treated, decided once, when it is queued.
@@ -283,6 +318,7 @@ struct RawRule {
     priority: Option<Spanned<i64>>,
     compress: Option<Spanned<String>>,
     compress_level: Option<Spanned<i64>>,
+    content_type: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -341,6 +377,7 @@ struct RawUpload {
     outbox_max: Option<Spanned<ByteSize>>,
     compress: Option<Spanned<String>>,
     compress_level: Option<Spanned<i64>>,
+    content_type: Option<Spanned<String>>,
     spool: Option<Spanned<PathBuf>>,
     spool_max: Option<Spanned<ByteSize>>,
 }
@@ -367,6 +404,7 @@ impl Default for RawUpload {
             outbox_max: None,
             compress: None,
             compress_level: None,
+            content_type: None,
             spool: None,
             spool_max: None,
         }
@@ -684,6 +722,20 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
     };
     let compress =
         compression(&up.compress, &up.compress_level, "upload")?.unwrap_or(Compress::None);
+    let content_type = |t: &Option<Spanned<String>>, key: &str| {
+        t.as_ref()
+            .map(|t| ContentType::parse(t.get_ref()).map_err(|e| err(t.span(), key, e)))
+            .transpose()
+    };
+    let upload_content_type = content_type(&up.content_type, "upload.content_type")?;
+    // For the warning of a backend that stores no type: the first key that sets one.
+    if let Some(t) = up
+        .content_type
+        .as_ref()
+        .or_else(|| raw.rule.iter().find_map(|r| r.content_type.as_ref()))
+    {
+        locations.insert("content_type", line_col(text, t.span().start));
+    }
     let spool = match &up.spool {
         Some(p) => {
             let dir = resolve(p.get_ref());
@@ -731,6 +783,7 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
         rules.push(Rule {
             pattern,
             compress: compression(&r.compress, &r.compress_level, "rule")?,
+            content_type: content_type(&r.content_type, "rule.content_type")?,
             key: r
                 .key
                 .as_ref()
@@ -808,6 +861,7 @@ fn validate(path: &Path, text: &str, raw: RawConfig) -> Result<Config, ConfigErr
             keep_for: up.keep_for.as_ref().map(|d| d.get_ref().0),
             outbox_max: up.outbox_max.as_ref().map(|b| b.get_ref().0),
             compress,
+            content_type: upload_content_type,
             spool,
             spool_max,
         },
@@ -858,7 +912,8 @@ impl Config {
     /// read or write. `check-config` prints these with the environment's problems.
     pub fn warnings(&self) -> Vec<EnvProblem> {
         let (line, column) = self.locations.get("backend").copied().unwrap_or((0, 0));
-        self.backend
+        let mut warnings: Vec<EnvProblem> = self
+            .backend
             .exposure()
             .map(|e| EnvProblem {
                 key: e.key,
@@ -867,7 +922,21 @@ impl Config {
                 message: e.to_string(),
             })
             .into_iter()
-            .collect()
+            .collect();
+        if let Some(&(line, column)) = self.locations.get("content_type")
+            && matches!(self.backend.kind(), "box" | "local")
+        {
+            warnings.push(EnvProblem {
+                key: "content_type",
+                line,
+                column,
+                message: format!(
+                    "the {} backend stores no content type; content_type is ignored",
+                    self.backend.kind()
+                ),
+            });
+        }
+        warnings
     }
 
     /// The route of a local file about to be queued: the first rule whose `match`
@@ -1196,6 +1265,35 @@ path = "/tmp/remote"
             .unwrap_err(),
         );
         assert_eq!(key, "rule.move_to");
+    }
+
+    #[test]
+    fn content_types_are_checked_with_their_line_and_warned_where_unkept() {
+        let c = parse_str(&format!(
+            "{MINIMAL}[upload]\ncontent_type = \"application/x-ndjson\"\n\
+             [[rule]]\nmatch = \"*.mp4\"\ncontent_type = \"auto\"\n"
+        ))
+        .expect("config");
+        assert_eq!(
+            c.upload.content_type,
+            Some(ContentType::Fixed("application/x-ndjson".into()))
+        );
+        assert_eq!(c.rules[0].content_type, Some(ContentType::Auto));
+        assert_eq!(ContentType::Auto.for_key("a/clip.mp4"), "video/mp4");
+        // The local backend keeps no type: a warning names the key and its line.
+        let w = c.warnings();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!((w[0].key, w[0].line), ("content_type", 8));
+        assert!(w[0].message.contains("ignored"), "{}", w[0].message);
+
+        for (text, line, want_key) in [
+            ("[upload]\ncontent_type = \"text/csv; charset=utf-8\"\n", 8, "upload.content_type"),
+            ("[[rule]]\nmatch = \"a\"\ncontent_type = \"csv\"\n", 9, "rule.content_type"),
+        ] {
+            let (l, key, msg) = invalid_parts(parse_str(&format!("{MINIMAL}{text}")).unwrap_err());
+            assert_eq!((l, key.as_str()), (line, want_key), "{msg}");
+            assert!(msg.contains("not a MIME type"), "{msg}");
+        }
     }
 
     #[test]

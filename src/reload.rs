@@ -52,6 +52,10 @@ fn settings(c: &Config) -> Vec<(&'static str, bool, String)> {
         ("upload.outbox_max", false, d(&u.outbox_max)),
         ("upload.on_exists", false, d(&u.on_exists)),
         ("upload.key", false, d(&u.key.source())),
+        ("upload.compress", false, d(&u.compress)),
+        ("upload.spool", false, d(&u.spool)),
+        ("upload.spool_max", false, d(&u.spool_max)),
+        ("upload.content_type", false, d(&u.content_type)),
         ("rule", false, d(&c.rules)),
         (
             "daemon.shutdown_timeout",

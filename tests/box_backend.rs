@@ -115,6 +115,7 @@ fn a_file_is_found_by_name_in_one_request_per_folder() {
                 key: format!("many/f{i:04}.txt"),
                 size: data.len() as u64,
                 mtime: 0,
+                content_type: None,
             };
             backend
                 .put_single(&spec, PartBody::new(data, Meter::new(None)), &digests)

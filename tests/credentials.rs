@@ -42,6 +42,7 @@ fn upload(
         key: key.into(),
         size: data.len() as u64,
         mtime: 0,
+        content_type: None,
     };
     let before = tb.stats().requests;
     rt.block_on(backend.put_single(&spec, PartBody::new(data, Meter::new(None)), &digests))

@@ -392,6 +392,7 @@ fn the_sweep_aborts_uploads_nobody_recorded_and_keeps_known_ones() {
         key: key.into(),
         size: 10 << 20,
         mtime: 0,
+        content_type: None,
     };
     let open = || tb.stats().emulators["edgio"].sessions_open;
     rt.block_on(async {

@@ -88,6 +88,7 @@ fn a_range_whose_answer_was_lost_is_sent_again_under_either_reading() {
             key: "lost/answer.bin".into(),
             size: data.len() as u64,
             mtime: 0,
+            content_type: None,
         };
         let ps = parts(&data);
         rt.block_on(async {
@@ -146,6 +147,7 @@ fn a_refused_first_range_fails_instead_of_looping() {
         key: "odd-cut.bin".into(),
         size: data.len() as u64,
         mtime: 0,
+        content_type: None,
     };
     // A 1 MiB first range where the service wants exactly 5 MiB.
     let bytes = Bytes::copy_from_slice(&data[..1 << 20]);
@@ -195,6 +197,7 @@ fn progress_is_learnt_from_the_content_info_where_it_is_reported() {
             key: "progress.bin".into(),
             size: data.len() as u64,
             mtime: 0,
+            content_type: None,
         };
         let ps = parts(&data);
         let held = rt.block_on(async {

@@ -188,6 +188,7 @@ fn staging_that_no_journal_session_names_is_swept_at_start() {
             key: "big.bin".into(),
             size: 64 << 20,
             mtime: 0,
+            content_type: None,
         }))
         .expect("begin");
     let staging = remote.join(dropship::backend::local::STAGING_DIR);

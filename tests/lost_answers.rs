@@ -53,6 +53,7 @@ async fn completed_but_unrecorded(torn_cleanup: bool) -> Staged {
         key: "x.bin".into(),
         size: data.len() as u64,
         mtime: 0,
+        content_type: None,
     };
     let session = backend.begin(&spec).await.expect("begin");
     let plan = dropship_cut(data.len() as u64);
@@ -162,6 +163,8 @@ async fn resume(st: &Staged) -> dropship::journal::FileRow {
         verify_samples: 4,
         on_exists: dropship::config::OnExists::Overwrite,
         rule_after: Vec::new(),
+        content_type: None,
+        rule_content_type: Vec::new(),
         spool: st.journal_path.parent().expect("folder").join("spool"),
         spool_max: 1 << 30,
     };
@@ -258,6 +261,7 @@ async fn an_insights_hub_completion_whose_answer_was_lost_is_recognised() {
         key: "x.bin".into(),
         size: data.len() as u64,
         mtime: 0,
+        content_type: None,
     };
     let plan = vec![(0, IH_PART), (IH_PART, data.len() as u64 - IH_PART)];
     let mut session = backend.begin(&spec).await.expect("begin");

@@ -94,6 +94,7 @@ fn spec(key: &str, size: usize) -> FileSpec {
         key: key.into(),
         size: size as u64,
         mtime: 0,
+        content_type: None,
     }
 }
 

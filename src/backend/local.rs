@@ -533,6 +533,7 @@ mod tests {
             key: key.into(),
             size,
             mtime: 0,
+            content_type: None,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod exosite;
 pub mod http;
 pub mod insights_hub;
 pub mod local;
+pub mod mime;
 mod progress;
 pub mod s3;
 
@@ -116,6 +117,10 @@ pub struct FileSpec {
     pub size: u64,
     /// Modification time, seconds since the epoch (some services store it).
     pub mtime: i64,
+    /// The MIME type to store with the object (a rule's or `upload.content_type`,
+    /// `auto` already resolved); `None`: the backend's own default. Services without
+    /// a stored type (Box, a local folder) ignore it.
+    pub content_type: Option<String>,
 }
 
 /// An open upload session. Committed to the journal before any part is sent.

@@ -183,6 +183,7 @@ impl Attempt<'_> {
             return Err(Stop::Refused("the file has no remote name".into()));
         };
         let mut file = FileSpec {
+            content_type: ctx.settings.content_type_for(row.rule.as_deref(), &key),
             key,
             size: row.size,
             mtime: row.mtime_ns.div_euclid(1_000_000_000),

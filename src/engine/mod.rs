@@ -42,7 +42,7 @@ pub use budget::Budget;
 
 use self::gate::{Cause, Change, Gate};
 use crate::backend::{Backend, BackendError, Capabilities};
-use crate::config::{After, Config, OnExists, VerifyMode};
+use crate::config::{After, Config, ContentType, OnExists, VerifyMode};
 use crate::journal::{BACKEND_TOPIC, FileId, JournalError, JournalHandle, now_ms};
 use crate::metrics::Metrics;
 use crate::throttle::RateLimiter;
@@ -68,6 +68,9 @@ pub struct EngineSettings {
     pub on_exists: OnExists,
     /// The post-action of each `[[rule]]` that sets one, by its `match`.
     pub rule_after: Vec<(String, After)>,
+    /// `upload.content_type`, and each rule's that sets one, by its `match`.
+    pub content_type: Option<ContentType>,
+    pub rule_content_type: Vec<(String, ContentType)>,
     /// Where compressed copies are written, and how many bytes they may take.
     pub spool: PathBuf,
     pub spool_max: u64,
@@ -79,6 +82,16 @@ impl EngineSettings {
     pub fn after_for(&self, rule: Option<&str>) -> After {
         rule.and_then(|m| self.rule_after.iter().find(|(r, _)| r == m))
             .map_or_else(|| self.after.clone(), |(_, a)| a.clone())
+    }
+
+    /// The MIME type to store with a file queued under `rule` as `key`: the rule's
+    /// while it is in the config and sets one, else `upload.content_type`; `None`
+    /// leaves it to the backend.
+    pub fn content_type_for(&self, rule: Option<&str>, key: &str) -> Option<String> {
+        rule.and_then(|m| self.rule_content_type.iter().find(|(r, _)| r == m))
+            .map(|(_, t)| t)
+            .or(self.content_type.as_ref())
+            .map(|t| t.for_key(key))
     }
 
     pub fn from_config(cfg: &Config) -> EngineSettings {
@@ -104,6 +117,14 @@ impl EngineSettings {
                 .rules
                 .iter()
                 .filter_map(|r| Some((r.pattern.as_str().to_string(), r.after.clone()?)))
+                .collect(),
+            content_type: u.content_type.clone(),
+            rule_content_type: cfg
+                .rules
+                .iter()
+                .filter_map(|r| {
+                    Some((r.pattern.as_str().to_string(), r.content_type.clone()?))
+                })
                 .collect(),
         }
     }

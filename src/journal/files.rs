@@ -338,6 +338,7 @@ impl Journal {
                     key,
                     size: size.max(0) as u64,
                     mtime: mtime_ns.div_euclid(1_000_000_000),
+                    content_type: None,
                 };
                 Ok((id, parse_json(id, "session", &s)?, file))
             })

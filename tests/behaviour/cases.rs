@@ -124,6 +124,11 @@ pub const ALL: &[Case] = &[
         Need::Nothing,
         identical_content,
     ),
+    case(
+        "a_rule_s_content_type_is_stored_with_the_object",
+        Need::StoredType,
+        content_type,
+    ),
 ];
 
 const fn case(name: &'static str, needs: Need, run: fn(Kind) -> Outcome) -> Case {
@@ -1096,6 +1101,40 @@ fn keep_both(kind: Kind) -> Outcome {
     w.assert_stored("kept/report.csv", contents[0])?;
     w.assert_stored("kept/report.1.csv", contents[1])?;
     w.assert_stored("kept/report.2.csv", contents[2])
+}
+
+/// `content_type` of a rule, of `[upload]` for files no rule gives one, and `auto`
+/// (from the key's extension) reach the service, in one request and in parts.
+fn content_type(kind: Kind) -> Outcome {
+    let mut w = World::new(
+        kind,
+        Setup {
+            upload: "content_type = \"application/x-ndjson\"",
+            extra: "[[rule]]\nmatch = \"**/*.csv\"\ncontent_type = \"text/csv\"\n\n\
+                    [[rule]]\nmatch = \"clips/*\"\ncontent_type = \"auto\"\n",
+            ..Setup::default()
+        },
+    );
+    w.start();
+    let big = random_bytes(w.multipart_size(2), 5);
+    let files: [(&str, &[u8], &str); 4] = [
+        ("typed/report.csv", b"a,b\n1,2\n", "text/csv"),
+        ("typed/big.csv", &big, "text/csv"),
+        ("typed/events.log", b"{\"level\":\"info\"}\n", "application/x-ndjson"),
+        ("clips/cam.mp4", b"not really a video", "video/mp4"),
+    ];
+    for (name, data, _) in files {
+        w.env.drop_file(name, data);
+    }
+    for (name, data, want) in files {
+        w.env.wait_state(name, "done", secs(60));
+        w.assert_stored(name, data)?;
+        let stored = w.stored_type(name);
+        check(stored.as_deref() == Some(want), || {
+            format!("{name}: stored as {stored:?}, configured {want}")
+        })?;
+    }
+    Ok(())
 }
 
 /// The same content dropped again under the same name, with `on_exists = "fail"`:

@@ -217,6 +217,8 @@ pub enum Need {
     Emulator,
     /// A service that checks credentials.
     Credentials,
+    /// A service that keeps a MIME type with each object (not Box, not a folder).
+    StoredType,
     /// A store that can be made to flip the bytes it keeps, where verification
     /// sees it. Not S3 behind the proxy: s3s-fs answers HeadObject with the ETag
     /// it computed on arrival (s3.rs:432-435), as AWS does, so bytes flipped at rest
@@ -232,6 +234,7 @@ impl Need {
             Need::ParallelParts => caps.parallel_parts,
             Need::Emulator | Need::Credentials => kind.emulated(),
             Need::CorruptingStore => kind.emulated() && kind != Kind::S3,
+            Need::StoredType => !matches!(kind, Kind::Local | Kind::Box),
         }
     }
 }
@@ -270,6 +273,8 @@ pub struct Setup<'a> {
     /// The token the daemon presents (the emulator accepts `testbed-secret`).
     pub token: &'a str,
     pub settle: &'a str,
+    /// Config after `[backend]` (`[[rule]]` tables).
+    pub extra: &'a str,
 }
 
 impl Default for Setup<'_> {
@@ -279,6 +284,7 @@ impl Default for Setup<'_> {
             settings: Settings::default(),
             token: dropship_testbed::DEFAULT_SECRET,
             settle: "300ms",
+            extra: "",
         }
     }
 }
@@ -299,7 +305,7 @@ impl World {
         if kind == Kind::Local {
             return World {
                 kind,
-                env: Env::local(setup.settle, &upload, ""),
+                env: Env::local(setup.settle, &upload, setup.extra),
                 testbed: None,
                 daemon: None,
                 part_size: kind.chosen_part(),
@@ -335,7 +341,7 @@ impl World {
         let backend = kind
             .backend_config(&tb.url(), kind.credential_file())
             .expect("an emulated kind");
-        let env = Env::new(setup.settle, &upload, &backend, "");
+        let env = Env::new(setup.settle, &upload, &backend, setup.extra);
         // Next to the config; written before the daemon starts.
         std::fs::write(env.dir.path().join(kind.credential_file()), setup.token)
             .expect("credential");
@@ -408,6 +414,32 @@ impl World {
             Kind::S3 => format!("{S3_PREFIX}/{key}"),
             Kind::Local | Kind::Box => key.to_string(),
         }
+    }
+
+    /// The MIME type the service keeps with the object of `key`: from the testbed's
+    /// listing, or s3s-fs's attribute file; `None` where none is kept or there is no
+    /// such object.
+    pub fn stored_type(&self, key: &str) -> Option<String> {
+        use base64::Engine as _;
+        let path = self.service_path(key);
+        if let Some(s3) = &self.s3 {
+            let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+            let root = s3.bucket_dir(S3_BUCKET).parent()?.to_path_buf();
+            let file = root.join(format!(
+                ".bucket-{}.object-{}.metadata.json",
+                b64(S3_BUCKET),
+                b64(&path)
+            ));
+            let attrs: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(file).ok()?).ok()?;
+            return attrs["content_type"].as_str().map(str::to_string);
+        }
+        self.testbed
+            .as_ref()?
+            .objects()
+            .into_iter()
+            .find(|o| o.emulator == self.kind.emulator() && o.path == path)?
+            .content_type
     }
 
     /// Every object the service holds, by [`World::service_path`].

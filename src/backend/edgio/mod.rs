@@ -183,7 +183,7 @@ impl EdgioBackend {
                     filename: name,
                     fields: &fields,
                 },
-                |r| r.header("X-Agile-Recursive", "true"),
+                |r| with_type(r.header("X-Agile-Recursive", "true"), file),
             )
             .await?;
         if !reply.ok() {
@@ -387,6 +387,15 @@ impl EdgioBackend {
     }
 }
 
+/// `X-Agile-Content-Type` when the file has a type; without it the server detects one
+/// from the name.
+fn with_type(r: reqwest::RequestBuilder, file: &FileSpec) -> reqwest::RequestBuilder {
+    match &file.content_type {
+        Some(t) => r.header("X-Agile-Content-Type", t),
+        None => r,
+    }
+}
+
 /// RFC 3986 percent-encoding of everything but unreserved characters and `/`.
 fn rfc3986(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -465,6 +474,7 @@ impl Backend for EdgioBackend {
                 .header("X-Agile-Recursive", "true")
                 .header("X-Agile-MTime", &mtime)
                 .header("content-type", "application/octet-stream");
+                let r = with_type(r, file);
                 match &sum {
                     Some(s) => r.header("X-Agile-Checksum", s),
                     None => r,
@@ -526,11 +536,11 @@ impl Backend for EdgioBackend {
         let reply = self
             .agile
             .call(op, "/multipart/create", Payload::Empty, |r| {
-                Self::named(
+                let r = Self::named(
                     r,
                     &[("X-Agile-Basename", &name), ("X-Agile-Directory", &dir)],
-                )
-                .header("X-Agile-MTime", &mtime)
+                );
+                with_type(r.header("X-Agile-MTime", &mtime), file)
             })
             .await?;
         if !reply.ok() {

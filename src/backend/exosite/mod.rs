@@ -25,7 +25,6 @@
 //!   provision a new one (the credentials gate), saying so.
 
 mod config;
-mod mime;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -162,10 +161,13 @@ impl ExositeBackend {
         format!("{}{}", self.id_prefix, content_id(key))
     }
 
-    fn mime(&self, key: &str) -> String {
-        self.content_type
+    /// The file's own type (a rule's, `upload.content_type`), else
+    /// `backend.content_type`.
+    fn mime(&self, file: &FileSpec) -> String {
+        file.content_type
             .clone()
-            .unwrap_or_else(|| mime::for_name(key).to_string())
+            .or_else(|| self.content_type.clone())
+            .unwrap_or_else(|| super::mime::for_name(&file.key).to_string())
     }
 
     /// `{base}/onep:v1/content/` followed by `id` (if any), the id one segment.
@@ -342,7 +344,7 @@ impl Backend for ExositeBackend {
         let op = Op::PutSingle;
         let id = self.id_of(&file.key);
         let url = self.content_url(Some(&id))?;
-        let mut headers = vec![("content-type", self.mime(&file.key))];
+        let mut headers = vec![("content-type", self.mime(file))];
         if let Some(md5) = digests.part.as_ref().filter(|d| d.kind == DigestKind::Md5) {
             headers.push(("md5", md5.base64()));
         }
@@ -362,7 +364,7 @@ impl Backend for ExositeBackend {
         let json = serde_json::json!({
             "id": id,
             "length": file.size,
-            "type": self.mime(&file.key),
+            "type": self.mime(file),
         });
         let answer = self
             .client

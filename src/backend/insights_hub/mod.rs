@@ -77,6 +77,10 @@ struct SessionExtra {
     /// `If-Match` on every call.
     #[serde(default)]
     etag: Option<u64>,
+    /// The file's MIME type, sent as `type` on every call as the protocol asks
+    /// (the completion's is the one stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file_type: Option<String>,
 }
 
 /// One search result (insights-hub.md §Whole-file verification), the fields used.
@@ -153,19 +157,24 @@ impl InsightsHubBackend {
         serde_json::from_value(session.extra.clone()).unwrap_or_default()
     }
 
-    /// Sends a PUT of the file at `key`; `If-Match` when the file exists.
+    /// Sends a PUT of the file at `key`; `If-Match` when the file exists, `type`
+    /// when it has one.
     async fn put(
         &self,
         op: Op,
         key: &str,
         query: Option<(&str, &str)>,
-        etag: Option<u64>,
+        meta: &SessionExtra,
         body: Option<&PartBody>,
     ) -> Result<Answer, BackendError> {
         let url = self.file_url(key, query)?;
         self.client
             .send(op, Method::PUT, url.as_str(), body, |r, stream| {
-                let r = with_etag(r, etag).header(CONTENT_TYPE, "application/octet-stream");
+                let r = with_etag(r, meta.etag).header(CONTENT_TYPE, "application/octet-stream");
+                let r = match &meta.file_type {
+                    Some(t) => r.header("type", t),
+                    None => r,
+                };
                 match (stream, body) {
                     (Some(s), Some(b)) => r.header("content-length", b.len()).body(s),
                     _ => r.header("content-length", 0).body(Vec::new()),
@@ -291,8 +300,11 @@ impl Backend for InsightsHubBackend {
         _digests: &FileDigests,
     ) -> Result<RemoteObject, BackendError> {
         let op = Op::PutSingle;
-        let etag = self.find(op, &file.key).await?.map(|f| f.etag);
-        match self.put(op, &file.key, None, etag, Some(&body)).await? {
+        let meta = SessionExtra {
+            etag: self.find(op, &file.key).await?.map(|f| f.etag),
+            file_type: file.content_type.clone(),
+        };
+        match self.put(op, &file.key, None, &meta, Some(&body)).await? {
             Answer::Ok(resp) => Ok(Self::remote(&file.key, etag_of(&resp))),
             Answer::Refused(r) => Err(classify(op, r)),
         }
@@ -300,15 +312,18 @@ impl Backend for InsightsHubBackend {
 
     async fn begin(&self, file: &FileSpec) -> Result<Session, BackendError> {
         let op = Op::Begin;
-        let etag = self.find(op, &file.key).await?.map(|f| f.etag);
+        let meta = SessionExtra {
+            etag: self.find(op, &file.key).await?.map(|f| f.etag),
+            file_type: file.content_type.clone(),
+        };
         match self
-            .put(op, &file.key, Some(("upload", "start")), etag, None)
+            .put(op, &file.key, Some(("upload", "start")), &meta, None)
             .await?
         {
             Answer::Ok(_) => Ok(Session {
                 id: self.filepath(&file.key),
                 part_size: None,
-                extra: serde_json::to_value(SessionExtra { etag }).unwrap_or_default(),
+                extra: serde_json::to_value(&meta).unwrap_or_default(),
             }),
             Answer::Refused(r) => Err(classify(op, r)),
         }
@@ -335,9 +350,9 @@ impl Backend for InsightsHubBackend {
         }
         let key = key_of(session, &self.directory);
         let number = part.number(1).to_string();
-        let etag = Self::extra(session).etag;
+        let meta = Self::extra(session);
         match self
-            .put(op, &key, Some(("part", &number)), etag, Some(&body))
+            .put(op, &key, Some(("part", &number)), &meta, Some(&body))
             .await?
         {
             Answer::Ok(_) => Ok(Receipt::of(part)),
@@ -405,14 +420,18 @@ impl Backend for InsightsHubBackend {
                 ),
             });
         }
-        let etag = Self::extra(session).etag;
+        // The type is the file's now: a session begun before an upgrade has none.
+        let meta = SessionExtra {
+            file_type: file.content_type.clone(),
+            ..Self::extra(session)
+        };
         let body = last.map(|l| l.body);
         match self
             .put(
                 op,
                 &file.key,
                 Some(("upload", "complete")),
-                etag,
+                &meta,
                 body.as_ref(),
             )
             .await?
@@ -427,9 +446,9 @@ impl Backend for InsightsHubBackend {
     async fn abort(&self, session: &Session) -> Result<(), BackendError> {
         let op = Op::Abort;
         let key = key_of(session, &self.directory);
-        let etag = Self::extra(session).etag;
+        let meta = Self::extra(session);
         match self
-            .put(op, &key, Some(("upload", "abort")), etag, None)
+            .put(op, &key, Some(("upload", "abort")), &meta, None)
             .await?
         {
             Answer::Ok(_) => Ok(()),

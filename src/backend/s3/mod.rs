@@ -174,6 +174,15 @@ fn classify(op: Op, r: Refusal) -> BackendError {
     }
 }
 
+/// `Content-Type` for the object when the file has one (PutObject and
+/// CreateMultipartUpload carry it; S3 answers `binary/octet-stream` otherwise).
+fn typed(file: &FileSpec) -> Vec<(&'static str, String)> {
+    file.content_type
+        .iter()
+        .map(|t| ("content-type", t.clone()))
+        .collect()
+}
+
 /// An ETag header's value without quotes (or `W/`).
 fn etag_of(headers: &HeaderMap) -> Option<String> {
     let e = headers.get(ETAG)?.to_str().ok()?.trim();
@@ -417,9 +426,10 @@ impl Backend for S3Backend {
             .into_iter()
             .flatten()
             .find(|d| d.kind == DigestKind::Md5);
-        let headers: Vec<(&'static str, String)> = md5
-            .map(|d| vec![("content-md5", d.base64())])
-            .unwrap_or_default();
+        let mut headers = typed(file);
+        if let Some(d) = md5 {
+            headers.push(("content-md5", d.base64()));
+        }
         let key = self.signer.object_key(&file.key);
         match self
             .send(op, Method::PUT, &key, &[], &headers, Body::Part(&body))
@@ -434,7 +444,14 @@ impl Backend for S3Backend {
         let op = Op::Begin;
         let key = self.signer.object_key(&file.key);
         let resp = match self
-            .send(op, Method::POST, &key, &[("uploads", "")], &[], Body::Empty)
+            .send(
+                op,
+                Method::POST,
+                &key,
+                &[("uploads", "")],
+                &typed(file),
+                Body::Empty,
+            )
             .await?
         {
             Ok(resp) => resp,

@@ -209,7 +209,7 @@ pub(crate) fn store_new_file(
         return Err(BoxError::internal("file vanished right after insertion"));
     };
     let path = st.tree.path(file);
-    match api.shared.store.put(NAME, &file_id, &path, staged) {
+    match api.shared.store.put(NAME, &file_id, &path, None, staged) {
         Ok(_) => {
             let file = st.tree.file(&file_id).map(|f| st.tree.file_json(f));
             Ok(file.unwrap_or(Value::Null))
@@ -247,7 +247,7 @@ pub(crate) fn store_new_version(
     let info = api
         .shared
         .store
-        .put(NAME, id, &path, staged)
+        .put(NAME, id, &path, None, staged)
         .map_err(BoxError::internal)?;
     let content = Content {
         size: info.size,

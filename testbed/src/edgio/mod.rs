@@ -143,14 +143,18 @@ impl Edgio {
         mtime: Option<u64>,
         corrupted: bool,
     ) -> std::io::Result<()> {
-        let info = self.shared.store.put(NAME, key, key, staged)?;
+        let mimetype = mimetype.unwrap_or_else(|| DEFAULT_TYPE.to_string());
+        let info = self
+            .shared
+            .store
+            .put(NAME, key, key, Some(&mimetype), staged)?;
         let stored = SystemTime::now();
         tree.store(
             key,
             FileMeta {
                 size: info.size,
                 sha256: info.sha256,
-                mimetype: mimetype.unwrap_or_else(|| DEFAULT_TYPE.to_string()),
+                mimetype,
                 stored,
                 mtime: mtime.unwrap_or_else(|| crate::clock::unix_secs(stored)),
             },

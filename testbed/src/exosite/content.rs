@@ -40,7 +40,7 @@ pub(crate) fn store(
     let info = api
         .shared
         .store
-        .put(NAME, id, id, staged)
+        .put(NAME, id, id, Some(file_type), staged)
         .map_err(ExError::internal)?;
     st.contents.insert(
         id.to_string(),

@@ -123,20 +123,21 @@ pub(crate) fn write(
         None => (StatusCode::CREATED, 0, now),
     };
     let path = target.store_path();
+    let file_type = meta
+        .file_type
+        .clone()
+        .unwrap_or_else(|| DEFAULT_TYPE.to_string());
     let info = api
         .shared
         .store
-        .put(NAME, &path, &path, staged)
+        .put(NAME, &path, &path, Some(&file_type), staged)
         .map_err(IhError::internal)?;
     st.files.insert(
         target.clone(),
         StoredFile {
             etag,
             size: info.size,
-            file_type: meta
-                .file_type
-                .clone()
-                .unwrap_or_else(|| DEFAULT_TYPE.to_string()),
+            file_type,
             description: meta.description.clone(),
             timestamp_ms: meta.timestamp_ms.unwrap_or(now),
             created_ms,

@@ -44,6 +44,10 @@ pub struct ObjectInfo {
     /// The vendor's id of the object (Box: the file id; Insights Hub, which has none:
     /// the path again; Exosite: the content id).
     pub id: String,
+    /// The MIME type the service keeps with the object (Exosite, Insights Hub,
+    /// Edgio); absent where it keeps none (Box).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
 }
 
 /// One indexed object: what is reported, and where the bytes are.
@@ -103,14 +107,16 @@ impl Store {
         Ok(dir)
     }
 
-    /// Stores `staged` as object `id` of `emulator` at `path`, replacing any earlier
-    /// content of that id. A rename: cheap enough to call under an emulator's lock,
+    /// Stores `staged` as object `id` of `emulator` at `path` (of MIME type
+    /// `content_type`, where the service keeps one), replacing any earlier content of
+    /// that id. A rename: cheap enough to call under an emulator's lock,
     /// which keeps "name checked free" and "object stored" one step.
     pub(crate) fn put(
         &self,
         emulator: &str,
         id: &str,
         path: &str,
+        content_type: Option<&str>,
         staged: Staged,
     ) -> io::Result<ObjectInfo> {
         let dir = self.root.join("objects").join(emulator);
@@ -123,6 +129,7 @@ impl Store {
             sha1: hex(&staged.sha1),
             sha256: hex(&staged.sha256),
             id: id.to_string(),
+            content_type: content_type.map(str::to_string),
         };
         staged.persist(&blob)?;
         let old = self.lock().insert(
