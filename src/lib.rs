@@ -42,6 +42,7 @@ pub mod throttle;
 pub mod units;
 pub mod verify;
 pub mod watch;
+pub mod writers;
 
 #[cfg(test)]
 mod props;

@@ -58,13 +58,24 @@ mod tests {
 
     #[test]
     fn only_bare_types_are_valid() {
-        for ok in ["text/csv", "application/vnd.ms-excel", "application/x-ndjson"] {
+        for ok in [
+            "text/csv",
+            "application/vnd.ms-excel",
+            "application/x-ndjson",
+        ] {
             assert!(is_valid(ok), "{ok}");
         }
         let long = format!("a/{}", "b".repeat(190));
         for bad in [
-            "", "text", "text/", "/csv", "text/csv; charset=utf-8", "text /csv", "a/b/c",
-            "text/c\nsv", long.as_str(),
+            "",
+            "text",
+            "text/",
+            "/csv",
+            "text/csv; charset=utf-8",
+            "text /csv",
+            "a/b/c",
+            "text/c\nsv",
+            long.as_str(),
         ] {
             assert!(!is_valid(bad), "{bad:?}");
         }

@@ -12,8 +12,8 @@
 //!
 //! Rooms: `attempt` (one file's way), `pump` (its parts in flight), `join` (waiting
 //! for a service that assembles the object after completion), `outcome` (what a
-//! stop does to the row), `reader` (the read pass), `budget` (memory), `post` and
-//! `writers` (the post-action), `plan` (part sizes), `backoff`.
+//! stop does to the row), `reader` (the read pass), `budget` (memory), `post` (the
+//! post-action), `plan` (part sizes), `backoff`.
 
 mod attempt;
 mod backoff;
@@ -26,7 +26,6 @@ pub(crate) mod post;
 mod pump;
 mod reader;
 mod spool;
-mod writers;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -122,9 +121,7 @@ impl EngineSettings {
             rule_content_type: cfg
                 .rules
                 .iter()
-                .filter_map(|r| {
-                    Some((r.pattern.as_str().to_string(), r.content_type.clone()?))
-                })
+                .filter_map(|r| Some((r.pattern.as_str().to_string(), r.content_type.clone()?)))
                 .collect(),
         }
     }

@@ -15,10 +15,10 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::writers;
 use crate::config::After;
 use crate::confine;
 use crate::identity::Identity;
+use crate::writers;
 
 /// How the post-action ended.
 #[derive(Debug, Clone, PartialEq, Eq)]

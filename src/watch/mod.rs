@@ -3,7 +3,9 @@
 //!
 //! A file counts as finished when
 //! - it was closed after writing (inotify `IN_CLOSE_WRITE`), or
-//! - it was renamed into the folder (the producer wrote it elsewhere first), or
+//! - it was renamed into the folder (the producer wrote it elsewhere first) and no
+//!   process holds it open for writing (logrotate renames a log its service still
+//!   writes; that one finishes when it is closed), or
 //! - its size and mtime stayed unchanged for `settle` (writers that keep the file
 //!   open, or that write through mmap and raise no events).
 //!
@@ -281,6 +283,12 @@ impl Watcher {
                     if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()) {
                         self.forget_watch(p);
                         self.scan(p, Arrival::MovedIn).await?;
+                    } else if let Some(who) = still_written(p).await {
+                        // logrotate's olddir: the service logs into the renamed file
+                        // until its postrotate reopen. Its close (or `settle` without
+                        // a change) finishes it.
+                        debug!(path = %p.display(), writer = %who, "renamed in while open for writing; waiting for it to close");
+                        self.touched(p);
                     } else {
                         self.finished(p).await?;
                     }
@@ -677,6 +685,17 @@ enum Arrival {
     Rescan,
     /// A folder renamed into the watched one: its files are finished.
     MovedIn,
+}
+
+/// Who holds `path` open for writing, if anyone can be seen to (a read lease, else
+/// `/proc`); off the async threads, as the `/proc` walk may take a while. A file
+/// that cannot be checked counts as finished, as every rename did before.
+async fn still_written(path: &Path) -> Option<String> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || crate::writers::holding(&path))
+        .await
+        .ok()?
+        .ok()?
 }
 
 /// The identity of a regular file (symlinks are not followed: a link's target can

@@ -1120,7 +1120,11 @@ fn content_type(kind: Kind) -> Outcome {
     let files: [(&str, &[u8], &str); 4] = [
         ("typed/report.csv", b"a,b\n1,2\n", "text/csv"),
         ("typed/big.csv", &big, "text/csv"),
-        ("typed/events.log", b"{\"level\":\"info\"}\n", "application/x-ndjson"),
+        (
+            "typed/events.log",
+            b"{\"level\":\"info\"}\n",
+            "application/x-ndjson",
+        ),
         ("clips/cam.mp4", b"not really a video", "video/mp4"),
     ];
     for (name, data, _) in files {

@@ -3,7 +3,9 @@
 //! A producer that pauses longer than `settle` looks finished; deleting or moving
 //! its file then would send its later writes to an unlinked inode, lost. So before
 //! the post-action deletes or moves a file, the engine asks here and postpones while
-//! a writer holds it.
+//! a writer holds it. And a file renamed into the outbox by someone else than its
+//! writer (logrotate's `olddir`, while the service still logs into it until its
+//! postrotate reopen) is not finished yet: the watcher asks here too.
 //!
 //! The kernel knows best: a read lease (`F_SETLEASE` with `F_RDLCK`) can be taken
 //! only while no process has the file open for writing, and is released at once.
