@@ -18,11 +18,10 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::bench::{rclone_present, rclone_s3, write_random};
 use common::s3s_fs::{self, S3sFs};
 use common::{Env, cpu_of};
 
@@ -39,27 +38,6 @@ struct Run {
     client_cpu: f64,
     client_rss_mib: f64,
     server_cpu: f64,
-}
-
-/// `size` random bytes written to `path` in 8 MiB chunks (never held whole).
-fn write_random(path: &Path, size: u64) {
-    let mut f = std::fs::File::create(path).expect("source file");
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut buf = vec![0u8; 8 << 20];
-    let mut left = size;
-    while left > 0 {
-        for chunk in buf.chunks_mut(8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            let b = x.to_le_bytes();
-            chunk.copy_from_slice(&b[..chunk.len()]);
-        }
-        let n = left.min(buf.len() as u64) as usize;
-        f.write_all(&buf[..n]).expect("write");
-        left -= n as u64;
-    }
-    f.sync_all().expect("sync");
 }
 
 fn dropship_run(server: &S3sFs, source: &Path, size: u64, n: usize) -> Run {
@@ -99,33 +77,15 @@ fn dropship_run(server: &S3sFs, source: &Path, size: u64, n: usize) -> Run {
 }
 
 fn rclone_run(server: &S3sFs, source: &Path, size: u64, n: usize) -> Run {
-    let p = |k: &str| format!("RCLONE_CONFIG_S3S_{k}");
     let server_cpu0 = cpu_of(server.pid()).unwrap_or(0.0);
-    let t0 = Instant::now();
-    // /usr/bin/time reports the child's own CPU and peak RSS.
-    let out = Command::new("/usr/bin/time")
-        .args(["-f", "%U %S %M", "rclone", "copyto"])
-        .arg(source)
-        .arg(format!("s3s:dropship/rclone/run{n}.bin"))
-        .env_remove("AWS_CA_BUNDLE")
-        .env(p("TYPE"), "s3")
-        .env(p("PROVIDER"), "Other")
-        .env(p("ENDPOINT"), &server.endpoint)
-        .env(p("REGION"), "us-east-1")
-        .env(p("ACCESS_KEY_ID"), s3s_fs::ACCESS_KEY)
-        .env(p("SECRET_ACCESS_KEY"), SECRET)
-        .env(p("FORCE_PATH_STYLE"), "true")
-        .output()
-        .expect("run rclone");
-    let secs = t0.elapsed().as_secs_f64();
+    let t = rclone_s3(
+        &server.endpoint,
+        s3s_fs::ACCESS_KEY,
+        SECRET,
+        source,
+        &format!("dropship/rclone/run{n}.bin"),
+    );
     let server_cpu = cpu_of(server.pid()).unwrap_or(0.0) - server_cpu0;
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "rclone failed: {err}");
-    let last = err.lines().last().unwrap_or_default();
-    let f: Vec<f64> = last
-        .split_whitespace()
-        .filter_map(|v| v.parse().ok())
-        .collect();
     let stored = server
         .bucket_dir("dropship")
         .join("rclone")
@@ -133,9 +93,9 @@ fn rclone_run(server: &S3sFs, source: &Path, size: u64, n: usize) -> Run {
     assert_eq!(std::fs::metadata(&stored).expect("stored").len(), size);
     let _ = std::fs::remove_file(stored);
     Run {
-        secs,
-        client_cpu: f.first().copied().unwrap_or(0.0) + f.get(1).copied().unwrap_or(0.0),
-        client_rss_mib: f.get(2).copied().unwrap_or(0.0) / 1024.0,
+        secs: t.secs,
+        client_cpu: t.cpu,
+        client_rss_mib: t.peak_rss_mib,
         server_cpu,
     }
 }
@@ -169,7 +129,7 @@ fn main() {
         println!("s3 bench not run: {}", s3s_fs::MISSING);
         return;
     };
-    let rclone = Command::new("rclone").arg("version").output().is_ok();
+    let rclone = rclone_present();
     let dir = tempfile::tempdir().expect("temp dir");
     let source = dir.path().join("source.bin");
     write_random(&source, size);

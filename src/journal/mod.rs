@@ -93,6 +93,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_compression",
         include_str!("../../migrations/0011_compression.sql"),
     ),
+    (
+        "0012_claim_index",
+        include_str!("../../migrations/0012_claim_index.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
@@ -301,6 +305,16 @@ fn immutable_uri(path: &Path) -> String {
     uri
 }
 
+/// Transactions committed by this process's journal connections (each a WAL sync
+/// under `synchronous = FULL`): the cost a file's bookkeeping puts on the disk,
+/// served as `dropship_journal_commits_total`.
+static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// See [`COMMITS`].
+pub fn commits() -> u64 {
+    COMMITS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// SQLite's "this is not a usable database" codes: reported as damage, never
 /// "fixed" by recreating the file.
 fn is_damage(e: &rusqlite::Error) -> bool {
@@ -460,6 +474,10 @@ impl Journal {
         self.conn
             .busy_timeout(Duration::from_secs(5))
             .map_err(|e| self.damage_or(e))?;
+        self.conn.commit_hook(Some(|| {
+            COMMITS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            false // never turn a commit into a rollback
+        }))?;
         if wal {
             let mode: String = self
                 .conn

@@ -855,3 +855,21 @@ fn a_higher_priority_is_claimed_first_then_the_oldest() {
         (5, Some("alarms/*"))
     );
 }
+
+#[test]
+fn a_claim_walks_its_index_instead_of_sorting_every_claimable_row() {
+    let j = Journal::open_in_memory().expect("open");
+    let plan: Vec<String> = j
+        .conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", super::files::CLAIM_SQL))
+        .expect("explain")
+        .query_map(params![0i64, i64::MAX, None::<String>], |r| {
+            r.get::<_, String>(3)
+        })
+        .expect("plan")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    let plan = plan.join("\n");
+    assert!(plan.contains("files_claim"), "{plan}");
+    assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+}

@@ -24,7 +24,7 @@ use std::sync::Mutex;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::MetricType;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::info::Info;
@@ -238,6 +238,12 @@ impl Collector for JournalGauges {
             "1 if the journal answered this scrape; 0 leaves the journal's gauges out.",
             None,
             MetricType::Gauge,
+        )?)?;
+        ConstCounter::new(crate::journal::commits()).encode(encoder.encode_descriptor(
+            "journal_commits",
+            "Journal transactions committed since the daemon started (each one a sync of the journal's log to disk).",
+            None,
+            MetricType::Counter,
         )?)?;
         let Some(snap) = last.as_ref() else {
             return Ok(());

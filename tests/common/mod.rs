@@ -2,6 +2,7 @@
 //! file, and the real `dropship` binary run as a child process.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod bench;
 pub mod s3s_fs;
 
 use std::io::Write;
