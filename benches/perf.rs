@@ -191,6 +191,8 @@ struct Target {
     remove: Box<dyn Fn(&str)>,
     /// Files the backend config names, written next to the config.
     files: Vec<(&'static str, String)>,
+    /// What must live as long as the target (its testbed and store).
+    _keep: Option<Box<dyn std::any::Any>>,
 }
 
 struct Delivery {
@@ -252,6 +254,77 @@ fn deliver(t: &Target, source: &Path, key: &str, size: u64) -> Delivery {
     d
 }
 
+/// The testbed of one emulated backend: started for it, dropped (with its store)
+/// after its runs, so that at most one backend's objects take disk space.
+fn testbed_target(rt: &tokio::runtime::Runtime, name: &'static str, floors: &Floors) -> Target {
+    let store = tempfile::tempdir().expect("store");
+    let tb = std::sync::Arc::new(
+        rt.block_on(Testbed::start(Options::loopback(store.path())))
+            .expect("testbed"),
+    );
+    let entity = "00189ab4c65243bb9d77f17332dd570a";
+    let (emulator, backend, floor, floor_why, path): (_, _, _, _, fn(&str) -> String) = match name {
+        "box" => (
+            "box",
+            format!(
+                "type = \"box\"\napi_url = \"{0}/box\"\nupload_url = \"{0}/box\"\ntoken_file = \"token\"",
+                tb.url()
+            ),
+            2.0 * floors.sha1,
+            "SHA-1 twice (parts, file)",
+            |k| k.to_string(),
+        ),
+        "insights-hub" => (
+            "insights-hub",
+            format!(
+                "type = \"insights-hub\"\ngateway_url = \"{}\"\nentity_id = \"{entity}\"\ntoken_file = \"token\"",
+                tb.emulator_url("insights-hub")
+            ),
+            0.0,
+            "no digest",
+            |k| format!("00189ab4c65243bb9d77f17332dd570a/{k}"),
+        ),
+        "exosite" => (
+            "exosite",
+            format!(
+                "type = \"exosite\"\nurl = \"{}\"\ntoken_file = \"token\"",
+                tb.emulator_url("exosite")
+            ),
+            floors.md5,
+            "MD5 once",
+            dropship::backend::exosite::content_id,
+        ),
+        _ => (
+            "edgio",
+            format!(
+                "type = \"edgio\"\nupload_url = \"{0}\"\norigin_url = \"{0}/origin/testbed\"\nusername = \"testbed\"\npassword_file = \"token\"",
+                tb.emulator_url("edgio")
+            ),
+            2.0 * floors.sha256,
+            "SHA-256 twice (pieces, file)",
+            |k| k.to_string(),
+        ),
+    };
+    let lookup = tb.clone();
+    Target {
+        name,
+        backend,
+        floor,
+        floor_why,
+        server_pid: None,
+        stored: Box::new(move |key: &str| {
+            lookup
+                .objects()
+                .into_iter()
+                .find(|o| o.emulator == emulator && o.path == path(key))
+                .map(|o| o.size)
+        }),
+        remove: Box::new(|_| {}),
+        files: vec![("token", dropship_testbed::DEFAULT_SECRET.to_string())],
+        _keep: Some(Box::new((tb, store))),
+    }
+}
+
 fn big(floors: &Floors) {
     let size = env_u64("DROPSHIP_BENCH_MIB", 1024) * MIB;
     let runs = env_u64("DROPSHIP_BENCH_RUNS", 3).max(1) as usize;
@@ -259,103 +332,31 @@ fn big(floors: &Floors) {
     let dir = tempfile::tempdir().expect("temp dir");
     let source = dir.path().join("source.bin");
     write_random(&source, size);
-
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let store = tempfile::tempdir().expect("store");
-    let tb = std::sync::Arc::new(
-        rt.block_on(Testbed::start(Options::loopback(store.path())))
-            .expect("testbed"),
-    );
     let s3 = S3sFs::start(&["dropship"], S3_SECRET);
-    let token = vec![("token", dropship_testbed::DEFAULT_SECRET.to_string())];
-    let in_testbed = |emulator: &'static str, path: fn(&str) -> String| {
-        let tb = tb.clone();
-        Box::new(move |key: &str| {
-            tb.objects()
-                .into_iter()
-                .find(|o| o.emulator == emulator && o.path == path(key))
-                .map(|o| o.size)
-        }) as StoredSize
-    };
-    let entity = "00189ab4c65243bb9d77f17332dd570a";
     let local_remote = dir.path().join("remote");
-    let mut targets = vec![
-        Target {
-            name: "local",
-            backend: format!("type = \"local\"\npath = \"{}\"", local_remote.display()),
-            floor: floors.sha256,
-            floor_why: "SHA-256 once",
-            server_pid: None,
-            stored: {
-                let r = local_remote.clone();
-                Box::new(move |k: &str| std::fs::metadata(r.join(k)).ok().map(|m| m.len()))
-            },
-            remove: {
-                let r = local_remote.clone();
-                Box::new(move |k: &str| {
-                    let _ = std::fs::remove_file(r.join(k));
-                })
-            },
-            files: Vec::new(),
+    let local = || Target {
+        name: "local",
+        backend: format!("type = \"local\"\npath = \"{}\"", local_remote.display()),
+        floor: floors.sha256,
+        floor_why: "SHA-256 once",
+        server_pid: None,
+        stored: {
+            let r = local_remote.clone();
+            Box::new(move |k: &str| std::fs::metadata(r.join(k)).ok().map(|m| m.len()))
         },
-        Target {
-            name: "box",
-            backend: format!(
-                "type = \"box\"\napi_url = \"{0}/box\"\nupload_url = \"{0}/box\"\ntoken_file = \"token\"",
-                tb.url()
-            ),
-            floor: 2.0 * floors.sha1,
-            floor_why: "SHA-1 twice (parts, file)",
-            server_pid: None,
-            stored: in_testbed("box", |k| k.to_string()),
-            remove: Box::new(|_| {}),
-            files: token.clone(),
+        remove: {
+            let r = local_remote.clone();
+            Box::new(move |k: &str| {
+                let _ = std::fs::remove_file(r.join(k));
+            })
         },
-        Target {
-            name: "insights-hub",
-            backend: format!(
-                "type = \"insights-hub\"\ngateway_url = \"{}\"\nentity_id = \"{entity}\"\ntoken_file = \"token\"",
-                tb.emulator_url("insights-hub")
-            ),
-            floor: 0.0,
-            floor_why: "no digest",
-            server_pid: None,
-            stored: in_testbed("insights-hub", |k| {
-                format!("00189ab4c65243bb9d77f17332dd570a/{k}")
-            }),
-            remove: Box::new(|_| {}),
-            files: token.clone(),
-        },
-        Target {
-            name: "exosite",
-            backend: format!(
-                "type = \"exosite\"\nurl = \"{}\"\ntoken_file = \"token\"",
-                tb.emulator_url("exosite")
-            ),
-            floor: floors.md5,
-            floor_why: "MD5 once",
-            server_pid: None,
-            stored: in_testbed("exosite", dropship::backend::exosite::content_id),
-            remove: Box::new(|_| {}),
-            files: token.clone(),
-        },
-        Target {
-            name: "edgio",
-            backend: format!(
-                "type = \"edgio\"\nupload_url = \"{0}\"\norigin_url = \"{0}/origin/testbed\"\nusername = \"testbed\"\npassword_file = \"token\"",
-                tb.emulator_url("edgio")
-            ),
-            floor: 2.0 * floors.sha256,
-            floor_why: "SHA-256 twice (pieces, file)",
-            server_pid: None,
-            stored: in_testbed("edgio", |k| k.to_string()),
-            remove: Box::new(|_| {}),
-            files: token.clone(),
-        },
-    ];
-    if let Some(s3) = &s3 {
+        files: Vec::new(),
+        _keep: None,
+    };
+    let s3_target = |s3: &S3sFs| {
         let bucket = s3.bucket_dir("dropship").join("dropship");
-        targets.push(Target {
+        Target {
             name: "s3 (s3s-fs)",
             backend: format!(
                 "type = \"s3\"\nendpoint = \"{}\"\nbucket = \"dropship\"\nprefix = \"dropship\"\n\
@@ -377,8 +378,9 @@ fn big(floors: &Floors) {
                 })
             },
             files: vec![("secret", S3_SECRET.to_string())],
-        });
-    }
+            _keep: None,
+        }
+    };
 
     println!(
         "## One {} MiB file of random bytes per backend (median of {runs} by wall time)\n",
@@ -388,9 +390,20 @@ fn big(floors: &Floors) {
         "| backend | wall s | MiB/s | dropship CPU-s/GiB | digest floor CPU-s/GiB | × floor | server CPU-s/GiB | dropship peak RSS MiB |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for t in &targets {
+    let names = ["local", "box", "insights-hub", "exosite", "edgio", "s3"];
+    for name in names {
+        let t = match name {
+            "local" => local(),
+            "s3" => match &s3 {
+                Some(s3) => s3_target(s3),
+                None => continue,
+            },
+            other => testbed_target(&rt, other, floors),
+        };
+        // A new key each run: the same content under the same key would be found
+        // held already, and nothing sent.
         let mut runs_of: Vec<Delivery> = (0..runs)
-            .map(|_| deliver(t, &source, "bench/big.bin", size))
+            .map(|i| deliver(&t, &source, &format!("big-{i}.bin"), size))
             .collect();
         runs_of.sort_by(|a, b| a.secs.total_cmp(&b.secs));
         let d = &runs_of[runs_of.len() / 2];

@@ -363,6 +363,7 @@ mod tests {
             ranged_reads: false,
             request_deadline: None,
             asynchronous_join: false,
+            object_digest_from_parts: false,
         };
         assert_eq!(Check::resolve(VerifyMode::Auto, 4, &caps), Check::Digest);
         caps.object_digest = None;

@@ -209,6 +209,7 @@ impl Backend for LocalBackend {
             ranged_reads: true,
             request_deadline: None,
             asynchronous_join: false,
+            object_digest_from_parts: false,
         }
     }
 

@@ -83,6 +83,10 @@ pub struct Capabilities {
     /// the engine polls [`Backend::join`] until the object is there, the file
     /// resting in `joining` between polls.
     pub asynchronous_join: bool,
+    /// In parts, the digest the service reports for the object is made from the
+    /// parts' digests (S3's multipart ETag, the MD5 of the parts' MD5s): the read
+    /// pass then hashes each byte once, for its part, and not again for the file.
+    pub object_digest_from_parts: bool,
 }
 
 /// The name's first control character (U+0000–U+001F, U+007F), as a reason.

@@ -156,14 +156,20 @@ fn identity(row: &FileRow) -> Identity {
 }
 
 impl Attempt<'_> {
-    /// The read pass over `parts` of the row's file, with the backend's digests.
-    pub(super) fn read_plan(&self, parts: Vec<PartRow>) -> ReadPlan {
+    /// The read pass over `parts` of the row's file, with the backend's digests;
+    /// `in_parts`: for a multi-part upload (not one request).
+    pub(super) fn read_plan(&self, parts: Vec<PartRow>, in_parts: bool) -> ReadPlan {
+        let caps = &self.ctx.caps;
         ReadPlan {
             path: self.row.path.clone(),
             identity: identity(self.row),
             parts,
-            part_digest: self.ctx.caps.part_digest,
-            object_digest: self.ctx.check.whole_digest(&self.ctx.caps),
+            part_digest: caps.part_digest,
+            object_digest: self
+                .ctx
+                .check
+                .whole_digest(caps)
+                .filter(|_| !(in_parts && caps.object_digest_from_parts)),
             resume: self.row.hash_state.clone(),
         }
     }
@@ -371,7 +377,7 @@ impl Attempt<'_> {
             parts = ctx.journal.call(move |j| j.parts(id)).await?;
         }
         let mut rx = reader::spawn(
-            self.read_plan(parts),
+            self.read_plan(parts, false),
             Arc::new(Semaphore::new(1)),
             ctx.budget.clone(),
         );

@@ -90,6 +90,7 @@ mod tests {
             ranged_reads: false,
             request_deadline: None,
             asynchronous_join: false,
+            object_digest_from_parts: false,
         }
     }
 

@@ -126,7 +126,7 @@ pub(super) async fn send_parts(
     let sequential = !ctx.caps.parallel_parts;
     // One part read ahead of the one in flight where parts go one at a time.
     let slots = Arc::new(Semaphore::new(in_flight + usize::from(sequential)));
-    let mut rx = reader::spawn(at.read_plan(parts), slots.clone(), ctx.budget.clone());
+    let mut rx = reader::spawn(at.read_plan(parts, true), slots.clone(), ctx.budget.clone());
     let mut pump = Pump {
         at,
         session,

@@ -518,6 +518,7 @@ impl Backend for BoxBackend {
             ranged_reads: false,
             request_deadline: None,
             asynchronous_join: false,
+            object_digest_from_parts: false,
         }
     }
 

@@ -444,6 +444,7 @@ impl Backend for EdgioBackend {
             ranged_reads: self.origin.is_some(),
             request_deadline: None,
             asynchronous_join: true,
+            object_digest_from_parts: false,
         }
     }
 

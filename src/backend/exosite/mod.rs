@@ -332,6 +332,7 @@ impl Backend for ExositeBackend {
             ranged_reads: true,
             request_deadline: None,
             asynchronous_join: false,
+            object_digest_from_parts: false,
         }
     }
 

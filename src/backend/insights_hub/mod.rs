@@ -290,6 +290,7 @@ impl Backend for InsightsHubBackend {
             ranged_reads: true,
             request_deadline: Some(GATEWAY_TIMEOUT),
             asynchronous_join: false,
+            object_digest_from_parts: false,
         }
     }
 

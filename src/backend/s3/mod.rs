@@ -412,6 +412,7 @@ impl Backend for S3Backend {
             ranged_reads: false,
             request_deadline: None,
             asynchronous_join: false,
+            object_digest_from_parts: true,
         }
     }
 
