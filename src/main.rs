@@ -136,7 +136,6 @@ fn config_failure(e: ConfigError) -> Failure {
 }
 
 fn main() -> ExitCode {
-    fixed_mmap_threshold();
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -144,19 +143,6 @@ fn main() -> ExitCode {
             eprintln!("dropship: {:#}", f.error);
             ExitCode::from(f.code)
         }
-    }
-}
-
-/// Part buffers (megabytes each, one per part in flight) go straight to `mmap` and
-/// back to the system when freed. glibc's default raises its mmap threshold after
-/// the first such free, and from then on serves them from per-thread heaps that
-/// keep what they held: a 1 GiB upload then peaked at 55 MiB instead of 44, above
-/// `16 MiB + parts_in_flight × part_size`.
-fn fixed_mmap_threshold() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only sets an allocator parameter; called before any thread.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
 

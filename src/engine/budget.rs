@@ -11,6 +11,12 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::buffers::{self, Buffer, Buffers};
+
+/// Idle buffers kept when the engine does not say how many: 4 parts in flight and
+/// the one read ahead.
+const DEFAULT_KEPT: usize = 5;
+
 /// Permits are KiB: a semaphore counts in `u32` per acquisition.
 const UNIT: u64 = 1024;
 
@@ -19,6 +25,8 @@ pub struct Budget {
     pool: Arc<Semaphore>,
     /// In units.
     capacity: u32,
+    /// The buffers themselves, reused (see `buffers.rs`).
+    buffers: Arc<Buffers>,
 }
 
 /// Room for one buffer; given back when dropped.
@@ -33,7 +41,25 @@ impl Budget {
         Budget {
             pool: Arc::new(Semaphore::new(capacity as usize)),
             capacity,
+            buffers: Buffers::new(DEFAULT_KEPT),
         }
+    }
+
+    /// Keeps up to `n` idle buffers for reuse (one file's parts in flight and the
+    /// one read ahead), rather than [`DEFAULT_KEPT`].
+    pub fn keeping(mut self, n: usize) -> Budget {
+        self.buffers = Buffers::new(n);
+        self
+    }
+
+    /// A buffer of `len` bytes, for which room was reserved.
+    pub fn buffer(&self, len: usize, _room: &Reserved) -> Buffer {
+        self.buffers.take(len)
+    }
+
+    /// Frees buffers idle for [`buffers::IDLE`].
+    pub fn trim(&self) {
+        self.buffers.trim(buffers::IDLE);
     }
 
     /// The whole budget in bytes.

@@ -18,6 +18,7 @@
 mod attempt;
 mod backoff;
 mod budget;
+mod buffers;
 mod gate;
 mod join;
 mod outcome;
@@ -237,7 +238,8 @@ impl Engine {
         }
         let limiter = Arc::new(RateLimiter::new(settings.bandwidth_limit.unwrap_or(0)));
         let slots = Arc::new(Semaphore::new(settings.workers));
-        let budget = Arc::new(Budget::new(settings.memory_budget()));
+        let budget =
+            Arc::new(Budget::new(settings.memory_budget()).keeping(settings.parts_in_flight + 1));
         let settings_workers = settings.workers;
         Engine {
             ctx: Arc::new(Ctx {
@@ -458,6 +460,9 @@ impl Engine {
 
     /// Sleeps until there may be work.
     async fn idle(&self, cancel: &CancellationToken) {
+        // Nothing to claim: part buffers kept for the next part go back to the
+        // system once they have been idle a while.
+        self.ctx.budget.trim();
         let only = self.only.clone();
         let due = self
             .ctx

@@ -20,7 +20,6 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::budget::{Budget, Reserved};
@@ -201,17 +200,17 @@ fn read_pass(
                 && plan.part_digest == plan.object_digest
                 && whole.as_ref().is_some_and(|w| w.upto == 0);
             let mut part_hash = plan.part_digest.filter(|_| !shared).map(Hasher::new);
-            let source = if memory.is_some() {
-                let mut buf = vec![0u8; part.length as usize];
-                file.read_exact_at(&mut buf, part.offset)
+            let source = if let Some(room) = &memory {
+                let mut buf = budget.buffer(part.length as usize, room);
+                file.read_exact_at(buf.as_mut_slice(), part.offset)
                     .map_err(ReadError::from_io)?;
                 if let Some(w) = whole.as_mut() {
-                    w.feed(part.offset, &buf);
+                    w.feed(part.offset, buf.as_ref());
                 }
                 if let Some(h) = part_hash.as_mut() {
-                    h.update(&buf);
+                    h.update(buf.as_ref());
                 }
-                Source::Memory(Bytes::from(buf))
+                Source::Memory(buf.freeze())
             } else {
                 // Bigger than the whole budget: hash now, send from the file later.
                 hash_range(&file, part, &mut scratch, &mut whole, &mut part_hash)?;
