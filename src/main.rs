@@ -151,8 +151,9 @@ fn main() -> ExitCode {
 /// heap keeps what was freed in it. The daemon's blocking threads (reads, hashing,
 /// journal, post-actions) come and go: with a 4 GiB file and 1,000 small ones
 /// queued, the peak was 61.6 MiB with the default and 55.3 MiB with two heaps
-/// (`cargo bench --bench perf -- memory`). The CPU a shared heap costs is not
-/// measurable here: parts are pooled (`engine/buffers.rs`), few allocations remain.
+/// (`cargo bench --bench perf -- memory`). What sharing two heaps costs in CPU was
+/// not measured apart; part buffers, the big allocations, are pooled anyway
+/// (`engine/buffers.rs`).
 fn two_malloc_arenas() {
     #[cfg(target_env = "gnu")]
     // SAFETY: mallopt only sets an allocator parameter; called before any thread.
