@@ -33,20 +33,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::bench::{median, quantile, rclone_present, rclone_s3, timed, write_random};
 use common::s3s_fs::{self, S3sFs};
-use common::{Daemon, Env, cpu_of};
+use common::{Daemon, Env, cpu_of, env_u64};
 use dropship_testbed::{Options, Testbed};
 use serde_json::Value;
 
 const MIB: u64 = 1 << 20;
 const GIB: f64 = (1u64 << 30) as f64;
 const S3_SECRET: &str = "bench-secret";
-
-fn env_u64(k: &str, d: u64) -> u64 {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -175,6 +168,22 @@ impl Floors {
 /// The stored object's size of a key, if stored.
 type StoredSize = Box<dyn Fn(&str) -> Option<u64>>;
 
+/// Removes the stored object of a key.
+type Remove = Box<dyn Fn(&str)>;
+
+/// Sizes of objects kept as files under `dir` (a local folder, s3s-fs's bucket).
+fn stored_in(dir: &Path) -> StoredSize {
+    let dir = dir.to_path_buf();
+    Box::new(move |k: &str| std::fs::metadata(dir.join(k)).ok().map(|m| m.len()))
+}
+
+fn remove_from(dir: &Path) -> Remove {
+    let dir = dir.to_path_buf();
+    Box::new(move |k: &str| {
+        let _ = std::fs::remove_file(dir.join(k));
+    })
+}
+
 /// One backend of the `big` scenario.
 struct Target {
     name: &'static str,
@@ -188,7 +197,7 @@ struct Target {
     /// The stored object's size, to check the delivery.
     stored: StoredSize,
     /// Removes the stored object (disk space for the next run).
-    remove: Box<dyn Fn(&str)>,
+    remove: Remove,
     /// Files the backend config names, written next to the config.
     files: Vec<(&'static str, String)>,
     /// What must live as long as the target (its testbed and store).
@@ -342,16 +351,8 @@ fn big(floors: &Floors) {
         floor: 2.0 * floors.sha256,
         floor_why: "SHA-256 twice (file, stored copy)",
         server_pid: None,
-        stored: {
-            let r = local_remote.clone();
-            Box::new(move |k: &str| std::fs::metadata(r.join(k)).ok().map(|m| m.len()))
-        },
-        remove: {
-            let r = local_remote.clone();
-            Box::new(move |k: &str| {
-                let _ = std::fs::remove_file(r.join(k));
-            })
-        },
+        stored: stored_in(&local_remote),
+        remove: remove_from(&local_remote),
         files: Vec::new(),
         _keep: None,
     };
@@ -368,16 +369,8 @@ fn big(floors: &Floors) {
             floor: floors.md5,
             floor_why: "MD5 once (parts; the ETag from them)",
             server_pid: Some(s3.pid()),
-            stored: {
-                let b = bucket.clone();
-                Box::new(move |k: &str| std::fs::metadata(b.join(k)).ok().map(|m| m.len()))
-            },
-            remove: {
-                let b = bucket.clone();
-                Box::new(move |k: &str| {
-                    let _ = std::fs::remove_file(b.join(k));
-                })
-            },
+            stored: stored_in(&bucket),
+            remove: remove_from(&bucket),
             files: vec![("secret", S3_SECRET.to_string())],
             _keep: None,
         }

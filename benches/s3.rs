@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use common::bench::{rclone_present, rclone_s3, write_random};
 use common::s3s_fs::{self, S3sFs};
-use common::{Env, cpu_of};
+use common::{Env, cpu_of, env_u64};
 
 const MIB: u64 = 1 << 20;
 const SECRET: &str = "bench-secret";
@@ -117,12 +117,6 @@ fn report(what: &str, size: u64, r: &Run) {
 }
 
 fn main() {
-    let env_u64 = |k: &str, d: u64| {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(d)
-    };
     let size = env_u64("DROPSHIP_BENCH_S3_MIB", 1024) * MIB;
     let runs = env_u64("DROPSHIP_BENCH_RUNS", 3).max(1) as usize;
     let Some(server) = S3sFs::start(&["dropship"], SECRET) else {

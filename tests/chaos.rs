@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use dropship_testbed::{Settings, SettingsPatch};
 
-use common::random_bytes;
+use common::{env_u64, random_bytes};
 use world::{Kind, Setup, World};
 
 /// Parts of one file in flight (the daemon's `parts_in_flight` here).
@@ -45,13 +45,6 @@ struct Figures {
     /// Received in requests not answered with success (refused, cut, abandoned by
     /// a killed daemon).
     wasted: u64,
-}
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn faults_on() -> SettingsPatch {

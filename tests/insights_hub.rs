@@ -141,9 +141,10 @@ fn a_crash_before_completion_rereads_and_resends_only_the_last_part() {
         "figure: crash before completion: the restarted daemon read {read} bytes and sent {resent}; last part {last}, file {size}"
     );
     // The sampled verification reads 6 × 64 KiB of the file too, and the journal's
-    // pages are read at open (quick_check), claims and polls: with migration 0012's
-    // index that went past 1 MiB of slack (by 8 KB). Reading the numbered part again
-    // would add 32 MiB: 4 MiB of slack still tells the two apart.
+    // pages are read at open (quick_check), claims and polls. Since a2d0060 (claim
+    // index, batched recording, commit hook; not narrowed further) that passed 1 MiB
+    // of slack by 8 KB. Reading the numbered part again would add 32 MiB: 4 MiB of
+    // slack still tells the two apart.
     assert!(
         read < (last + 4 * MIB) as u64,
         "read {read} bytes; only the last part ({last}) should have been read"

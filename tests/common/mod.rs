@@ -366,6 +366,14 @@ pub fn start_testbed(
     .expect("testbed")
 }
 
+/// A number from the environment (a test's or bench's size knob), else `default`.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// CPU seconds (user + system) a live process has used so far (benchmarks).
 pub fn cpu_of(pid: i32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
