@@ -20,8 +20,10 @@
 //!   first delivery, RSS; then, on that journal, `status` and one claim.
 //!
 //! `DROPSHIP_BENCH_MIB` sets `big`'s size (default 1024), `DROPSHIP_BENCH_RUNS` its
-//! runs per backend (default 3; the median is shown). The server shares the two
-//! cores with dropship, so its CPU is shown beside dropship's.
+//! runs per backend (default 3; the median is shown), `DROPSHIP_BENCH_BACKENDS` a
+//! comma-separated subset of `big`'s backends (e.g. `box,edgio`; `rclone` for its
+//! rows). The server shares the two cores with dropship, so its CPU is shown beside
+//! dropship's.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -385,7 +387,10 @@ fn big(floors: &Floors) {
     );
     println!("|---|---|---|---|---|---|---|---|");
     let names = ["local", "box", "insights-hub", "exosite", "edgio", "s3"];
-    for name in names {
+    // To profile or re-measure one backend without the rest.
+    let only = std::env::var("DROPSHIP_BENCH_BACKENDS").unwrap_or_default();
+    let wanted = |n: &str| only.is_empty() || only.split(',').any(|o| o.trim() == n);
+    for name in names.into_iter().filter(|n| wanted(n)) {
         let t = match name {
             "local" => local(),
             "s3" => match &s3 {
@@ -418,7 +423,7 @@ fn big(floors: &Floors) {
             d.rss_mib
         );
     }
-    if rclone_present() {
+    if rclone_present() && wanted("rclone") {
         let copies: Vec<_> = (0..runs)
             .map(|_| {
                 let dest = dir.path().join("rclone.bin");

@@ -8,10 +8,13 @@
 //! a > b) are unsatisfiable (416). Treating a malformed header as unsatisfiable rather
 //! than ignoring it is an emulator choice: it makes a client bug visible.
 
-use std::io::SeekFrom;
+use std::io::{Seek, SeekFrom};
 
 use axum::body::Body;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use futures_util::StreamExt;
+use tokio::io::AsyncReadExt;
+
+use crate::store::OpenBlob;
 
 /// The bytes a `Range` header asks for, judged against the object's size.
 #[derive(Debug, PartialEq, Eq)]
@@ -56,17 +59,59 @@ pub(crate) fn wanted(range: Option<&str>, size: u64) -> Wanted {
 /// A body streaming `len` bytes of `blob` from byte `first`. The handle was opened
 /// while the emulator's lock was held, so the bytes are those of the version the
 /// caller looked up, even if the object is replaced meanwhile.
-pub(crate) async fn slice_body(blob: std::fs::File, first: u64, len: u64) -> std::io::Result<Body> {
-    let mut f = tokio::fs::File::from_std(blob);
-    f.seek(SeekFrom::Start(first)).await?;
+pub(crate) fn slice_body(blob: OpenBlob, first: u64, len: u64) -> std::io::Result<Body> {
+    let end = first + len;
+    let mut pieces = Vec::new();
+    let mut start = 0u64;
+    for (mut f, size) in blob.files {
+        let (a, b) = (first.max(start), end.min(start + size));
+        if a < b {
+            // A seek on an open file reads nothing: cheap enough on the async thread.
+            f.seek(SeekFrom::Start(a - start))?;
+            let piece = tokio::fs::File::from_std(f).take(b - a);
+            pieces.push(tokio_util::io::ReaderStream::with_capacity(
+                piece,
+                256 * 1024,
+            ));
+        }
+        start += size;
+    }
     Ok(Body::from_stream(
-        tokio_util::io::ReaderStream::with_capacity(f.take(len), 256 * 1024),
+        futures_util::stream::iter(pieces).flatten(),
     ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_slice_spans_the_segments_of_a_joined_blob() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let open = || -> std::io::Result<OpenBlob> {
+            let mut files = Vec::new();
+            for (i, p) in ["abc", "", "de", "fgh"].iter().enumerate() {
+                let f = dir.path().join(format!("s{i}"));
+                std::fs::write(&f, p)?;
+                files.push((std::fs::File::open(&f)?, p.len() as u64));
+            }
+            Ok(OpenBlob { files })
+        };
+        for (first, len, want) in [
+            (0, 8, "abcdefgh"),
+            (2, 3, "cde"),
+            (3, 2, "de"),
+            (4, 4, "efgh"),
+            (7, 1, "h"),
+        ] {
+            let body = slice_body(open()?, first, len)?;
+            let got = axum::body::to_bytes(body, 64)
+                .await
+                .map_err(std::io::Error::other)?;
+            assert_eq!(got, want.as_bytes(), "{first}+{len}");
+        }
+        Ok(())
+    }
 
     #[test]
     fn ranges() {

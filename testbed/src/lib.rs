@@ -270,7 +270,7 @@ impl Testbed {
                     format!("no {emulator} object at {path}"),
                 )
             })?;
-        std::fs::read(blob)
+        blob.read()
     }
 
     /// Stops accepting, drops every connection and waits for their tasks.

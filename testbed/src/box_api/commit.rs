@@ -25,8 +25,8 @@ use super::headers::{b64, parse_sha_digest};
 use super::sessions::Target;
 use super::tree::Content;
 use super::{BoxApi, BoxState, NAME, check_if_match, header, read_json};
-use crate::hex::hex;
-use crate::store::Staged;
+
+use crate::store::{Hashes, Staged};
 
 /// 202 + `Retry-After: 1`: parts received but not yet processed.
 fn accepted() -> Response {
@@ -67,16 +67,16 @@ pub(crate) async fn commit(
         Checked::Assemble(parts, digest) => (parts, digest),
     };
 
-    let staged = Staged::concat(api.shared.store.tmp_dir(), parts)
+    let staged = Staged::join(api.shared.store.tmp_dir(), parts, Hashes::SHA1)
         .await
         .map_err(BoxError::internal)?;
-    if staged.sha1 != digest {
+    if staged.digests.sha1 != Some(digest) {
         return Err(BoxError::new(
             StatusCode::BAD_REQUEST,
             "digest_mismatch",
             format!(
                 "File digest was incorrect. Actual: {} Expected: {}",
-                b64(&staged.sha1),
+                staged.digests.sha1.map(|d| b64(&d)).unwrap_or_default(),
                 b64(&digest)
             ),
         ));
@@ -202,7 +202,7 @@ pub(crate) fn store_new_file(
 ) -> Result<Value, BoxError> {
     let content = Content {
         size: staged.len,
-        sha1: hex(&staged.sha1),
+        sha1: staged.sha1_hex(),
     };
     let file_id = st.tree.add_file(folder, name, content);
     let Some(file) = st.tree.file(&file_id) else {

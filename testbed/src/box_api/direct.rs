@@ -23,7 +23,7 @@ use super::headers::parse_sha1_hex;
 use super::tree::check_name;
 use super::{BoxApi, header};
 use crate::faults::body::drain;
-use crate::store::Staged;
+use crate::store::{Hashes, Staged};
 
 /// What the form carried.
 struct Form {
@@ -61,7 +61,11 @@ async fn read_form(api: &BoxApi, req: Request) -> Result<Form, BoxError> {
                 attributes_text = Some(field.text().await.map_err(bad)?);
             }
             Some("file") => {
-                let mut staging = api.shared.store.staging().map_err(BoxError::internal)?;
+                let mut staging = api
+                    .shared
+                    .store
+                    .staging(Hashes::SHA1)
+                    .map_err(BoxError::internal)?;
                 while let Some(chunk) = field.chunk().await.map_err(bad)? {
                     staging.write(&chunk).await.map_err(BoxError::internal)?;
                 }
@@ -91,7 +95,7 @@ fn check_sha1(headers: &HeaderMap, file: &Staged) -> Result<(), BoxError> {
         return Ok(());
     };
     let want = parse_sha1_hex(v).map_err(BoxError::bad_request)?;
-    if want != file.sha1 {
+    if Some(want) != file.digests.sha1 {
         return Err(BoxError::new(
             StatusCode::BAD_REQUEST,
             "bad_digest",

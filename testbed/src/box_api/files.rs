@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Body;
+
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -45,16 +45,14 @@ pub(crate) async fn download(
             .ok_or_else(|| no_file(&id))?
     };
     // Opened handle keeps the bytes even if a new version replaces the blob meanwhile.
-    let f = tokio::fs::File::open(&blob)
-        .await
-        .map_err(BoxError::internal)?;
-    let len = f.metadata().await.map_err(BoxError::internal)?.len();
+    let f = blob.open().map_err(BoxError::internal)?;
+    let len = f.len();
     Ok((
         [
             (header::CONTENT_TYPE, "application/octet-stream".to_string()),
             (header::CONTENT_LENGTH, len.to_string()),
         ],
-        Body::from_stream(tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024)),
+        crate::byte_range::slice_body(f, 0, len).map_err(BoxError::internal)?,
     )
         .into_response())
 }

@@ -27,7 +27,7 @@ use super::sessions::Part;
 use super::{BoxApi, BoxState, header};
 use crate::faults::body::drain;
 use crate::hex::{hex, random_upper};
-use crate::store::Staged;
+use crate::store::{Hashes, Staged};
 
 /// The code of a 409 for a range another request is uploading right now.
 const BUSY_RANGE: &str = "conflict";
@@ -149,7 +149,11 @@ fn plan(api: &Arc<BoxApi>, id: &str, headers: &HeaderMap) -> Result<Plan, BoxErr
 /// Streams the body to staging; returns it only if exactly `want` bytes came.
 /// Bytes past `want` are read and dropped so the client still gets our answer.
 async fn receive(api: &BoxApi, body: Body, want: u64) -> Result<Staged, BoxError> {
-    let mut staging = api.shared.store.staging().map_err(BoxError::internal)?;
+    let mut staging = api
+        .shared
+        .store
+        .staging(Hashes::SHA1)
+        .map_err(BoxError::internal)?;
     let mut got = 0u64;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
@@ -193,7 +197,7 @@ pub(crate) async fn upload(
         }
     };
     let staged = receive(&api, body, plan.range.len()).await?;
-    if staged.sha1 != plan.digest {
+    if staged.digests.sha1 != Some(plan.digest) {
         return Err(BoxError::precondition_failed(
             "The digest of the uploaded part does not match the Digest header",
         ));

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use super::tree::FileMeta;
 use super::{Edgio, NAME, paths};
 use crate::byte_range::{Wanted, slice_body, wanted};
+use crate::store::OpenBlob;
 
 fn not_found() -> Response {
     StatusCode::NOT_FOUND.into_response()
@@ -25,7 +26,7 @@ fn not_found() -> Response {
 
 /// The file's metadata and an open handle on its bytes, taken together under the lock
 /// so they describe the same version.
-fn open(api: &Edgio, account: &str, path: &str) -> Option<(FileMeta, std::fs::File)> {
+fn open(api: &Edgio, account: &str, path: &str) -> Option<(FileMeta, OpenBlob)> {
     let s = api.shared.settings();
     if account != s.edgio_account {
         return None;
@@ -34,7 +35,7 @@ fn open(api: &Edgio, account: &str, path: &str) -> Option<(FileMeta, std::fs::Fi
     let st = api.settled(&s);
     let meta = st.tree.files.get(&key)?.clone();
     let blob = api.shared.store.blob(NAME, &key)?;
-    let handle = std::fs::File::open(blob).ok()?;
+    let handle = blob.open().ok()?;
     Some((meta, handle))
 }
 
@@ -61,7 +62,7 @@ pub(crate) async fn get(
             return resp;
         }
     };
-    let body = match slice_body(handle, first, len).await {
+    let body = match slice_body(handle, first, len) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "edgio origin could not read a stored file");

@@ -20,7 +20,7 @@ use super::post_raw::{Target, placement, store_file};
 use super::{Edgio, paths};
 use crate::faults::body::drain;
 use crate::hex::hex;
-use crate::store::Staged;
+use crate::store::{Hashes, Staged};
 
 /// Longest text field kept (names are at most 4096 bytes).
 const MAX_FIELD: usize = 8 * 1024;
@@ -59,7 +59,11 @@ async fn read_form(api: &Edgio, mut form: Multipart) -> Result<Form, Agile> {
             }
             out.filename = field.file_name().map(str::to_string);
             out.part_type = field.content_type().map(str::to_string);
-            let mut staging = api.shared.store.staging().map_err(Agile::internal)?;
+            let mut staging = api
+                .shared
+                .store
+                .staging(Hashes::SHA256)
+                .map_err(Agile::internal)?;
             while let Some(chunk) = field.chunk().await.map_err(form_error)? {
                 staging.write(&chunk).await.map_err(Agile::internal)?;
             }

@@ -55,7 +55,7 @@ pub(crate) async fn store_file(
     staged: Staged,
 ) -> AgileResult {
     let (staged, corrupted) = api.maybe_corrupt(s, staged).await?;
-    let sha256 = hex(&staged.sha256);
+    let sha256 = staged.sha256_hex();
     if let Some(want) = &t.checksum
         && *want != sha256
     {

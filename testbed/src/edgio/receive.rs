@@ -9,7 +9,7 @@ use axum::body::Body;
 use futures_util::StreamExt;
 
 use super::error::Agile;
-use crate::store::{Staged, Store};
+use crate::store::{Hashes, Staged, Store};
 
 /// What became of a body.
 pub(crate) enum Received {
@@ -19,7 +19,7 @@ pub(crate) enum Received {
 }
 
 pub(crate) async fn receive(store: &Store, body: Body, max: u64) -> Result<Received, Agile> {
-    let mut staging = Some(store.staging().map_err(Agile::internal)?);
+    let mut staging = Some(store.staging(Hashes::SHA256).map_err(Agile::internal)?);
     let mut len = 0u64;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {

@@ -42,6 +42,7 @@ use super::content::Content;
 use super::error::ExError;
 use super::{Exosite, NAME};
 use crate::byte_range::{Wanted, slice_body, wanted};
+use crate::store::OpenBlob;
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const CSV: &str = "text/csv; charset=utf-8";
@@ -125,11 +126,11 @@ fn missing(id: &str) -> ExError {
 
 /// The content's metadata and an open handle on its bytes, taken together under the
 /// lock so they describe the same version.
-fn open(api: &Exosite, id: &str) -> Result<(Content, std::fs::File), ExError> {
+fn open(api: &Exosite, id: &str) -> Result<(Content, OpenBlob), ExError> {
     let st = api.lock();
     let c = st.contents.get(id).ok_or_else(|| missing(id))?.clone();
     let blob = api.shared.store.blob(NAME, id).ok_or_else(|| missing(id))?;
-    let handle = std::fs::File::open(blob).map_err(ExError::internal)?;
+    let handle = blob.open().map_err(ExError::internal)?;
     Ok((c, handle))
 }
 
@@ -141,9 +142,7 @@ async fn download(api: &Exosite, id: &str, headers: &HeaderMap) -> Result<Respon
         Wanted::Span(a, b) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
         Wanted::Unsatisfiable => return Err(ExError::range_not_satisfiable(c.size)),
     };
-    let body = slice_body(handle, first, len)
-        .await
-        .map_err(ExError::internal)?;
+    let body = slice_body(handle, first, len).map_err(ExError::internal)?;
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));

@@ -42,13 +42,12 @@ use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::StreamExt;
-use md5::{Digest, Md5};
 
 use crate::app::Shared;
 use crate::emulator::{Emulator, Fault};
 use crate::faults::Settings;
 use crate::stats::EmulatorCounters;
-use crate::store::Staged;
+use crate::store::{Hashes, Staged};
 use content::Content;
 use error::ExError;
 use upload::Upload;
@@ -108,12 +107,16 @@ impl Exosite {
     }
 
     /// Streams a request body into a staging file, hashing it with MD5 on the way (the
-    /// store's staging hashes SHA-1 and SHA-256 only). A body longer than `max` stops
+    /// only digest the service takes of a body). A body longer than `max` stops
     /// being kept at once but is still read to the end, so the client sees the answer
     /// rather than a broken pipe. Nothing is kept if the request is dropped (reset).
     pub(crate) async fn receive(&self, body: Body, max: u64) -> Result<Received, ExError> {
-        let mut staging = Some(self.shared.store.staging().map_err(ExError::internal)?);
-        let mut md5 = Md5::new();
+        let mut staging = Some(
+            self.shared
+                .store
+                .staging(Hashes::MD5)
+                .map_err(ExError::internal)?,
+        );
         let mut len = 0u64;
         let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
@@ -125,15 +128,18 @@ impl Exosite {
                 staging = None;
             }
             if let Some(s) = staging.as_mut() {
-                md5.update(&chunk);
                 s.write(&chunk).await.map_err(ExError::internal)?;
             }
         }
         match staging {
-            Some(s) => Ok(Received::Kept {
-                staged: s.finish().await.map_err(ExError::internal)?,
-                md5: md5.finalize().into(),
-            }),
+            Some(s) => {
+                let staged = s.finish().await.map_err(ExError::internal)?;
+                let md5 = staged
+                    .digests
+                    .md5
+                    .ok_or_else(|| ExError::internal("staging computed no MD5"))?;
+                Ok(Received::Kept { staged, md5 })
+            }
             None => Ok(Received::TooLong),
         }
     }

@@ -38,7 +38,7 @@ use super::upload::{Accepted, Step};
 use super::{Exosite, NAME, Received};
 use crate::faults::body::drain;
 use crate::faults::{ExositeRangeRule, ExositeResend, Settings};
-use crate::store::Staged;
+use crate::store::{Hashes, Staged};
 
 /// A range whose headers passed every check.
 struct Judged {
@@ -212,9 +212,9 @@ async fn complete(
             .ok_or_else(|| ExError::internal("upload vanished under the lock"))?;
         (u.serial.clone(), u.ranges.clone())
     };
-    files.push(staged.path().to_path_buf());
+    files.extend(staged.paths().map(std::path::Path::to_path_buf));
     // `staged` must live until the copy is done: dropping it deletes its file.
-    let joined = Staged::concat(api.shared.store.tmp_dir(), files).await;
+    let joined = Staged::join(api.shared.store.tmp_dir(), files, Hashes::NONE).await;
     drop(staged);
     let whole = match joined {
         Ok(whole) => whole,

@@ -31,7 +31,7 @@ use super::multipart::{Upload, admit, too_small};
 use super::put::MAX_PART;
 use super::target::Target;
 use crate::faults::Settings;
-use crate::store::Staged;
+use crate::store::{Hashes, Staged};
 
 pub(crate) async fn complete(
     api: &Arc<InsightsHub>,
@@ -50,10 +50,10 @@ pub(crate) async fn complete(
     };
     let mut files = parts;
     if last.len > 0 {
-        files.push(last.path().to_path_buf());
+        files.extend(last.paths().map(std::path::Path::to_path_buf));
     }
     // `last` must live until the copy is done: dropping it deletes its file.
-    let joined = Staged::concat(api.shared.store.tmp_dir(), files).await;
+    let joined = Staged::join(api.shared.store.tmp_dir(), files, Hashes::NONE).await;
     drop(last);
     let staged = match joined {
         Ok(staged) => staged,

@@ -25,10 +25,11 @@ use super::target::Target;
 use super::timestamp::format_ms;
 use super::{InsightsHub, NAME};
 use crate::byte_range::{Wanted, slice_body, wanted};
+use crate::store::OpenBlob;
 
 /// The file's metadata and an open handle on its bytes, taken together under the lock
 /// so they describe the same version.
-fn open(api: &InsightsHub, target: &Target) -> Result<(StoredFile, std::fs::File), IhError> {
+fn open(api: &InsightsHub, target: &Target) -> Result<(StoredFile, OpenBlob), IhError> {
     let st = api.lock();
     let missing = || IhError::not_found(format!("File {} not found.", target.filepath));
     let file = st.files.get(target).ok_or_else(missing)?.clone();
@@ -37,7 +38,7 @@ fn open(api: &InsightsHub, target: &Target) -> Result<(StoredFile, std::fs::File
         .store
         .blob(NAME, &target.store_path())
         .ok_or_else(missing)?;
-    let handle = std::fs::File::open(blob).map_err(IhError::internal)?;
+    let handle = blob.open().map_err(IhError::internal)?;
     Ok((file, handle))
 }
 
@@ -69,9 +70,7 @@ pub(crate) async fn get(
             return Ok(resp);
         }
     };
-    let body = slice_body(handle, first, len)
-        .await
-        .map_err(IhError::internal)?;
+    let body = slice_body(handle, first, len).map_err(IhError::internal)?;
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));

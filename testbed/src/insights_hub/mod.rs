@@ -48,7 +48,7 @@ use futures_util::StreamExt;
 use crate::app::Shared;
 use crate::emulator::{Emulator, Fault};
 use crate::stats::EmulatorCounters;
-use crate::store::Staged;
+use crate::store::{Hashes, Staged};
 use catalog::StoredFile;
 use error::IhError;
 use multipart::Upload;
@@ -102,7 +102,11 @@ impl InsightsHub {
     /// Streams a request body into a staging file. Nothing is kept if the request
     /// fails or is dropped (gateway timeout, reset) before the caller persists it.
     pub(crate) async fn receive(&self, body: Body) -> Result<Staged, IhError> {
-        let mut staging = self.shared.store.staging().map_err(IhError::internal)?;
+        let mut staging = self
+            .shared
+            .store
+            .staging(Hashes::NONE)
+            .map_err(IhError::internal)?;
         let mut stream = body.into_data_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {

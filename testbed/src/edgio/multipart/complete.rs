@@ -25,7 +25,7 @@ use super::http_status;
 use super::upload::UpState;
 use crate::faults::body::drain;
 use crate::faults::{Settings, roll};
-use crate::store::Staged;
+use crate::store::{Hashes, Staged};
 
 /// The piece files to join, checked; the upload is COMPLETE when this returns.
 fn begin(
@@ -116,7 +116,7 @@ async fn join_files(
     s: &Settings,
     files: Vec<std::path::PathBuf>,
 ) -> std::io::Result<(Staged, bool)> {
-    let staged = Staged::concat(api.shared.store.tmp_dir(), files).await?;
+    let staged = Staged::join(api.shared.store.tmp_dir(), files, Hashes::SHA256).await?;
     if roll(s.corrupt_rate) {
         Ok((staged.corrupt(s.corrupt_at()).await?, true))
     } else {

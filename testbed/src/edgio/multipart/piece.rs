@@ -28,7 +28,6 @@ use super::http_status;
 use super::upload::{Piece, UpState, Upload};
 use crate::faults::Settings;
 use crate::faults::body::drain;
-use crate::hex::hex;
 
 /// Highest part number (protocols/edgio.md §Multipart 2: at most 1000 pieces).
 const MAX_PART: u32 = 1000;
@@ -125,7 +124,7 @@ pub(crate) async fn http(State(api): State<Arc<Edgio>>, h: HeaderMap, body: Body
             d
         }
     };
-    let (size, sha256) = (staged.len, hex(&staged.sha256));
+    let (size, sha256) = (staged.len, staged.sha256_hex());
     // Arrival order makes the name unique, even for a repeated number.
     let file = dir.join(format!("{}-{number}", u.pieces.len()));
     staged.persist(&file).map_err(Agile::internal)?;
