@@ -493,24 +493,32 @@ fn free_port() -> u16 {
 }
 
 /// `dropship_journal_commits_total` from the daemon's metrics endpoint.
-fn commits(port: u16) -> f64 {
+/// The daemon's journal commits and syncs so far, from its metrics.
+fn commits(port: u16) -> (f64, f64) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics");
     s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         .expect("request");
     let mut text = String::new();
     std::io::Read::read_to_string(&mut s, &mut text).expect("metrics answer");
-    text.lines()
-        .find_map(|l| l.strip_prefix("dropship_journal_commits_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("dropship_journal_commits_total")
+    let counter = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in the metrics"))
+    };
+    (
+        counter("dropship_journal_commits_total"),
+        counter("dropship_journal_syncs_total"),
+    )
 }
 
-/// An env on the local backend with metrics on a free port.
-fn local_env(settle: &str) -> (Env, u16) {
+/// An env on the local backend with metrics on a free port; `upload`: more lines
+/// for `[upload]`.
+fn local_env(settle: &str, upload: &str) -> (Env, u16) {
     let port = free_port();
     let env = Env::local(
         settle,
-        "",
+        upload,
         &format!("[metrics]\nlisten = \"127.0.0.1:{port}\""),
     );
     (env, port)
@@ -532,11 +540,16 @@ fn done_count(env: &Env) -> u64 {
 fn small() {
     println!("## Many small files, local backend, default settings\n");
     println!(
-        "| files | files/s | dropship CPU-s | CPU-ms per file | journal commits per file | peak RSS MiB |"
+        "| files | after | files/s | dropship CPU-s | CPU-ms per file | journal commits per file | journal syncs per file | peak RSS MiB |"
     );
-    println!("|---|---|---|---|---|---|");
-    for (n, size) in [(5000usize, 4096usize), (500, MIB as usize)] {
-        let (env, port) = local_env("300ms");
+    println!("|---|---|---|---|---|---|---|---|");
+    // `keep` is the default; `delete` adds the journal sync each removal waits for.
+    for (n, size, after) in [
+        (5000usize, 4096usize, "keep"),
+        (5000, 4096, "delete"),
+        (500, MIB as usize, "keep"),
+    ] {
+        let (env, port) = local_env("300ms", &format!("after = \"{after}\""));
         let staging = env.dir.path().join("staging");
         std::fs::create_dir_all(&staging).expect("staging");
         let data = common::random_bytes(size, n as u64);
@@ -561,13 +574,15 @@ fn small() {
         let end = last_done_ms(&env);
         let secs = (end - t0) as f64 / 1000.0;
         let cpu = cpu_of(daemon.pid()).unwrap_or(0.0) - cpu0;
-        let c = commits(port) - commits0;
+        let (c, s) = commits(port);
+        let (c, s) = (c - commits0.0, s - commits0.1);
         println!(
-            "| {n} × {} | {:.0} | {cpu:.2} | {:.2} | {:.1} | {:.1} |",
+            "| {n} × {} | {after} | {:.0} | {cpu:.2} | {:.2} | {:.1} | {:.2} | {:.1} |",
             human(size as u64),
             n as f64 / secs,
             cpu * 1000.0 / n as f64,
             c / n as f64,
+            s / n as f64,
             rss_mib(daemon.pid(), "VmHWM:")
         );
     }
@@ -596,7 +611,7 @@ fn human(bytes: u64) -> String {
 
 fn latency() {
     let settle = "300ms";
-    let (env, _) = local_env(settle);
+    let (env, _) = local_env(settle, "");
     let daemon = env.spawn_ready();
     let n = 200;
     let mut closed = Vec::with_capacity(n);
@@ -649,7 +664,7 @@ fn memory() {
     let big = dir.path().join("big.bin");
     // Idle.
     {
-        let (env, _) = local_env("300ms");
+        let (env, _) = local_env("300ms", "");
         let d = env.spawn_ready();
         std::thread::sleep(Duration::from_secs(2));
         println!("| idle | {:.1} | 48 |", rss_mib(d.pid(), "VmHWM:"));
@@ -659,7 +674,7 @@ fn memory() {
         ("a 4 GiB file and 1,000 of 4 KiB", 4096 * MIB, 1000),
     ] {
         write_random(&big, size);
-        let (env, _) = local_env("300ms");
+        let (env, _) = local_env("300ms", "");
         let staging = env.dir.path().join("staging");
         std::fs::create_dir_all(&staging).expect("staging");
         for i in 0..smalls {
@@ -699,7 +714,7 @@ fn log_time(line: &str) -> Option<f64> {
 
 fn backlog() {
     let n = 100_000;
-    let (env, _) = local_env("300ms");
+    let (env, _) = local_env("300ms", "");
     fill(&env.outbox, n);
     let t0 = now_ms() as f64 / 1000.0;
     let daemon: Daemon = env.spawn();

@@ -154,7 +154,17 @@ async fn remove_while(
             return Ok(());
         }
         let limit = BATCH + skipped.len();
-        let batch = journal.call(move |j| j.kept_files(before, limit)).await?;
+        // Each row is `done`, and removing the file cannot be undone: the rows must
+        // outlive a power cut first (see `Journal::sync`).
+        let batch = journal
+            .call(move |j| {
+                let batch = j.kept_files(before, limit)?;
+                if !batch.is_empty() {
+                    j.sync()?;
+                }
+                Ok(batch)
+            })
+            .await?;
         let batch: Vec<KeptFile> = batch
             .into_iter()
             .filter(|k| !skipped.contains(&k.id))

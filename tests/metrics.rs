@@ -282,3 +282,41 @@ fn an_outbox_over_its_limit_shows_in_the_gauges() {
         f64::from(3 * (4 << 10))
     );
 }
+
+/// The journal commits without syncing (`synchronous = NORMAL`); a power cut may
+/// undo its last commits. Deleting a delivered file cannot be undone, so each
+/// deletion waits for a sync of the journal's log: counted, it shows up here. With
+/// `after = "keep"` nothing irreversible happens and nothing is synced.
+#[test]
+fn a_delivered_file_is_deleted_only_after_a_journal_sync() {
+    for (after, files) in [("delete", 4u64), ("keep", 2)] {
+        let env = Env::local("300ms", &format!("after = \"{after}\""), METRICS);
+        let _daemon = env.spawn_ready();
+        let addr = metrics_addr(&env);
+        let before = scrape(addr);
+        for i in 0..files {
+            env.drop_file(&format!("f{i}.bin"), &random_bytes(1000, i));
+        }
+        env.wait_done(files, Duration::from_secs(30));
+        let m = scrape(addr);
+        let syncs = value(&m, "dropship_journal_syncs_total")
+            - value(&before, "dropship_journal_syncs_total");
+        let commits = value(&m, "dropship_journal_commits_total")
+            - value(&before, "dropship_journal_commits_total");
+        let left = (0..files)
+            .filter(|i| env.outbox.join(format!("f{i}.bin")).exists())
+            .count() as u64;
+        match after {
+            "delete" => {
+                assert_eq!(left, 0, "every delivered file deleted");
+                assert!(syncs >= files as f64, "{syncs} syncs for {files} deletions");
+            }
+            _ => {
+                assert_eq!(left, files, "kept");
+                assert_eq!(syncs, 0.0, "nothing irreversible, nothing synced");
+            }
+        }
+        // Syncs are the exception, not one per commit.
+        assert!(commits >= 4.0 * files as f64, "{commits} commits");
+    }
+}

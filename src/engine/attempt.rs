@@ -824,6 +824,11 @@ impl Attempt<'_> {
         let path = row.path.clone();
         let key = remote.key.clone();
         let verified = identity(row);
+        if after != After::Keep {
+            // Deleting or moving the file cannot be undone: the verified row that
+            // allows it must outlive a power cut first (see `Journal::sync`).
+            ctx.journal.call(|j| j.sync()).await?;
+        }
         let post = tokio::task::spawn_blocking(move || {
             super::post::run(&after, &root, &path, &key, &verified)
         })

@@ -26,7 +26,7 @@ fn record_carried(
     carried: Option<&Receipt>,
 ) -> Result<()> {
     if let Some(r) = carried {
-        tx.execute(
+        tx.exec(
             "UPDATE parts SET state = 'uploaded', receipt = ?3 WHERE file_id = ?1 AND idx = ?2",
             params![id, r.index, to_json(r)?],
         )?;
@@ -38,7 +38,7 @@ fn record_carried(
 fn enqueue_in(tx: &rusqlite::Transaction<'_>, f: &NewFile, pushed: bool) -> Result<Enqueued> {
     let path = f.path.as_os_str().as_bytes();
     let latest: Option<(FileId, String, i64, i64, i64)> = tx
-        .query_row(
+        .row(
             "SELECT id, state, size, mtime_ns, inode FROM files
              WHERE path = ?1 ORDER BY id DESC LIMIT 1",
             params![path],
@@ -58,14 +58,14 @@ fn enqueue_in(tx: &rusqlite::Transaction<'_>, f: &NewFile, pushed: bool) -> Resu
     }
     // Whatever row of this path is still in progress holds older content.
     let replaced: Option<FileId> = tx
-        .query_row(
+        .row(
             &format!("SELECT id FROM files WHERE path = ?1 AND state IN ({ACTIVE_SQL})"),
             params![path],
             |r| r.get(0),
         )
         .optional()?;
     if replaced.is_some() {
-        tx.execute(
+        tx.exec(
             &format!(
                 "UPDATE files SET state = 'superseded', updated_at = ?2,
                         last_error = 'the local file changed; newer content queued'
@@ -79,7 +79,7 @@ fn enqueue_in(tx: &rusqlite::Transaction<'_>, f: &NewFile, pushed: bool) -> Resu
         Err(why) => (FileState::Failed, None, Some(why.as_str())),
     };
     let now = now_ms();
-    tx.execute(
+    tx.exec(
         "INSERT INTO files (path, key, size, mtime_ns, inode, state, last_error,
                             created_at, updated_at, pushed, rule, priority, compress)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10, ?11, ?12)",
@@ -156,12 +156,12 @@ impl Journal {
     /// in flight become `pending`. Returns the number of files resumed.
     pub fn recover(&mut self) -> Result<usize> {
         let tx = self.conn.transaction()?;
-        let n = tx.execute(
+        let n = tx.exec(
             "UPDATE files SET state = 'queued', updated_at = ?1
              WHERE state IN ('uploading', 'completing', 'verifying')",
             params![now_ms()],
         )?;
-        tx.execute(
+        tx.exec(
             "UPDATE parts SET state = 'pending' WHERE state = 'uploading'",
             [],
         )?;
@@ -187,7 +187,7 @@ impl Journal {
     ) -> Result<Option<FileRow>> {
         let only = only.map(|ids| to_json(&ids)).transpose()?;
         let tx = self.conn.transaction()?;
-        let mut stmt = tx.prepare(CLAIM_SQL)?;
+        let mut stmt = tx.prepare_cached(CLAIM_SQL)?;
         // Beyond the horizon: scheduled before the clock jumped backwards.
         let mut rows = stmt.query(params![now, now.saturating_add(self.horizon_ms), only])?;
         let mut chosen = None;
@@ -203,7 +203,7 @@ impl Journal {
         let Some(id) = chosen else {
             return Ok(None);
         };
-        tx.execute(
+        tx.exec(
             // A joining row is claimed to poll its join: no part is sent again.
             "UPDATE files SET attempts = attempts + 1, updated_at = ?2,
                     claimed_at = ?2,
@@ -215,7 +215,7 @@ impl Journal {
         )?;
         // A row being claimed has no request in flight: a part still `uploading` was
         // left by an attempt whose part task died (a panic) without recording its end.
-        tx.execute(
+        tx.exec(
             "UPDATE parts SET state = 'pending' WHERE file_id = ?1 AND state = 'uploading'",
             params![id],
         )?;
@@ -227,7 +227,7 @@ impl Journal {
             Ok(None) => Err(JournalError::NoSuchFile(id)),
             Err(e @ JournalError::BadRow { .. }) => {
                 // Never claimable again as it is; a person must look at it.
-                tx.execute(
+                tx.exec(
                     "UPDATE files SET state = 'failed', last_error = ?2, updated_at = ?3
                      WHERE id = ?1",
                     params![id, format!("unreadable journal row: {e}"), now_ms()],
@@ -248,7 +248,7 @@ impl Journal {
     /// engine that may not claim the others must not wake up for them).
     pub fn next_due_among(&self, only: Option<&[FileId]>) -> Result<Option<i64>> {
         let only = only.map(|ids| to_json(&ids)).transpose()?;
-        Ok(self.conn.query_row(
+        Ok(self.conn.row(
             "SELECT MIN(next_attempt_at) FROM files WHERE state IN ('retrying', 'joining')
                AND (?1 IS NULL OR id IN (SELECT value FROM json_each(?1)))",
             params![only],
@@ -271,7 +271,7 @@ impl Journal {
     ) -> Result<()> {
         let session_json = session.map(to_json).transpose()?;
         let tx = self.conn.transaction()?;
-        let n = tx.execute(
+        let n = tx.exec(
             "UPDATE files SET session = ?2, part_size = ?3, updated_at = ?4, begin_intent = NULL
              WHERE id = ?1 AND state = 'uploading' AND session IS NULL",
             params![id, session_json, part_size as i64, now_ms()],
@@ -281,9 +281,9 @@ impl Journal {
             return Err(self.stale(id, "uploading without a session"));
         }
         // Parts without a session belong to no upload (a failed single request, say).
-        tx.execute("DELETE FROM parts WHERE file_id = ?1", params![id])?;
+        tx.exec("DELETE FROM parts WHERE file_id = ?1", params![id])?;
         {
-            let mut ins = tx.prepare(
+            let mut ins = tx.prepare_cached(
                 "INSERT INTO parts (file_id, idx, offset, length, state)
                  VALUES (?1, ?2, ?3, ?4, 'pending')",
             )?;
@@ -300,8 +300,8 @@ impl Journal {
     pub fn discard_session(&mut self, id: FileId) -> Result<Option<Session>> {
         let row = self.file(id)?.ok_or(JournalError::NoSuchFile(id))?;
         let tx = self.conn.transaction()?;
-        tx.execute("DELETE FROM parts WHERE file_id = ?1", params![id])?;
-        tx.execute(
+        tx.exec("DELETE FROM parts WHERE file_id = ?1", params![id])?;
+        tx.exec(
             "UPDATE files SET session = NULL, part_size = NULL, digests = NULL, remote = NULL,
                     hash_state = NULL, join_started = NULL, join_restarts = 0, updated_at = ?2
              WHERE id = ?1",
@@ -315,7 +315,7 @@ impl Journal {
     /// A session whose completion the service accepted is kept until its join
     /// settles (see `unsettled_joins`).
     pub fn forget_session(&mut self, id: FileId) -> Result<()> {
-        self.conn.execute(
+        self.conn.exec(
             "UPDATE files SET session = NULL WHERE id = ?1
              AND state IN ('failed', 'superseded') AND join_started IS NULL",
             params![id],
@@ -327,7 +327,7 @@ impl Journal {
     /// upload: until that join settles, the older content could still land over a
     /// newer one, so the path's next upload waits for it.
     pub fn unsettled_joins(&self, path: &Path) -> Result<Vec<(FileId, Session)>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT id, session FROM files
              WHERE path = ?1 AND state IN ('superseded', 'failed')
                AND join_started IS NOT NULL AND session IS NOT NULL",
@@ -345,7 +345,7 @@ impl Journal {
     /// Every superseded or failed row whose join has not settled, with what the
     /// backend needs to ask about it.
     pub fn all_unsettled_joins(&self) -> Result<Vec<(FileId, Session, FileSpec)>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT id, session, key, size, mtime_ns FROM files
              WHERE state IN ('superseded', 'failed')
                AND join_started IS NOT NULL AND session IS NOT NULL AND key IS NOT NULL
@@ -372,7 +372,7 @@ impl Journal {
     /// The join of a superseded row settled (landed, failed or gone): its session
     /// is forgotten.
     pub fn join_settled(&mut self, id: FileId) -> Result<()> {
-        self.conn.execute(
+        self.conn.exec(
             "UPDATE files SET join_started = NULL, session = NULL
              WHERE id = ?1 AND state IN ('superseded', 'failed')",
             params![id],
@@ -384,7 +384,7 @@ impl Journal {
     /// session, before the request goes out: if the daemon dies before the answer
     /// is recorded, the next start knows a session may exist that nobody recorded.
     pub fn note_begin(&mut self, id: FileId) -> Result<()> {
-        let n = self.conn.execute(
+        let n = self.conn.exec(
             "UPDATE files SET begin_intent = ?2
              WHERE id = ?1 AND state = 'uploading' AND session IS NULL",
             params![id, now_ms()],
@@ -398,7 +398,7 @@ impl Journal {
     /// Keys of the rows whose `begin` may have opened a session that was never
     /// recorded (see [`Journal::note_begin`]).
     pub fn unrecorded_begins(&self) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT key FROM files
              WHERE begin_intent IS NOT NULL AND session IS NULL AND key IS NOT NULL
              ORDER BY id",
@@ -410,7 +410,7 @@ impl Journal {
 
     /// Forgets every begin intent: the backend has swept what they may have left.
     pub fn clear_begin_intents(&mut self) -> Result<()> {
-        self.conn.execute(
+        self.conn.exec(
             "UPDATE files SET begin_intent = NULL WHERE begin_intent IS NOT NULL AND session IS NULL",
             [],
         )?;
@@ -422,7 +422,7 @@ impl Journal {
     pub fn known_sessions(&self) -> Result<Vec<Session>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, session FROM files WHERE session IS NOT NULL")?;
+            .prepare_cached("SELECT id, session FROM files WHERE session IS NOT NULL")?;
         let rows: Vec<(FileId, String)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
@@ -433,7 +433,7 @@ impl Journal {
 
     /// Sessions left open by rows that will never resume them.
     pub fn orphan_sessions(&self) -> Result<Vec<(FileId, Session)>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             // A completion the service accepted cannot be aborted: its join is
             // settled by the path's next upload first (`unsettled_joins`).
             "SELECT id, session FROM files
@@ -456,9 +456,7 @@ impl Journal {
             "SELECT EXISTS (SELECT 1 FROM files
              WHERE state IN ({ACTIVE_SQL}) AND json_extract(session, '$.id') = ?1)"
         );
-        Ok(self
-            .conn
-            .query_row(&sql, params![session_id], |r| r.get(0))?)
+        Ok(self.conn.row(&sql, params![session_id], |r| r.get(0))?)
     }
 
     /// `uploading → completing`, with the whole-file digests of the read pass.
@@ -488,7 +486,7 @@ impl Journal {
         let digests = to_json(digests)?;
         let tx = self.conn.transaction()?;
         record_carried(&tx, id, carried)?;
-        let n = tx.execute(
+        let n = tx.exec(
             "UPDATE files SET state = 'verifying', updated_at = ?2, remote = ?3, digests = ?4
              WHERE id = ?1 AND state IN ('uploading', 'completing')",
             params![id, now_ms(), remote, digests],
@@ -514,7 +512,7 @@ impl Journal {
         let tx = self.conn.transaction()?;
         record_carried(&tx, id, carried)?;
         let now = now_ms();
-        let n = tx.execute(
+        let n = tx.exec(
             "UPDATE files SET state = 'joining', next_attempt_at = ?2, updated_at = ?3,
                     join_started = COALESCE(join_started, ?3), failures = 0
              WHERE id = ?1 AND state IN ('uploading', 'completing')",
@@ -566,7 +564,7 @@ impl Journal {
         let sql = format!("UPDATE files SET {set} WHERE id = ?1 AND state IN ({states})");
         let mut args: Vec<&dyn rusqlite::ToSql> = vec![&id];
         args.extend_from_slice(extra);
-        if self.conn.execute(&sql, args.as_slice())? == 0 {
+        if self.conn.exec(&sql, args.as_slice())? == 0 {
             return Err(self.stale(id, &states.replace('\'', "").replace(", ", "|")));
         }
         Ok(())
@@ -581,7 +579,7 @@ impl Journal {
     /// The name clash check of `upload.on_exists` found the name free (or the
     /// policy lets the upload go on): later attempts do not check again.
     pub fn clash_checked(&mut self, id: FileId) -> Result<()> {
-        self.conn.execute(
+        self.conn.exec(
             "UPDATE files SET clash_checked = 1, updated_at = ?2 WHERE id = ?1",
             params![id, now_ms()],
         )?;
@@ -591,7 +589,7 @@ impl Journal {
     /// The compressed copy of row `id` is written: it is what is sent from now on.
     pub fn spooled(&mut self, id: FileId, copy: &crate::compress::Spooled) -> Result<()> {
         let json = to_json(copy)?;
-        self.conn.execute(
+        self.conn.exec(
             "UPDATE files SET spool = ?2, updated_at = ?3 WHERE id = ?1",
             params![id, json, now_ms()],
         )?;
@@ -603,14 +601,14 @@ impl Journal {
     pub fn drop_spool(&mut self, id: FileId) -> Result<Option<Session>> {
         let session = self.discard_session(id)?;
         self.conn
-            .execute("UPDATE files SET spool = NULL WHERE id = ?1", params![id])?;
+            .exec("UPDATE files SET spool = NULL WHERE id = ?1", params![id])?;
         Ok(session)
     }
 
     /// The spool files of rows still in progress: the rest of the spool folder is
     /// a crash's leftovers.
     pub fn spool_paths(&self) -> Result<Vec<PathBuf>> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT spool FROM files WHERE spool IS NOT NULL AND state IN ({ACTIVE_SQL})"
         ))?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
@@ -626,7 +624,7 @@ impl Journal {
     /// `upload.on_exists = "keep-both"` chose `key` beside the name the service holds:
     /// the file goes there, after a restart too.
     pub fn name_chosen(&mut self, id: FileId, key: &str) -> Result<()> {
-        self.conn.execute(
+        self.conn.exec(
             "UPDATE files SET key = ?2, clash_checked = 1, updated_at = ?3 WHERE id = ?1",
             params![id, key, now_ms()],
         )?;
@@ -700,7 +698,7 @@ impl Journal {
 
     /// Counts a verification mismatch; returns the new count.
     pub fn count_verify_failure(&mut self, id: FileId) -> Result<u32> {
-        Ok(self.conn.query_row(
+        Ok(self.conn.row(
             "UPDATE files SET verify_failures = verify_failures + 1 WHERE id = ?1
              RETURNING verify_failures",
             params![id],
@@ -742,14 +740,14 @@ impl Journal {
     /// back to `pending`. A no-op for a row already at rest. Returns whether it acted.
     pub fn release(&mut self, id: FileId, at: i64) -> Result<bool> {
         let tx = self.conn.transaction()?;
-        let n = tx.execute(
+        let n = tx.exec(
             "UPDATE files SET state = 'retrying', next_attempt_at = ?2, updated_at = ?3,
                     failures = failures + 1,
                     last_error = COALESCE(last_error, 'the attempt was interrupted')
              WHERE id = ?1 AND state IN ('uploading', 'completing', 'verifying')",
             params![id, at, now_ms()],
         )?;
-        tx.execute(
+        tx.exec(
             "UPDATE parts SET state = 'pending' WHERE file_id = ?1 AND state = 'uploading'",
             params![id],
         )?;
@@ -766,7 +764,7 @@ impl Journal {
                 match row.state {
                     FileState::Failed => vec![id],
                     FileState::Retrying => {
-                        self.conn.execute(
+                        self.conn.exec(
                             "UPDATE files SET next_attempt_at = 0, failures = 0 WHERE id = ?1",
                             params![id],
                         )?;
@@ -783,7 +781,7 @@ impl Journal {
             RetrySelector::AllFailed => {
                 let mut stmt = self
                     .conn
-                    .prepare("SELECT id FROM files WHERE state = 'failed' ORDER BY id")?;
+                    .prepare_cached("SELECT id FROM files WHERE state = 'failed' ORDER BY id")?;
                 stmt.query_map([], |r| r.get(0))?
                     .collect::<rusqlite::Result<_>>()?
             }
@@ -793,14 +791,14 @@ impl Journal {
         for id in ids {
             // Only the newest row of a path holds the current content; an older
             // failed row is history.
-            let newer: bool = tx.query_row(
+            let newer: bool = tx.row(
                 "SELECT EXISTS (SELECT 1 FROM files o, files f WHERE f.id = ?1
                    AND o.path = f.path AND o.id > f.id)",
                 params![id],
                 |r| r.get(0),
             )?;
             if newer {
-                tx.execute(
+                tx.exec(
                     "UPDATE files SET state = 'superseded', updated_at = ?2 WHERE id = ?1",
                     params![id, now_ms()],
                 )?;
@@ -808,8 +806,8 @@ impl Journal {
             }
             // From scratch: its session was aborted when it failed, and a failure at
             // verification means the stored object is not to be trusted.
-            tx.execute("DELETE FROM parts WHERE file_id = ?1", params![id])?;
-            tx.execute(
+            tx.exec("DELETE FROM parts WHERE file_id = ?1", params![id])?;
+            tx.exec(
                 "UPDATE files SET state = 'queued', failures = 0, verify_failures = 0,
                         next_attempt_at = 0, session = NULL, part_size = NULL,
                         digests = NULL, remote = NULL, hash_state = NULL, updated_at = ?2

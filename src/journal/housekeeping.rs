@@ -45,7 +45,7 @@ impl Journal {
         after: FileId,
         limit: usize,
     ) -> Result<Vec<PruneCandidate>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT id, path, size, mtime_ns, inode FROM files
              WHERE state IN ('done', 'superseded') AND updated_at < ?1 AND id > ?2
              ORDER BY id LIMIT ?3",
@@ -68,7 +68,7 @@ impl Journal {
         let tx = self.conn.transaction()?;
         let mut n = 0;
         {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.prepare_cached(
                 "DELETE FROM files WHERE id = ?1
                  AND state IN ('done', 'superseded') AND updated_at < ?2",
             )?;
@@ -87,7 +87,7 @@ impl Journal {
         let tx = self.conn.transaction()?;
         let mut out = Vec::new();
         for &id in ids {
-            let state: Option<String> = rusqlite::OptionalExtension::optional(tx.query_row(
+            let state: Option<String> = rusqlite::OptionalExtension::optional(tx.row(
                 "SELECT state FROM files WHERE id = ?1",
                 params![id],
                 |r| r.get(0),
@@ -95,7 +95,7 @@ impl Journal {
             out.push(match state.as_deref() {
                 None => Forgot::Unknown(id),
                 Some("done" | "failed" | "superseded") => {
-                    tx.execute("DELETE FROM files WHERE id = ?1", params![id])?;
+                    tx.exec("DELETE FROM files WHERE id = ?1", params![id])?;
                     Forgot::Removed(id)
                 }
                 Some(other) => Forgot::Refused {
@@ -112,7 +112,7 @@ impl Journal {
     pub fn failed_ids(&self) -> Result<Vec<FileId>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id FROM files WHERE state = 'failed' ORDER BY id")?;
+            .prepare_cached("SELECT id FROM files WHERE state = 'failed' ORDER BY id")?;
         Ok(stmt
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?)

@@ -8,7 +8,7 @@ use super::*;
 
 impl Journal {
     pub fn parts(&self, id: FileId) -> Result<Vec<PartRow>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT idx, offset, length, state, receipt FROM parts
              WHERE file_id = ?1 ORDER BY idx",
         )?;
@@ -57,7 +57,7 @@ impl Journal {
         let hash = hash.map(to_json).transpose()?;
         let tx = self.conn.transaction()?;
         let length: Option<i64> = tx
-            .query_row(
+            .row(
                 "UPDATE parts SET state = 'uploading'
                  WHERE file_id = ?1 AND idx = ?2 AND state = 'pending'
                    AND EXISTS (SELECT 1 FROM files WHERE id = ?1 AND state = 'uploading')
@@ -70,7 +70,7 @@ impl Journal {
             drop(tx);
             return Err(self.stale_part(id, index, PartState::Pending));
         };
-        tx.execute(
+        tx.exec(
             "UPDATE files SET bytes_sent = bytes_sent + ?2, updated_at = ?3,
                     hash_state = COALESCE(?4, hash_state)
              WHERE id = ?1",
@@ -85,7 +85,7 @@ impl Journal {
     pub fn part_uploaded(&mut self, id: FileId, index: u32, receipt: &Receipt) -> Result<()> {
         let json = to_json(receipt)?;
         let tx = self.conn.transaction()?;
-        let n = tx.execute(
+        let n = tx.exec(
             "UPDATE parts SET state = 'uploaded', receipt = ?3
              WHERE file_id = ?1 AND idx = ?2 AND state = 'uploading'
                AND EXISTS (SELECT 1 FROM files WHERE id = ?1 AND state = 'uploading')",
@@ -95,7 +95,7 @@ impl Journal {
             drop(tx);
             return Err(self.stale_part(id, index, PartState::Uploading));
         }
-        tx.execute(
+        tx.exec(
             "UPDATE files SET failures = 0, updated_at = ?2 WHERE id = ?1",
             params![id, now_ms()],
         )?;
@@ -106,7 +106,7 @@ impl Journal {
     /// Bytes of a part sent by a request that failed and is sent again without
     /// leaving its state (the last part a completion carries): they left all the same.
     pub fn count_resent(&mut self, id: FileId, bytes: u64) -> Result<()> {
-        self.conn.execute(
+        self.conn.exec(
             "UPDATE files SET bytes_sent = bytes_sent + ?2, updated_at = ?3 WHERE id = ?1",
             params![id, bytes as i64, now_ms()],
         )?;
@@ -116,13 +116,13 @@ impl Journal {
     /// `uploading → pending` after a failed attempt; `unsent` bytes never left.
     pub fn part_failed(&mut self, id: FileId, index: u32, unsent: u64) -> Result<()> {
         let tx = self.conn.transaction()?;
-        let n = tx.execute(
+        let n = tx.exec(
             "UPDATE parts SET state = 'pending'
              WHERE file_id = ?1 AND idx = ?2 AND state = 'uploading'",
             params![id, index],
         )?;
         if n == 1 {
-            tx.execute(
+            tx.exec(
                 "UPDATE files SET bytes_sent = MAX(0, bytes_sent - ?2) WHERE id = ?1",
                 params![id, unsent as i64],
             )?;
@@ -134,7 +134,7 @@ impl Journal {
     /// `pending → uploaded`: the server's list says it holds this part.
     pub fn part_held(&mut self, id: FileId, index: u32, receipt: &Receipt) -> Result<()> {
         let json = to_json(receipt)?;
-        let n = self.conn.execute(
+        let n = self.conn.exec(
             "UPDATE parts SET state = 'uploaded', receipt = ?3
              WHERE file_id = ?1 AND idx = ?2 AND state = 'pending'
                AND EXISTS (SELECT 1 FROM files WHERE id = ?1 AND state = 'uploading')",
@@ -148,7 +148,7 @@ impl Journal {
 
     /// `uploaded → pending`: the server's list says it lost this part.
     pub fn part_lost(&mut self, id: FileId, index: u32) -> Result<()> {
-        let n = self.conn.execute(
+        let n = self.conn.exec(
             "UPDATE parts SET state = 'pending', receipt = NULL
              WHERE file_id = ?1 AND idx = ?2 AND state = 'uploaded'
                AND EXISTS (SELECT 1 FROM files WHERE id = ?1 AND state = 'uploading')",

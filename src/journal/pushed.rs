@@ -28,7 +28,7 @@ impl Journal {
     /// The rows `ids` names that exist, in no particular order.
     pub fn pushed_rows(&self, ids: &[FileId]) -> Result<Vec<PushedRow>> {
         let ids = to_json(&ids)?;
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT f.id, f.state, f.size, f.last_error,
                     COALESCE((SELECT SUM(p.length) FROM parts p
                               WHERE p.file_id = f.id AND p.state = 'uploaded'), 0)

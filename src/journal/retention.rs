@@ -25,7 +25,7 @@ impl Journal {
     /// Kept files delivered before `before` (unix ms), oldest first, at most
     /// `limit`, after id `after` in that order's ties (for paging).
     pub fn kept_files(&self, before: i64, limit: usize) -> Result<Vec<KeptFile>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT id, path, key, size, mtime_ns, inode, updated_at FROM files
              WHERE kept = 1 AND updated_at < ?1
              ORDER BY updated_at, id LIMIT ?2",
@@ -48,7 +48,7 @@ impl Journal {
     /// or changed (then it is new content, the watcher's to queue, never removed).
     pub fn unkeep(&mut self, id: FileId) -> Result<()> {
         self.conn
-            .execute("UPDATE files SET kept = 0 WHERE id = ?1", params![id])?;
+            .exec("UPDATE files SET kept = 0 WHERE id = ?1", params![id])?;
         Ok(())
     }
 
@@ -58,7 +58,7 @@ impl Journal {
     pub fn outbox_bytes(&self) -> Result<u64> {
         Ok(self
             .conn
-            .query_row(
+            .row(
                 &format!(
                     "SELECT COALESCE(SUM(size), 0) FROM files
                  WHERE pushed = 0 AND (state IN ({ACTIVE_SQL}, 'failed') OR kept = 1)"

@@ -164,7 +164,7 @@ impl Journal {
     /// Records that `topic` is in `state`; `since` keeps the time the state began
     /// when it is set again unchanged (a condition re-reported is not a new one).
     pub fn set_notice(&mut self, topic: &str, state: &str, reason: &str) -> Result<()> {
-        self.conn.execute(
+        self.conn.exec(
             "INSERT INTO notices (topic, state, since, reason) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (topic) DO UPDATE SET
                 since = CASE WHEN notices.state = excluded.state THEN notices.since
@@ -178,7 +178,7 @@ impl Journal {
     /// The plan of the backend's next try while it is paused: `retry_at` (Unix
     /// milliseconds) and the tries so far. A no-op without a backend notice.
     pub fn set_backend_plan(&mut self, retry_at: i64, tries: u32) -> Result<()> {
-        self.conn.execute(
+        self.conn.exec(
             "UPDATE notices SET retry_at = ?2, tries = ?3 WHERE topic = ?1",
             params![BACKEND_TOPIC, retry_at, tries],
         )?;
@@ -187,7 +187,7 @@ impl Journal {
 
     /// The backend notice's plan, if it has one.
     pub fn backend_plan(&self) -> Result<Option<BackendPlan>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT state, retry_at, tries FROM notices
              WHERE topic = ?1 AND retry_at IS NOT NULL AND tries IS NOT NULL",
         )?;
@@ -205,14 +205,14 @@ impl Journal {
     pub fn clear_notice(&mut self, topic: &str) -> Result<bool> {
         Ok(self
             .conn
-            .execute("DELETE FROM notices WHERE topic = ?1", params![topic])?
+            .exec("DELETE FROM notices WHERE topic = ?1", params![topic])?
             > 0)
     }
 
     /// Clears every notice whose topic starts with `prefix` (a fresh start: the
     /// daemon that left them is gone, and the new one reports what it finds).
     pub fn clear_notices(&mut self, prefix: &str) -> Result<()> {
-        self.conn.execute(
+        self.conn.exec(
             "DELETE FROM notices WHERE substr(topic, 1, length(?1)) = ?1",
             params![prefix],
         )?;
@@ -222,7 +222,7 @@ impl Journal {
     pub fn notices(&self) -> Result<Vec<Notice>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT topic, state, since, reason FROM notices ORDER BY topic")?;
+            .prepare_cached("SELECT topic, state, since, reason FROM notices ORDER BY topic")?;
         let rows = stmt.query_map([], |r| {
             Ok(Notice {
                 topic: r.get(0)?,
@@ -237,7 +237,7 @@ impl Journal {
     /// Files by state and the bytes put on the wire so far, summed: one cheap query
     /// for the daemon's one-line `STATUS=` to systemd.
     pub fn summary(&self) -> Result<(BTreeMap<String, u64>, u64)> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT state, COUNT(*), COALESCE(SUM(bytes_sent), 0) FROM files GROUP BY state",
         )?;
         let mut counts = BTreeMap::new();
@@ -262,7 +262,7 @@ impl Journal {
     /// rows of unfinished states, found through the state index.
     pub fn backlog(&self) -> Result<Backlog> {
         let now = now_ms();
-        Ok(self.conn.query_row(
+        Ok(self.conn.row(
             &format!(
                 "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created_at) FROM files
                  WHERE state IN ({UNFINISHED})"
@@ -296,7 +296,7 @@ impl Journal {
         {
             let mut stmt = self
                 .conn
-                .prepare("SELECT state, COUNT(*) FROM files GROUP BY state")?;
+                .prepare_cached("SELECT state, COUNT(*) FROM files GROUP BY state")?;
             let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
             for row in rows {
                 let (state, n) = row?;
@@ -308,7 +308,7 @@ impl Journal {
         let total: u64 = counts.values().sum();
         let backlog = self.backlog()?;
         let in_flight = {
-            let mut stmt = self.conn.prepare(&format!(
+            let mut stmt = self.conn.prepare_cached(&format!(
                 "SELECT f.id, f.path, f.state, f.size, f.claimed_at, f.acked_at_claim,
                         (SELECT COALESCE(SUM(p.length), 0) FROM parts p
                          WHERE p.file_id = f.id AND p.state = 'uploaded')
@@ -344,7 +344,7 @@ impl Journal {
             rows.collect::<rusqlite::Result<Vec<_>>>()?
         };
         let last_errors = {
-            let mut stmt = self.conn.prepare(
+            let mut stmt = self.conn.prepare_cached(
                 "SELECT id, path, state, last_error, updated_at FROM files
                  WHERE state IN ('failed', 'retrying') AND last_error IS NOT NULL
                  ORDER BY updated_at DESC LIMIT ?1",
@@ -407,7 +407,7 @@ impl Journal {
     /// `FileStatus` rows of `files f` matching `tail` (a WHERE condition and its
     /// ORDER BY / LIMIT).
     fn file_rows(&self, tail: &str, args: impl rusqlite::Params) -> Result<Vec<FileStatus>> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT f.id, f.path, f.state, f.size, f.bytes_sent, f.attempts, f.last_error,
                     f.next_attempt_at, f.updated_at,
                     COALESCE(f.parts_count,

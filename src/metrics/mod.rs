@@ -241,7 +241,13 @@ impl Collector for JournalGauges {
         )?)?;
         ConstCounter::new(crate::journal::commits()).encode(encoder.encode_descriptor(
             "journal_commits",
-            "Journal transactions committed since the daemon started (each one a sync of the journal's log to disk).",
+            "Journal transactions committed since the daemon started (written to the journal's log, synced by the next checkpoint or barrier).",
+            None,
+            MetricType::Counter,
+        )?)?;
+        ConstCounter::new(crate::journal::syncs()).encode(encoder.encode_descriptor(
+            "journal_syncs",
+            "Durability barriers taken since the daemon started: syncs of the journal's log before a delivered file is removed or moved.",
             None,
             MetricType::Counter,
         )?)?;

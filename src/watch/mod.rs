@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
+use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind, RenameMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
@@ -61,6 +61,10 @@ pub enum WatchError {
     Journal(#[from] crate::journal::JournalError),
     #[error("the file event source stopped")]
     Stopped,
+    /// A blocking check panicked: the daemon stops, and the startup scan of its
+    /// restart finds the files it was checking.
+    #[error("watch task failed: {0}")]
+    Task(String),
 }
 
 /// A file seen changing, not yet finished.
@@ -93,7 +97,26 @@ pub struct Watcher {
     root_gone: bool,
     /// New configs from reloads (see [`Watcher::with_updates`]).
     updates: Option<tokio::sync::watch::Receiver<Arc<Config>>>,
+    /// Files closed after writing or renamed in, in event order, not yet checked
+    /// and recorded: see [`Watcher::flush`].
+    pending: Vec<(PathBuf, Arrived)>,
+    /// The paths of `pending`, to tell an event on one of them at once.
+    pending_paths: HashSet<PathBuf>,
 }
+
+/// How a pending file arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrived {
+    /// Closed after writing: finished.
+    Closed,
+    /// Renamed in: finished unless a process still has it open for writing.
+    Renamed,
+}
+
+/// Events handled before the pending files are recorded, at most: a burst of
+/// files costs one journal transaction per this many, not one per file, and the
+/// first of them waits no longer than these events take.
+const EVENT_BATCH: usize = 512;
 
 /// notify's watcher and the folders it watches.
 struct Watches {
@@ -143,6 +166,8 @@ impl Watcher {
             journal_refused: false,
             root_gone: false,
             updates: None,
+            pending: Vec::new(),
+            pending_paths: HashSet::new(),
         }
     }
 
@@ -224,7 +249,23 @@ impl Watcher {
                     self.scan(&root, Arrival::Rescan).await?;
                 }
                 ev = events.recv() => match ev {
-                    Some(Ok(ev)) => self.on_event(ev).await?,
+                    Some(Ok(ev)) => {
+                        self.on_event(ev).await?;
+                        // A burst (a producer dropping many files at once): take what
+                        // else is queued before recording, so that its files share
+                        // journal transactions and the queue does not overflow.
+                        for _ in 1..EVENT_BATCH {
+                            match events.try_recv() {
+                                Ok(Ok(ev)) => self.on_event(ev).await?,
+                                Ok(Err(e)) => {
+                                    warn!(error = %e, "watch error; rescanning");
+                                    self.scan(&root, Arrival::Rescan).await?;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        self.flush().await?;
+                    }
                     Some(Err(e)) => {
                         warn!(error = %e, "watch error; rescanning");
                         self.scan(&root, Arrival::Rescan).await?;
@@ -262,16 +303,27 @@ impl Watcher {
         Ok(())
     }
 
+    /// Handles one event. A file closed or renamed in joins `pending`; every other
+    /// event that concerns a pending file (or may: a folder's, a rescan) first has
+    /// the pending ones recorded, so each file sees its events in order.
     async fn on_event(&mut self, ev: Event) -> Result<(), WatchError> {
         if ev.need_rescan() {
+            self.flush().await?;
             self.events_lost("the kernel dropped file events (its inotify queue overflowed, fs.inotify.max_queued_events)").await;
             self.rescan_all().await?;
             return Ok(());
         }
+        let folder_event = matches!(
+            ev.kind,
+            EventKind::Create(CreateKind::Folder) | EventKind::Remove(RemoveKind::Folder)
+        );
+        if folder_event || ev.paths.iter().any(|p| self.pending_paths.contains(p)) {
+            self.flush().await?;
+        }
         match ev.kind {
             EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
                 for p in &ev.paths {
-                    self.finished(p).await?;
+                    self.pend(p, Arrived::Closed);
                 }
             }
             // A rename inside the outbox also comes as `Both` (both names): `To`
@@ -281,16 +333,11 @@ impl Watcher {
                     // Not `is_dir`: a symlink to a folder elsewhere must not pull that
                     // folder's files in (and, with after = delete, delete them).
                     if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()) {
+                        self.flush().await?;
                         self.forget_watch(p);
                         self.scan(p, Arrival::MovedIn).await?;
-                    } else if let Some(who) = still_written(p).await {
-                        // logrotate's olddir: the service logs into the renamed file
-                        // until its postrotate reopen. Its close (or `settle` without
-                        // a change) finishes it.
-                        debug!(path = %p.display(), writer = %who, "renamed in while open for writing; waiting for it to close");
-                        self.touched(p);
                     } else {
-                        self.finished(p).await?;
+                        self.pend(p, Arrived::Renamed);
                     }
                 }
             }
@@ -421,14 +468,62 @@ impl Watcher {
         Ok(())
     }
 
-    /// `path` is finished now (closed after writing, or renamed in).
-    async fn finished(&mut self, path: &Path) -> Result<(), WatchError> {
-        self.candidates.remove(path);
-        if !self.wanted(path) {
+    fn pend(&mut self, path: &Path, how: Arrived) {
+        self.pending_paths.insert(path.to_path_buf());
+        self.pending.push((path.to_path_buf(), how));
+    }
+
+    /// Records the pending files that are finished, in one journal transaction.
+    /// The checks that touch the disk (a file's identity, its writers) run together
+    /// on one blocking thread.
+    async fn flush(&mut self) -> Result<(), WatchError> {
+        self.pending_paths.clear();
+        let pending: Vec<(PathBuf, Arrived)> = std::mem::take(&mut self.pending)
+            .into_iter()
+            .filter(|(p, _)| {
+                // A file's candidacy ends with its close or arrival, wanted or not.
+                self.candidates.remove(p);
+                self.wanted(p)
+            })
+            .collect();
+        if pending.is_empty() {
             return Ok(());
         }
-        if let Some(id) = self.confined_file(path) {
-            self.record(path, id).await?;
+        let root = self.cfg.watch.path.clone();
+        let checked = tokio::task::spawn_blocking(move || {
+            pending
+                .into_iter()
+                .map(|(path, how)| {
+                    // logrotate's olddir: the service logs into the renamed file
+                    // until its postrotate reopen. Its close (or `settle` without a
+                    // change) finishes it.
+                    let writer = match how {
+                        Arrived::Renamed => crate::writers::holding(&path).ok().flatten(),
+                        Arrived::Closed => None,
+                    };
+                    let id = match writer {
+                        Some(_) => None,
+                        None => confined_file(&root, &path),
+                    };
+                    (path, writer, id)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| WatchError::Task(e.to_string()))?;
+        let mut finished = Vec::new();
+        for (path, writer, id) in checked {
+            match (writer, id) {
+                (Some(who), _) => {
+                    debug!(path = %path.display(), writer = %who, "renamed in while open for writing; waiting for it to close");
+                    self.touched(&path);
+                }
+                (None, Some(id)) => finished.push((path, id)),
+                (None, None) => {}
+            }
+        }
+        for batch in finished.chunks(RECORD_BATCH) {
+            self.record_all(batch.to_vec()).await?;
         }
         Ok(())
     }
@@ -600,17 +695,9 @@ impl Watcher {
         }
     }
 
-    /// The identity of `path` if it is a regular file reached from the outbox without
-    /// crossing a link: an event may name a path through a link swapped in since.
+    /// See [`confined_file`].
     fn confined_file(&self, path: &Path) -> Option<Identity> {
-        match confine::inside(&self.cfg.watch.path, path) {
-            Ok(Ok(meta)) => Some(Identity::of(&meta)),
-            Ok(Err(why)) => {
-                debug!(path = %path.display(), %why, "not recorded");
-                None
-            }
-            Err(_) => None, // gone
-        }
+        confined_file(&self.cfg.watch.path, path)
     }
 
     /// Records a file found finished. Callers have checked that it is a regular file
@@ -724,12 +811,17 @@ enum Arrival {
 /// Who holds `path` open for writing, if anyone can be seen to (a read lease, else
 /// `/proc`); off the async threads, as the `/proc` walk may take a while. A file
 /// that cannot be checked counts as finished, as every rename did before.
-async fn still_written(path: &Path) -> Option<String> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || crate::writers::holding(&path))
-        .await
-        .ok()?
-        .ok()?
+/// The identity of `path` if it is a regular file reached from the outbox `root`
+/// without crossing a link: an event may name a path through a link swapped in since.
+fn confined_file(root: &Path, path: &Path) -> Option<Identity> {
+    match confine::inside(root, path) {
+        Ok(Ok(meta)) => Some(Identity::of(&meta)),
+        Ok(Err(why)) => {
+            debug!(path = %path.display(), %why, "not recorded");
+            None
+        }
+        Err(_) => None, // gone
+    }
 }
 
 /// The identity of a regular file (symlinks are not followed: a link's target can
