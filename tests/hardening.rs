@@ -142,8 +142,9 @@ fn a_file_still_open_for_writing_is_not_deleted_until_its_writer_closes_it() {
 #[test]
 fn sigterm_during_a_long_start_up_scan_exits_zero_at_once() {
     let env = Env::local("300ms", "", "");
-    // Enough files that recording them takes seconds (one commit each).
-    for i in 0..3000 {
+    // Enough files that listing and recording them takes a while (500 a commit, the
+    // walk streaming batches to the journal as it goes).
+    for i in 0..20_000 {
         std::fs::write(env.outbox.join(format!("f{i:05}.txt")), i.to_string()).expect("write");
     }
     // Older than `settle`, so the scan records each one (instead of watching it).
@@ -154,7 +155,7 @@ fn sigterm_during_a_long_start_up_scan_exits_zero_at_once() {
     wait_for(secs(30), "the journal to be created", || {
         journal.exists().then_some(())
     });
-    std::thread::sleep(Duration::from_millis(200));
+    std::thread::sleep(Duration::from_millis(50));
     let t0 = Instant::now();
     daemon.sigterm();
     let status = daemon.wait_exit(secs(20)).expect("exited");

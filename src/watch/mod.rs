@@ -569,12 +569,39 @@ impl Watcher {
         let cfg = self.cfg.clone();
         let start = dir.to_path_buf();
         let mut watches = self.watches.take();
-        let walked = tokio::task::spawn_blocking(move || {
-            let walked = walk(&start, &cfg, watches.as_mut(), depth);
+        // Two batches in the channel at most: the walk waits for the journal rather
+        // than listing ahead into memory.
+        let (tx, mut found) = mpsc::channel::<Vec<Found>>(2);
+        let walking = tokio::task::spawn_blocking(move || {
+            let walked = walk(&start, &cfg, watches.as_mut(), depth, |batch| {
+                tx.blocking_send(batch).is_ok()
+            });
             (walked, watches)
-        })
-        .await;
-        let walked = match walked {
+        });
+        let settle = self.cfg.watch.settle;
+        let mut recorded = 0;
+        while let Some(files) = found.recv().await {
+            let mut batch = Vec::with_capacity(files.len());
+            for (path, id, age) in files {
+                if !self.wanted(&path) {
+                    continue;
+                }
+                // Startup and rescans: a file untouched for `settle` is finished; a
+                // younger one may still be being written and has to settle first.
+                if arrival == Arrival::MovedIn || age >= settle {
+                    self.candidates.remove(&path);
+                    batch.push((path, id));
+                    recorded += 1;
+                } else {
+                    self.candidates.entry(path).or_insert(Candidate {
+                        identity: Some(id),
+                        since: Instant::now(),
+                    });
+                }
+            }
+            self.record_all(batch).await?;
+        }
+        let walked = match walking.await {
             Ok((walked, watches)) => {
                 self.watches = watches;
                 walked
@@ -591,31 +618,6 @@ impl Watcher {
             .update(dir, walked.unwatched, walked.unwatched_too_many, full);
         self.report_watch_limit().await;
         self.report_unreadable(dir, walked.unreadable).await;
-        let files = walked.files;
-        let settle = self.cfg.watch.settle;
-        let mut recorded = 0;
-        let mut batch = Vec::new();
-        for (path, id, age) in files {
-            if !self.wanted(&path) {
-                continue;
-            }
-            // Startup and rescans: a file untouched for `settle` is finished; a younger
-            // one may still be being written and has to settle first.
-            if arrival == Arrival::MovedIn || age >= settle {
-                self.candidates.remove(&path);
-                batch.push((path, id));
-                recorded += 1;
-                if batch.len() == RECORD_BATCH {
-                    self.record_all(std::mem::take(&mut batch)).await?;
-                }
-            } else {
-                self.candidates.entry(path).or_insert(Candidate {
-                    identity: Some(id),
-                    since: Instant::now(),
-                });
-            }
-        }
-        self.record_all(batch).await?;
         Ok(recorded)
     }
 
@@ -831,11 +833,12 @@ fn regular_file(path: &Path) -> Option<Identity> {
     meta.is_file().then(|| Identity::of(&meta))
 }
 
-/// What a walk found.
+/// A regular file a walk found, with its identity and the time since its mtime.
+type Found = (PathBuf, Identity, Duration);
+
+/// What a walk found besides its files, which it hands on as it goes.
 #[derive(Debug, Default)]
 struct Walked {
-    /// Every regular file, with its identity and the time since its mtime.
-    files: Vec<(PathBuf, Identity, Duration)>,
     /// Folders that could not be listed, with why.
     unreadable: Vec<(PathBuf, String)>,
     /// Folders left without a watch by the watch limit (at most [`MAX_UNWATCHED`]).
@@ -847,10 +850,22 @@ struct Walked {
 /// Every regular file under `dir`, not entering ignored folders and not following
 /// links (`lstat` only: a link is neither a file nor a folder here). Each folder not
 /// watched yet is watched before it is listed.
-fn walk(dir: &Path, cfg: &Config, mut watches: Option<&mut Watches>, depth: Depth) -> Walked {
+///
+/// Files go to `emit` in batches of [`RECORD_BATCH`] as they are found, each folder's
+/// in name order, a folder's files before its subfolders': a walk holds one folder's
+/// names and one batch, never the whole tree (100,000 waiting files at start). The
+/// walk stops early when `emit` says no one takes batches any more.
+fn walk(
+    dir: &Path,
+    cfg: &Config,
+    mut watches: Option<&mut Watches>,
+    depth: Depth,
+    mut emit: impl FnMut(Vec<Found>) -> bool,
+) -> Walked {
     let mut out = Walked::default();
     let mut stack = vec![dir.to_path_buf()];
     let now = SystemTime::now();
+    let mut batch = Vec::new();
     while let Some(d) = stack.pop() {
         if let Some(w) = watches.as_deref_mut()
             && !w.dirs.contains(&d)
@@ -885,8 +900,11 @@ fn walk(dir: &Path, cfg: &Config, mut watches: Option<&mut Watches>, depth: Dept
                 continue;
             }
         };
-        for entry in entries.flatten() {
-            let path = entry.path();
+        let mut names: Vec<std::ffi::OsString> = entries.flatten().map(|e| e.file_name()).collect();
+        names.sort_unstable();
+        let mut subfolders = Vec::new();
+        for name in names {
+            let path = d.join(name);
             let Ok(meta) = std::fs::symlink_metadata(&path) else {
                 continue;
             };
@@ -894,7 +912,7 @@ fn walk(dir: &Path, cfg: &Config, mut watches: Option<&mut Watches>, depth: Dept
                 let covered = depth == Depth::Unwatched
                     && watches.as_deref().is_some_and(|w| w.dirs.contains(&path));
                 if !cfg.ignored_path(&path) && !covered {
-                    stack.push(path);
+                    subfolders.push(path);
                 }
             } else if meta.is_file() {
                 // An mtime in the future (clock skew) counts as just written.
@@ -903,10 +921,17 @@ fn walk(dir: &Path, cfg: &Config, mut watches: Option<&mut Watches>, depth: Dept
                     .ok()
                     .and_then(|m| now.duration_since(m).ok())
                     .unwrap_or(Duration::ZERO);
-                out.files.push((path, Identity::of(&meta), age));
+                batch.push((path, Identity::of(&meta), age));
+                if batch.len() == RECORD_BATCH && !emit(std::mem::take(&mut batch)) {
+                    return out;
+                }
             }
         }
+        // Popped in name order.
+        stack.extend(subfolders.into_iter().rev());
     }
-    out.files.sort_by(|a, b| a.0.cmp(&b.0));
+    if !batch.is_empty() {
+        emit(batch);
+    }
     out
 }
