@@ -686,11 +686,18 @@ impl Attempt<'_> {
 
     /// Opens a session and records it, with the part plan, before any part is sent.
     /// The intent is recorded first: a session the service opened for a daemon that
-    /// died before recording it is found and discarded at the next start.
+    /// died before recording it is found and discarded at the next start. Both are
+    /// synced (`Journal::sync`): a session the journal forgot in a power cut would be
+    /// left open on the service for good, its parts stored and never used.
     async fn begin(&self, file: &FileSpec) -> Result<Session, Stop> {
         let ctx = self.ctx;
         let id = self.row.id;
-        ctx.journal.call(move |j| j.note_begin(id)).await?;
+        ctx.journal
+            .call(move |j| {
+                j.note_begin(id)?;
+                j.sync()
+            })
+            .await?;
         let session = ctx.backend.begin(file).await?;
         let part_size =
             match plan::part_size(&ctx.caps, ctx.settings.part_size, file.size, Some(&session)) {
@@ -712,7 +719,10 @@ impl Attempt<'_> {
         let s = session.clone();
         let recorded = ctx
             .journal
-            .call(move |j| j.start_session(id, Some(&s), part_size, &cut))
+            .call(move |j| {
+                j.start_session(id, Some(&s), part_size, &cut)?;
+                j.sync()
+            })
             .await;
         if let Err(e) = recorded {
             // Not recorded, so nobody would ever resume or abort it.

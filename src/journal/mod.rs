@@ -10,7 +10,10 @@
 //! check, resume's listing of held parts), and the outbox scan records a file whose
 //! row was lost. What cannot be redone is the local side: deleting or moving the
 //! delivered file, or removing a kept one. Those run only after [`Journal::sync`]
-//! made the row that allows them durable. Syncing every commit (`FULL`) cost seven
+//! made the row that allows them durable. So do two records a lost row would leave
+//! dangling elsewhere: the intent and the record of a remote session (a session the
+//! journal forgot stays open on the service), and a pushed file's row (no scan finds
+//! a file outside the outbox). Syncing every commit (`FULL`) cost seven
 //! syncs per small file and bounded the local backend at about 290 files a second
 //! on this machine's disk.
 //!
@@ -297,6 +300,8 @@ pub struct Journal {
     horizon_ms: i64,
     /// When [`Journal::relieve_full`] last checkpointed.
     relieved_at: Option<std::time::Instant>,
+    /// Whether [`Journal::sync`] synced the journal's folder yet (once per open).
+    dir_synced: bool,
 }
 
 impl std::fmt::Debug for Journal {
@@ -398,6 +403,7 @@ impl Journal {
             path: path.to_path_buf(),
             horizon_ms: i64::MAX,
             relieved_at: None,
+            dir_synced: false,
         };
         j.configure(true)?;
         j.quick_check()?;
@@ -463,6 +469,7 @@ impl Journal {
             path: path.to_path_buf(),
             horizon_ms: i64::MAX,
             relieved_at: None,
+            dir_synced: false,
         };
         j.conn
             .busy_timeout(Duration::from_secs(5))
@@ -502,6 +509,7 @@ impl Journal {
             path: PathBuf::from(":memory:"),
             horizon_ms: i64::MAX,
             relieved_at: None,
+            dir_synced: false,
         };
         j.configure(false)?;
         j.migrate()?;
@@ -567,23 +575,38 @@ impl Journal {
 
     /// Makes every transaction committed so far durable: a power cut after this
     /// returns cannot undo them. Taken before a step that cannot be undone (removing
-    /// or moving a delivered file), never per commit (see the module doc).
+    /// or moving a delivered file, beginning a remote session), never per commit (see
+    /// the module doc).
     ///
     /// SQLite has written each commit's pages to the WAL file already (into the page
     /// cache); syncing that file is the same sync a `FULL` commit ends with, and it
-    /// covers every commit before. No WAL file means none since the last checkpoint
-    /// of a clean close, which synced the database file itself.
-    pub fn sync(&self) -> Result<()> {
-        if self.path == Path::new(":memory:") {
-            return Ok(());
-        }
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        let synced = match std::fs::File::open(&wal) {
-            Ok(f) => f.sync_data(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e),
+    /// covers every commit before. The names are the ones SQLite resolved (a journal
+    /// path that is a symbolic link has its WAL beside the link's target). No WAL file
+    /// means every commit is in the database file itself, which is synced instead.
+    /// The WAL file is created anew by each start, so its folder is synced too, once.
+    pub fn sync(&mut self) -> Result<()> {
+        let db = match self.conn.path() {
+            Some(p) if !p.is_empty() => PathBuf::from(p),
+            _ => return Ok(()), // in memory
         };
+        let mut wal = db.clone().into_os_string();
+        wal.push("-wal");
+        let synced = (|| -> std::io::Result<()> {
+            match std::fs::File::open(&wal) {
+                Ok(f) => f.sync_data()?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    std::fs::File::open(&db)?.sync_data()?
+                }
+                Err(e) => return Err(e),
+            }
+            if !self.dir_synced {
+                if let Some(dir) = db.parent() {
+                    std::fs::File::open(dir)?.sync_all()?;
+                }
+                self.dir_synced = true;
+            }
+            Ok(())
+        })();
         synced.map_err(|source| JournalError::Sync {
             path: self.path.clone(),
             source,

@@ -256,9 +256,11 @@ async fn record(journal: &JournalHandle, targets: &[Target]) -> Result<Vec<FileI
             compress: t.compress.to_journal(),
         })
         .collect();
+    // Synced: a pushed file is outside the outbox, so no scan would find it again
+    // if a power cut undid its row, and push has promised the daemon resumes it.
     let ids = journal
         .call(move |j| {
-            files
+            let ids = files
                 .iter()
                 .map(|f| {
                     j.enqueue_pushed(f).map(|e| match e {
@@ -266,7 +268,9 @@ async fn record(journal: &JournalHandle, targets: &[Target]) -> Result<Vec<FileI
                         Enqueued::Replaced { new, .. } => new,
                     })
                 })
-                .collect::<Result<Vec<_>, _>>()
+                .collect::<Result<Vec<_>, _>>()?;
+            j.sync()?;
+            Ok(ids)
         })
         .await?;
     Ok(ids)

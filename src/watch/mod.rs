@@ -259,6 +259,7 @@ impl Watcher {
                                 Ok(Ok(ev)) => self.on_event(ev).await?,
                                 Ok(Err(e)) => {
                                     warn!(error = %e, "watch error; rescanning");
+                                    self.flush().await?;
                                     self.scan(&root, Arrival::Rescan).await?;
                                 }
                                 Err(_) => break,
@@ -496,7 +497,9 @@ impl Watcher {
                 .map(|(path, how)| {
                     // logrotate's olddir: the service logs into the renamed file
                     // until its postrotate reopen. Its close (or `settle` without a
-                    // change) finishes it.
+                    // change) finishes it. Who holds it is asked of a read lease,
+                    // else `/proc` (which may take a while: off the async threads);
+                    // a file that cannot be checked counts as finished.
                     let writer = match how {
                         Arrived::Renamed => crate::writers::holding(&path).ok().flatten(),
                         Arrived::Closed => None,
@@ -709,8 +712,8 @@ impl Watcher {
         self.record_all(vec![(path.to_path_buf(), id)]).await
     }
 
-    /// [`Watcher::record`] of many files in one journal transaction (a scan's):
-    /// one sync of the journal for them all.
+    /// [`Watcher::record`] of many files in one journal transaction (a scan's, a
+    /// burst of events'): one commit for them all.
     async fn record_all(&mut self, files: Vec<(PathBuf, Identity)>) -> Result<(), WatchError> {
         if files.is_empty() {
             return Ok(());
@@ -810,9 +813,6 @@ enum Arrival {
     MovedIn,
 }
 
-/// Who holds `path` open for writing, if anyone can be seen to (a read lease, else
-/// `/proc`); off the async threads, as the `/proc` walk may take a while. A file
-/// that cannot be checked counts as finished, as every rename did before.
 /// The identity of `path` if it is a regular file reached from the outbox `root`
 /// without crossing a link: an event may name a path through a link swapped in since.
 fn confined_file(root: &Path, path: &Path) -> Option<Identity> {

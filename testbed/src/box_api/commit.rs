@@ -4,8 +4,8 @@
 //! 1. under the lock: session alive (404), `Digest` present (400), the injected and
 //!    the "still processing" 202s, the client's parts list equal to the stored one
 //!    (400 `parts_mismatch`); collect the part files;
-//! 2. without it: concatenate the parts into a staging file while hashing, compare
-//!    with `Digest` (400 `digest_mismatch`), apply `corrupt_rate`;
+//! 2. without it: join the parts (hard links, no copy; see `Staged::join`), hash the
+//!    whole with SHA-1, compare with `Digest` (400 `digest_mismatch`), apply `corrupt_rate`;
 //! 3. under the lock again: session still alive, `If-Match` (412), name still free
 //!    (409), then store the object and close the session — one step, so no other
 //!    upload can take the name in between.

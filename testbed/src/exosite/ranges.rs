@@ -213,13 +213,13 @@ async fn complete(
         (u.serial.clone(), u.ranges.clone())
     };
     files.extend(staged.paths().map(std::path::Path::to_path_buf));
-    // `staged` must live until the copy is done: dropping it deletes its file.
+    // `staged` must live until the join has linked it: dropping it deletes its file.
     let joined = Staged::join(api.shared.store.tmp_dir(), files, Hashes::NONE).await;
     drop(staged);
     let whole = match joined {
         Ok(whole) => whole,
         // A reset, an expiry or a duplicate of this range that completed the upload
-        // first removes the range files under the copy: judge the range again.
+        // first removes the range files under the join: judge the range again.
         Err(e) => {
             return match still_next(&mut api.lock(), s, j, Some(&serial))? {
                 true => Err(ExError::internal(e)),

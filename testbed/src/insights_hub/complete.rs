@@ -13,7 +13,7 @@
 //! 2. without it: the body to a staging file;
 //! 3. under the lock: the same upload still there, the part checks; collect the part
 //!    files;
-//! 4. without it: concatenate parts and final part, apply `corrupt_rate`; then under
+//! 4. without it: join parts and final part (hard links, no copy), apply `corrupt_rate`; then under
 //!    the lock: the same upload still there, `If-Match` against the file as it is now,
 //!    store, and end the upload — one step.
 
@@ -52,12 +52,12 @@ pub(crate) async fn complete(
     if last.len > 0 {
         files.extend(last.paths().map(std::path::Path::to_path_buf));
     }
-    // `last` must live until the copy is done: dropping it deletes its file.
+    // `last` must live until the join has linked it: dropping it deletes its file.
     let joined = Staged::join(api.shared.store.tmp_dir(), files, Hashes::NONE).await;
     drop(last);
     let staged = match joined {
         Ok(staged) => staged,
-        // An abort or restart meanwhile removes the part files under the copy.
+        // An abort or restart meanwhile removes the part files under the join.
         Err(e) => {
             api.lock().same_upload(&target, &id, s.ih_part_ttl_s)?;
             return Err(IhError::internal(e));

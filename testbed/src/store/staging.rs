@@ -246,7 +246,13 @@ impl Staged {
         let mut kept = Vec::with_capacity(self.segments.len());
         for (i, seg) in self.segments.into_iter().enumerate() {
             let to = dest(i);
-            seg.persist(&to).map_err(|e| e.error)?;
+            if let Err(e) = seg.persist(&to) {
+                // No index entry will name the ones already moved.
+                for p in &kept {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(e.error);
+            }
             kept.push(to);
         }
         Ok(kept)
