@@ -254,6 +254,11 @@ fn deliver(t: &Target, source: &Path, key: &str, size: u64) -> Delivery {
         rss_mib: rss_mib(daemon.pid(), "VmHWM:"),
         server_cpu: server() - server0,
     };
+    // Each run on stderr: the table shows the median only.
+    eprintln!(
+        "{} {key}: {:.2} s, dropship {:.2} CPU-s, server {:.2} CPU-s",
+        t.name, d.secs, d.cpu, d.server_cpu
+    );
     assert_eq!(
         (t.stored)(key),
         Some(size),
