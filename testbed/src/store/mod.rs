@@ -231,7 +231,14 @@ impl Store {
                 .lock()
                 .iter()
                 .filter(|(_, e)| e.info.sha1.is_empty() || e.info.sha256.is_empty())
-                .map(|(k, e)| (k.clone(), e.blob.clone()))
+                .map(|(k, e)| {
+                    let missing = Hashes {
+                        sha1: e.info.sha1.is_empty(),
+                        sha256: e.info.sha256.is_empty(),
+                        md5: false,
+                    };
+                    (k.clone(), e.blob.clone(), missing)
+                })
                 .collect();
             if unknown.is_empty() {
                 break;
@@ -241,22 +248,22 @@ impl Store {
         self.lock().values().map(|e| e.info.clone()).collect()
     }
 
-    /// Computes and keeps the digests of `unknown` objects, outside the lock.
-    fn hash_unknown(&self, unknown: Vec<((String, String), Blob)>) {
-        for (key, blob) in unknown {
-            let both = Hashes {
-                sha1: true,
-                sha256: true,
-                md5: false,
-            };
+    /// Computes and keeps the `missing` digests of `unknown` objects, outside the
+    /// lock; the ones an emulator computed are not computed again.
+    fn hash_unknown(&self, unknown: Vec<((String, String), Blob, Hashes)>) {
+        for (key, blob, missing) in unknown {
             // Gone meanwhile (replaced, removed): its successor is hashed next round.
-            let Ok(d) = staging::digest_files(blob.0.iter().map(|p| &**p), both) else {
+            let Ok(d) = staging::digest_files(blob.0.iter().map(|p| &**p), missing) else {
                 continue;
             };
             let mut index = self.lock();
             if let Some(e) = index.get_mut(&key).filter(|e| e.blob == blob) {
-                e.info.sha1 = d.sha1.map(|d| hex(&d)).unwrap_or_default();
-                e.info.sha256 = d.sha256.map(|d| hex(&d)).unwrap_or_default();
+                if let Some(sha1) = d.sha1 {
+                    e.info.sha1 = hex(&sha1);
+                }
+                if let Some(sha256) = d.sha256 {
+                    e.info.sha256 = hex(&sha256);
+                }
             }
         }
     }
