@@ -499,7 +499,7 @@ fn free_port() -> u16 {
 
 /// `dropship_journal_commits_total` from the daemon's metrics endpoint.
 /// The daemon's journal commits and syncs so far, from its metrics.
-fn commits(port: u16) -> (f64, f64) {
+fn journal_counters(port: u16) -> (f64, f64) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics");
     s.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
         .expect("request");
@@ -562,7 +562,8 @@ fn small() {
             std::fs::write(staging.join(format!("f{i:05}.bin")), &data).expect("write");
         }
         let daemon = env.spawn_ready();
-        let (cpu0, commits0) = (cpu_of(daemon.pid()).unwrap_or(0.0), commits(port));
+        let (cpu0, (commits0, syncs0)) =
+            (cpu_of(daemon.pid()).unwrap_or(0.0), journal_counters(port));
         let t0 = now_ms();
         for i in 0..n {
             let name = format!("f{i:05}.bin");
@@ -579,8 +580,8 @@ fn small() {
         let end = last_done_ms(&env);
         let secs = (end - t0) as f64 / 1000.0;
         let cpu = cpu_of(daemon.pid()).unwrap_or(0.0) - cpu0;
-        let (c, s) = commits(port);
-        let (c, s) = (c - commits0.0, s - commits0.1);
+        let (c, s) = journal_counters(port);
+        let (c, s) = (c - commits0, s - syncs0);
         println!(
             "| {n} × {} | {after} | {:.0} | {cpu:.2} | {:.2} | {:.1} | {:.2} | {:.1} |",
             human(size as u64),

@@ -525,8 +525,11 @@ impl Watcher {
                 (None, None) => {}
             }
         }
-        for batch in finished.chunks(RECORD_BATCH) {
-            self.record_all(batch.to_vec()).await?;
+        // Moved out in batches, not cloned: a burst is up to 512 paths.
+        while !finished.is_empty() {
+            let rest = finished.split_off(finished.len().min(RECORD_BATCH));
+            self.record_all(std::mem::replace(&mut finished, rest))
+                .await?;
         }
         Ok(())
     }
