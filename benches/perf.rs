@@ -10,8 +10,9 @@
 //!   process, s3s-fs (with `DROPSHIP_S3S_FS`) and a local folder, beside `rclone
 //!   copyto` for local and S3. Wall time, MiB/s, dropship's CPU-s per GiB against
 //!   its backend's digest floor, the server's CPU-s per GiB, dropship's peak RSS.
-//! - `small`: 5,000 files of 4 KiB, then 500 of 1 MiB, on the local backend: files
-//!   per second, CPU-s, journal commits per file.
+//! - `small`: 5,000 files of 4 KiB (kept, deleted, and kept with 8 workers), then
+//!   500 of 1 MiB, on the local backend: files per second, CPU-s, journal commits
+//!   and syncs per file.
 //! - `latency`: 200 files written and closed in the outbox one by one at low load:
 //!   close → verified, p50 and p99.
 //! - `memory`: peak RSS with default settings, idle, with one 64 MiB file, and with
@@ -22,8 +23,10 @@
 //! `DROPSHIP_BENCH_MIB` sets `big`'s size (default 1024), `DROPSHIP_BENCH_RUNS` its
 //! runs per backend (default 3; the median is shown), `DROPSHIP_BENCH_BACKENDS` a
 //! comma-separated subset of `big`'s backends (e.g. `box,edgio`; `rclone` for its
-//! rows). The server shares the two cores with dropship, so its CPU is shown beside
-//! dropship's.
+//! rows), `DROPSHIP_BENCH_SMALL` a subset of `small`'s rows (`keep`, `delete`,
+//! `keep8`, `1mib`), `DROPSHIP_BENCH_UPLOAD` more `[upload]` lines for them (e.g.
+//! `part_size = "1MiB"`). The server shares the two cores with dropship, so its CPU is shown
+//! beside dropship's.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -543,18 +546,28 @@ fn done_count(env: &Env) -> u64 {
 }
 
 fn small() {
-    println!("## Many small files, local backend, default settings\n");
+    println!("## Many small files, local backend, default settings but `workers`\n");
     println!(
-        "| files | after | files/s | dropship CPU-s | CPU-ms per file | journal commits per file | journal syncs per file | peak RSS MiB |"
+        "| files | after | workers | files/s | dropship CPU-s | CPU-ms per file | journal commits per file | journal syncs per file | peak RSS MiB |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    // `keep` is the default; `delete` adds the journal sync each removal waits for.
-    for (n, size, after) in [
-        (5000usize, 4096usize, "keep"),
-        (5000, 4096, "delete"),
-        (500, MIB as usize, "keep"),
+    println!("|---|---|---|---|---|---|---|---|---|");
+    // `keep` is the default; `delete` adds the journal sync each removal waits for;
+    // 8 workers show what concurrency buys where each file waits on the disk.
+    let only = std::env::var("DROPSHIP_BENCH_SMALL").unwrap_or_default();
+    let extra = std::env::var("DROPSHIP_BENCH_UPLOAD").unwrap_or_default();
+    for (n, size, after, workers, name) in [
+        (5000usize, 4096usize, "keep", 2, "keep"),
+        (5000, 4096, "delete", 2, "delete"),
+        (5000, 4096, "keep", 8, "keep8"),
+        (500, MIB as usize, "keep", 2, "1mib"),
     ] {
-        let (env, port) = local_env("300ms", &format!("after = \"{after}\""));
+        if !only.is_empty() && !only.split(',').any(|o| o.trim() == name) {
+            continue;
+        }
+        let (env, port) = local_env(
+            "300ms",
+            &format!("after = \"{after}\"\nworkers = {workers}\n{extra}"),
+        );
         let staging = env.dir.path().join("staging");
         std::fs::create_dir_all(&staging).expect("staging");
         let data = common::random_bytes(size, n as u64);
@@ -583,7 +596,7 @@ fn small() {
         let (c, s) = journal_counters(port);
         let (c, s) = (c - commits0, s - syncs0);
         println!(
-            "| {n} × {} | {after} | {:.0} | {cpu:.2} | {:.2} | {:.1} | {:.2} | {:.1} |",
+            "| {n} × {} | {after} | {workers} | {:.0} | {cpu:.2} | {:.2} | {:.1} | {:.2} | {:.1} |",
             human(size as u64),
             n as f64 / secs,
             cpu * 1000.0 / n as f64,

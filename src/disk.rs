@@ -9,6 +9,8 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Disk {
     pub free_bytes: u64,
+    /// The filesystem's whole size.
+    pub size_bytes: u64,
     pub read_only: bool,
 }
 
@@ -33,6 +35,8 @@ impl Disk {
         Some(Disk {
             #[allow(clippy::unnecessary_cast)] // the field types differ by platform
             free_bytes: (st.f_bavail as u64).saturating_mul(st.f_frsize as u64),
+            #[allow(clippy::unnecessary_cast)]
+            size_bytes: (st.f_blocks as u64).saturating_mul(st.f_frsize as u64),
             read_only: st.f_flag & libc::ST_RDONLY != 0,
         })
     }

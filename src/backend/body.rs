@@ -108,6 +108,21 @@ impl PartBody {
         self.source.is_empty()
     }
 
+    /// The whole body at once, counted as sent, when it is in memory and no
+    /// bandwidth limit paces it: a local write takes it in one call, where the
+    /// stream would cost a blocking hand-off per slice.
+    pub fn unpaced_bytes(&self) -> Option<Bytes> {
+        match (&self.source, &self.meter.limiter) {
+            (Source::Memory(all), None) => {
+                self.meter
+                    .sent
+                    .fetch_add(all.len() as u64, Ordering::Relaxed);
+                Some(all.clone())
+            }
+            _ => None,
+        }
+    }
+
     /// The body as paced slices, each counted when it is handed out (so a
     /// connection that breaks mid-body still counts what it sent) and reported to
     /// `progress`, which the request's stall timeout watches.

@@ -225,6 +225,25 @@ impl Backend for LocalBackend {
             .root
             .join(STAGING_DIR)
             .join(format!("single-{}", new_session_id()));
+        if let Some(bytes) = body.unpaced_bytes() {
+            // In memory and unpaced: created, written, synced and published in one
+            // blocking call (a small file's cost is its hand-offs, not its bytes).
+            blocking(op, move || {
+                let written = std::fs::File::create(&tmp).and_then(|mut out| {
+                    out.write_all(&bytes)?;
+                    Ok(out)
+                });
+                match written {
+                    Ok(out) => sync_and_publish(op, out, &tmp, &dest),
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&tmp);
+                        Err(io(op, || format!("writing {}", tmp.display()))(e))
+                    }
+                }
+            })
+            .await?;
+            return Ok(RemoteObject::at(&file.key));
+        }
         let mut out = tokio::fs::File::create(&tmp)
             .await
             .map_err(io(op, || format!("creating {}", tmp.display())))?;
@@ -517,6 +536,15 @@ fn out_sync_and_publish(
         after: None,
         cause: "staging file still busy".into(),
     })?;
+    sync_and_publish(op, out, tmp, dest)
+}
+
+fn sync_and_publish(
+    op: Op,
+    out: std::fs::File,
+    tmp: &Path,
+    dest: &Path,
+) -> Result<(), BackendError> {
     out.sync_all()
         .map_err(io(op, || "syncing staging file".into()))?;
     publish(tmp, dest).map_err(io(op, || format!("publishing {}", dest.display())))
@@ -665,6 +693,30 @@ mod tests {
             std::fs::read(root.path().join("empty")).expect("empty"),
             b""
         );
+    }
+
+    /// In memory and unpaced, a body is written in one blocking call; under a
+    /// bandwidth limit it streams, paced. Both publish the same bytes, count them
+    /// as sent, and leave no staging file behind.
+    #[tokio::test]
+    async fn a_single_request_is_written_whole_or_paced() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let b = LocalBackend::new(root.path()).expect("backend");
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let limiter = std::sync::Arc::new(crate::throttle::RateLimiter::new(1 << 30));
+        for (key, limiter) in [("whole", None), ("paced", Some(limiter))] {
+            let meter = Meter::new(limiter);
+            let body = PartBody::new(Bytes::copy_from_slice(&data), meter.clone());
+            b.put_single(&spec(key, data.len() as u64), body, &FileDigests::default())
+                .await
+                .expect(key);
+            assert_eq!(std::fs::read(root.path().join(key)).expect(key), data);
+            assert_eq!(meter.sent(), data.len() as u64, "{key}");
+        }
+        let staging = std::fs::read_dir(root.path().join(STAGING_DIR))
+            .map(|d| d.count())
+            .unwrap_or(0);
+        assert_eq!(staging, 0, "staging files left");
     }
 
     #[tokio::test]

@@ -214,21 +214,28 @@ impl Attempt<'_> {
                 if row.session.is_none() && ctx.caps.asynchronous_join {
                     self.settle_older_joins(&file).await?;
                 }
+                // Whether the name check's outcome is still to be recorded.
+                let mut checked = false;
                 if row.session.is_none() && !row.clash_checked {
                     match self.check_name(&file).await? {
-                        Name::Free => {}
+                        Name::Free { checked: c } => checked = c,
                         Name::Done => return Ok(()),
                         Name::Renamed(key) => file.key = key,
                     }
                 }
                 if row.session.is_none() && row.size < ctx.caps.single_request_below {
-                    self.single(&file).await?
-                } else {
-                    self.in_parts(&file).await?
+                    let (remote, digests, receipt) = self.single(&file, checked).await?;
+                    return self
+                        .verify_and_finish(&remote, &digests, Some(&[receipt]))
+                        .await;
                 }
+                if checked {
+                    ctx.journal.call(move |j| j.clash_checked(id)).await?;
+                }
+                self.in_parts(&file).await?
             }
         };
-        self.verify_and_finish(&remote, &digests).await
+        self.verify_and_finish(&remote, &digests, None).await
     }
 
     /// What the service holds under the key, before the first request that could
@@ -249,13 +256,12 @@ impl Attempt<'_> {
             // retries). Not recorded as checked: the next attempt looks again.
             Err(e @ BackendError::Retry { .. }) if policy == OnExists::Overwrite => {
                 debug!(error = %e, "could not look for identical content; uploading");
-                return Ok(Name::Free);
+                return Ok(Name::Free { checked: false });
             }
             Err(e) => return Err(e.into()),
         };
         let Some(st) = st else {
-            ctx.journal.call(move |j| j.clash_checked(id)).await?;
-            return Ok(Name::Free);
+            return Ok(Name::Free { checked: true });
         };
         if self.identical(&st, &mut local).await? {
             self.finish_identical(&file.key).await?;
@@ -263,10 +269,7 @@ impl Attempt<'_> {
         }
         let held = format!("the service already holds {} ({} bytes)", file.key, st.size);
         match policy {
-            OnExists::Overwrite => {
-                ctx.journal.call(move |j| j.clash_checked(id)).await?;
-                Ok(Name::Free)
-            }
+            OnExists::Overwrite => Ok(Name::Free { checked: true }),
             OnExists::Fail => Err(Stop::Refused(format!(
                 "{held}; upload.on_exists = \"fail\""
             ))),
@@ -364,18 +367,25 @@ impl Attempt<'_> {
     /// A small file in one request. Its digest is needed before the request goes
     /// out (some services take it in a header), so the bytes are read first, into
     /// the memory budget (or, bigger than it, hashed and then streamed), then sent.
-    async fn single(&self, file: &FileSpec) -> Result<(RemoteObject, FileDigests), Stop> {
+    /// `checked`: the name check's outcome is recorded with the part's start.
+    ///
+    /// The plan (one part, the whole file) is recorded only after the read, together
+    /// with the name check and the part's start: one commit before the bytes leave,
+    /// where a small file's bookkeeping used to take five journal calls.
+    async fn single(
+        &self,
+        file: &FileSpec,
+        checked: bool,
+    ) -> Result<(RemoteObject, FileDigests, Receipt), Stop> {
         let (ctx, row) = (self.ctx, self.row);
-        let id = row.id;
-        let mut parts = ctx.journal.call(move |j| j.parts(id)).await?;
-        if parts.len() != 1 || parts[0].state != PartState::Pending {
-            // No plan yet, or one left by an interrupted attempt: plan it afresh.
-            let size = row.size;
-            ctx.journal
-                .call(move |j| j.start_session(id, None, size, &[(0, size)]))
-                .await?;
-            parts = ctx.journal.call(move |j| j.parts(id)).await?;
-        }
+        let (id, size) = (row.id, row.size);
+        let parts = vec![PartRow {
+            index: 0,
+            offset: 0,
+            length: size,
+            state: PartState::Pending,
+            receipt: None,
+        }];
         let mut rx = reader::spawn(
             self.read_plan(parts, false),
             Arc::new(Semaphore::new(1)),
@@ -414,13 +424,18 @@ impl Attempt<'_> {
         if row.attempts > 1
             && let Some(remote) = self.already_delivered(file, &digests, None).await?
         {
-            let (r, d) = (remote.clone(), digests.clone());
+            let (r, d, c) = (remote.clone(), digests.clone(), receipt.clone());
             ctx.journal
-                .call(move |j| j.to_verifying(id, &r, &d, Some(&receipt)))
+                .call(move |j| {
+                    j.start_single(id, size, checked, false)?;
+                    j.to_verifying(id, &r, &d, Some(&c))
+                })
                 .await?;
-            return Ok((remote, digests));
+            return Ok((remote, digests, receipt));
         }
-        ctx.journal.call(move |j| j.part_start(id, 0, None)).await?;
+        ctx.journal
+            .call(move |j| j.start_single(id, size, checked, true))
+            .await?;
         let meter = Meter::new(ctx.limiter());
         let len = source.len();
         let streamed = matches!(source, Source::File(_));
@@ -431,11 +446,11 @@ impl Attempt<'_> {
         ctx.metrics.part_sent(id, 0, meter.sent());
         match sent {
             Ok(remote) => {
-                let (r, d) = (remote.clone(), digests.clone());
+                let (r, d, c) = (remote.clone(), digests.clone(), receipt.clone());
                 ctx.journal
-                    .call(move |j| j.to_verifying(id, &r, &d, Some(&receipt)))
+                    .call(move |j| j.to_verifying(id, &r, &d, Some(&c)))
                     .await?;
-                Ok((remote, digests))
+                Ok((remote, digests, receipt))
             }
             Err(e) => {
                 let unsent = len.saturating_sub(meter.sent());
@@ -477,7 +492,7 @@ impl Attempt<'_> {
         if ctx.caps.object_digest.is_none() {
             return Ok(None);
         }
-        let expected = self.expected_digest(digests, true).await?;
+        let expected = self.expected_digest(digests, true, None).await?;
         match ctx.backend.stat(&file.key, None).await? {
             Some(st) if stat_matches(file.size, expected.as_ref(), &st, true).is_ok() => {
                 info!("the service already holds this content");
@@ -488,16 +503,21 @@ impl Attempt<'_> {
     }
 
     /// The digest the service must report for the object (see
-    /// `Backend::expected_digest`), from the read pass and the parts' receipts;
-    /// `None` where it is not compared (`wanted` false, or no digest to compare).
+    /// `Backend::expected_digest`), from the read pass and the parts' receipts
+    /// (`known`, else the journal's); `None` where it is not compared (`wanted`
+    /// false, or no digest to compare).
     async fn expected_digest(
         &self,
         digests: &FileDigests,
         wanted: bool,
+        known: Option<&[Receipt]>,
     ) -> Result<Option<Digest>, Stop> {
         let ctx = self.ctx;
         if !wanted || ctx.caps.object_digest.is_none() {
             return Ok(None);
+        }
+        if let Some(receipts) = known {
+            return Ok(ctx.backend.expected_digest(digests, receipts));
         }
         let id = self.row.id;
         let receipts: Vec<Receipt> = ctx
@@ -782,10 +802,13 @@ impl Attempt<'_> {
         Ok(())
     }
 
+    /// `receipts`: the parts' receipts where the attempt holds them all (a single
+    /// request's one), else they are read from the journal.
     async fn verify_and_finish(
         &self,
         remote: &RemoteObject,
         digests: &FileDigests,
+        receipts: Option<&[Receipt]>,
     ) -> Result<(), Stop> {
         let (ctx, row) = (self.ctx, self.row);
         let stat = verify::retrying(|| ctx.backend.stat(&remote.key, Some(remote))).await?;
@@ -796,7 +819,7 @@ impl Attempt<'_> {
             )));
         };
         let use_digest = ctx.check.compares_digest(&ctx.caps);
-        let expected = self.expected_digest(digests, use_digest).await?;
+        let expected = self.expected_digest(digests, use_digest, receipts).await?;
         stat_matches(row.size, expected.as_ref(), &stat, use_digest).map_err(Stop::Mismatch)?;
         let read_back = match ctx.check {
             Check::Sample(n) => {
@@ -902,8 +925,9 @@ fn stat_matches(
 
 /// What [`Attempt::check_name`] found.
 enum Name {
-    /// Upload under the key.
-    Free,
+    /// Upload under the key; `checked`: the check is to be recorded (with the
+    /// upload's first step, so that later attempts do not look again).
+    Free { checked: bool },
     /// Nothing to upload: delivered already, or skipped.
     Done,
     /// Upload under this key instead (`keep-both`).

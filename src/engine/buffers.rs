@@ -55,10 +55,13 @@ impl Buffers {
     pub fn take(self: &Arc<Buffers>, len: usize) -> Buffer {
         let reused = {
             let mut free = self.free();
-            // The smallest that fits: a last, short part leaves the big ones.
+            // The smallest that fits, and never one more than twice the length: the
+            // budget accounts for `len`, so a small file's few KiB must not take
+            // (and hold) an idle part buffer of megabytes, while the big file beside
+            // it allocates another.
             free.iter()
                 .enumerate()
-                .filter(|(_, (b, _))| b.len() >= len)
+                .filter(|(_, (b, _))| b.len() >= len && b.len() / 2 <= len)
                 .min_by_key(|(_, (b, _))| b.len())
                 .map(|(i, _)| i)
                 .map(|i| free.swap_remove(i).0)
@@ -150,5 +153,27 @@ mod tests {
         // Small ones are never kept.
         drop(pool.take(4096));
         assert_eq!(pool.idle_bytes(), 0);
+    }
+
+    #[test]
+    fn a_small_buffer_never_takes_an_idle_part_buffer() {
+        let pool = Buffers::new(2);
+        drop(pool.take(8 << 20));
+        assert_eq!(pool.idle_bytes(), 8 << 20);
+        // A small file's buffer is allocated afresh; the part buffer stays idle for
+        // the next part.
+        let small = pool.take(4096);
+        assert_eq!(
+            pool.idle_bytes(),
+            8 << 20,
+            "a small file took the part buffer"
+        );
+        drop(small);
+        // Neither does a buffer under half its size; a last, shorter part does.
+        let under_half = pool.take((4 << 20) - 1);
+        assert_eq!(pool.idle_bytes(), 8 << 20);
+        let last = pool.take(5 << 20);
+        assert_eq!(pool.idle_bytes(), 0, "a last part reuses the buffer");
+        drop((under_half, last));
     }
 }

@@ -418,7 +418,10 @@ impl Engine {
                         // (else it claims the row again as if the gate were open,
                         // and that attempt cannot open it when it succeeds).
                         let change = ctx.gate.ended(ticket, &verdict, &ctx.settings.backoff);
-                        release(&ctx, id).await;
+                        // Delivered: `done` was recorded, so there is nothing to release.
+                        if verdict != gate::Verdict::Delivered {
+                            release(&ctx, id).await;
+                        }
                         busy.lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .retain(|p| *p != path);

@@ -34,6 +34,36 @@ fn record_carried(
     Ok(())
 }
 
+/// [`Journal::start_session`] inside the caller's transaction; false if the row is
+/// not `uploading` without a session.
+fn plan_in(
+    tx: &rusqlite::Transaction<'_>,
+    id: FileId,
+    session: Option<&Session>,
+    part_size: u64,
+    plan: &[(u64, u64)],
+) -> Result<bool> {
+    let session_json = session.map(to_json).transpose()?;
+    let n = tx.exec(
+        "UPDATE files SET session = ?2, part_size = ?3, updated_at = ?4, begin_intent = NULL
+         WHERE id = ?1 AND state = 'uploading' AND session IS NULL",
+        params![id, session_json, part_size as i64, now_ms()],
+    )?;
+    if n == 0 {
+        return Ok(false);
+    }
+    // Parts without a session belong to no upload (a failed single request, say).
+    tx.exec("DELETE FROM parts WHERE file_id = ?1", params![id])?;
+    let mut ins = tx.prepare_cached(
+        "INSERT INTO parts (file_id, idx, offset, length, state)
+         VALUES (?1, ?2, ?3, ?4, 'pending')",
+    )?;
+    for (i, (offset, length)) in plan.iter().enumerate() {
+        ins.execute(params![id, i as i64, *offset as i64, *length as i64])?;
+    }
+    Ok(true)
+}
+
 /// One file's enqueue, inside the caller's transaction.
 fn enqueue_in(tx: &rusqlite::Transaction<'_>, f: &NewFile, pushed: bool) -> Result<Enqueued> {
     let path = f.path.as_os_str().as_bytes();
@@ -269,27 +299,48 @@ impl Journal {
         part_size: u64,
         plan: &[(u64, u64)],
     ) -> Result<()> {
-        let session_json = session.map(to_json).transpose()?;
         let tx = self.conn.transaction()?;
-        let n = tx.exec(
-            "UPDATE files SET session = ?2, part_size = ?3, updated_at = ?4, begin_intent = NULL
-             WHERE id = ?1 AND state = 'uploading' AND session IS NULL",
-            params![id, session_json, part_size as i64, now_ms()],
-        )?;
-        if n == 0 {
+        if !plan_in(&tx, id, session, part_size, plan)? {
             drop(tx);
             return Err(self.stale(id, "uploading without a session"));
         }
-        // Parts without a session belong to no upload (a failed single request, say).
-        tx.exec("DELETE FROM parts WHERE file_id = ?1", params![id])?;
-        {
-            let mut ins = tx.prepare_cached(
-                "INSERT INTO parts (file_id, idx, offset, length, state)
-                 VALUES (?1, ?2, ?3, ?4, 'pending')",
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A single-request upload's bookkeeping before its bytes leave, in one
+    /// transaction rather than three (a small file's cost is its bookkeeping):
+    /// `clash_checked` records the name check's outcome; the plan of one part
+    /// `(0, size)` is recorded unless the row holds exactly that, still pending; and
+    /// with `start`, that part goes `uploading` ([`Journal::part_start`]).
+    pub fn start_single(
+        &mut self,
+        id: FileId,
+        size: u64,
+        clash_checked: bool,
+        start: bool,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        if clash_checked {
+            tx.exec(
+                "UPDATE files SET clash_checked = 1 WHERE id = ?1",
+                params![id],
             )?;
-            for (i, (offset, length)) in plan.iter().enumerate() {
-                ins.execute(params![id, i as i64, *offset as i64, *length as i64])?;
-            }
+        }
+        let planned: bool = tx.row(
+            "SELECT COUNT(*) = 1 AND MIN(state) = 'pending' AND MIN(offset) = 0
+                    AND MIN(length) = ?2
+             FROM parts WHERE file_id = ?1",
+            params![id, size as i64],
+            |r| r.get(0),
+        )?;
+        if !planned && !plan_in(&tx, id, None, size, &[(0, size)])? {
+            drop(tx);
+            return Err(self.stale(id, "uploading without a session"));
+        }
+        if start && !super::parts::start_in(&tx, id, 0, None)? {
+            drop(tx);
+            return Err(self.stale_part(id, 0, PartState::Pending));
         }
         tx.commit()?;
         Ok(())

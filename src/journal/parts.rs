@@ -54,28 +54,11 @@ impl Journal {
         index: u32,
         hash: Option<&HashCheckpoint>,
     ) -> Result<()> {
-        let hash = hash.map(to_json).transpose()?;
         let tx = self.conn.transaction()?;
-        let length: Option<i64> = tx
-            .row(
-                "UPDATE parts SET state = 'uploading'
-                 WHERE file_id = ?1 AND idx = ?2 AND state = 'pending'
-                   AND EXISTS (SELECT 1 FROM files WHERE id = ?1 AND state = 'uploading')
-                 RETURNING length",
-                params![id, index],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let Some(length) = length else {
+        if !start_in(&tx, id, index, hash)? {
             drop(tx);
             return Err(self.stale_part(id, index, PartState::Pending));
-        };
-        tx.exec(
-            "UPDATE files SET bytes_sent = bytes_sent + ?2, updated_at = ?3,
-                    hash_state = COALESCE(?4, hash_state)
-             WHERE id = ?1",
-            params![id, length, now_ms(), hash],
-        )?;
+        }
         tx.commit()?;
         Ok(())
     }
@@ -159,4 +142,35 @@ impl Journal {
         }
         Ok(())
     }
+}
+
+/// [`Journal::part_start`] inside the caller's transaction; false if the part is
+/// not `pending` or its file not `uploading`.
+pub(super) fn start_in(
+    tx: &rusqlite::Transaction<'_>,
+    id: FileId,
+    index: u32,
+    hash: Option<&HashCheckpoint>,
+) -> Result<bool> {
+    let hash = hash.map(to_json).transpose()?;
+    let length: Option<i64> = tx
+        .row(
+            "UPDATE parts SET state = 'uploading'
+             WHERE file_id = ?1 AND idx = ?2 AND state = 'pending'
+               AND EXISTS (SELECT 1 FROM files WHERE id = ?1 AND state = 'uploading')
+             RETURNING length",
+            params![id, index],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(length) = length else {
+        return Ok(false);
+    };
+    tx.exec(
+        "UPDATE files SET bytes_sent = bytes_sent + ?2, updated_at = ?3,
+                hash_state = COALESCE(?4, hash_state)
+         WHERE id = ?1",
+        params![id, length, now_ms(), hash],
+    )?;
+    Ok(true)
 }

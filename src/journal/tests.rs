@@ -873,3 +873,78 @@ fn a_claim_walks_its_index_instead_of_sorting_every_claimable_row() {
     assert!(plan.contains("files_claim"), "{plan}");
     assert!(!plan.contains("TEMP B-TREE"), "{plan}");
 }
+
+/// A single request's bookkeeping in one transaction: the name check, the plan of
+/// one part (kept when it is already there), and the part's start.
+#[test]
+fn a_single_request_is_planned_and_started_in_one_call() {
+    let mut j = Journal::open_in_memory().expect("open");
+    let Enqueued::Added(id) = j.enqueue(&new_file("/o/a", 10, 1)).expect("enqueue") else {
+        panic!("expected a new row")
+    };
+    // Not claimed: nothing is recorded, not even the name check.
+    let err = j
+        .start_single(id, 10, true, true)
+        .expect_err("not uploading");
+    assert!(matches!(err, JournalError::StaleState { .. }), "{err}");
+    let row = j.file(id).expect("row").expect("exists");
+    assert!(!row.clash_checked);
+    assert!(j.parts(id).expect("parts").is_empty());
+
+    j.claim_next(now_ms(), &[]).expect("claim").expect("a row");
+    // A retry's look for an earlier delivery: planned, not started.
+    j.start_single(id, 10, false, false).expect("planned");
+    let parts = j.parts(id).expect("parts");
+    assert_eq!(parts.len(), 1);
+    assert_eq!(
+        (parts[0].offset, parts[0].length, parts[0].state),
+        (0, 10, PartState::Pending)
+    );
+    assert!(!j.file(id).expect("row").expect("exists").clash_checked);
+
+    j.start_single(id, 10, true, true).expect("started");
+    let parts = j.parts(id).expect("parts");
+    assert_eq!(parts.len(), 1, "the plan is kept, not doubled");
+    assert_eq!(parts[0].state, PartState::Uploading);
+    let row = j.file(id).expect("row").expect("exists");
+    assert!(row.clash_checked);
+    assert_eq!(row.bytes_sent, 10);
+    assert!(row.session.is_none());
+
+    // A plan left by an interrupted attempt (a part sent, then the claim again) is
+    // made afresh, as `start_session` would.
+    j.part_failed(id, 0, 10).expect("failed");
+    j.release(id, 0).expect("released");
+    j.claim_next(now_ms() + 1, &[])
+        .expect("claim")
+        .expect("a row");
+    j.start_single(id, 10, false, true).expect("started again");
+    let parts = j.parts(id).expect("parts");
+    assert_eq!((parts.len(), parts[0].state), (1, PartState::Uploading));
+}
+
+/// The WAL is checkpointed every 1000 pages, but on a small filesystem every
+/// sixteenth of it, down to 100 pages (a full one could never be checkpointed).
+#[test]
+fn the_checkpoint_threshold_follows_the_journal_filesystem() {
+    assert_eq!(checkpoint_pages(None), 1000);
+    assert_eq!(checkpoint_pages(Some(1 << 40)), 1000);
+    assert_eq!(checkpoint_pages(Some(64 << 20)), 1000);
+    assert_eq!(checkpoint_pages(Some(32 << 20)), 512);
+    assert_eq!(checkpoint_pages(Some(2 << 20)), 100, "a 2 MiB tmpfs");
+    assert_eq!(wal_size_limit(1000), 4000 * 1024);
+    assert_eq!(wal_size_limit(100), 1 << 20);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let j = Journal::open(&dir.path().join("j.db")).expect("open");
+    let size = crate::disk::Disk::of(&dir.path().join("j.db")).map(|d| d.size_bytes);
+    let pages: i64 = j
+        .conn
+        .row("PRAGMA wal_autocheckpoint", [], |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(pages as u64, checkpoint_pages(size));
+    let limit: i64 = j
+        .conn
+        .row("PRAGMA journal_size_limit", [], |r| r.get(0))
+        .expect("pragma");
+    assert_eq!(limit as u64, wal_size_limit(checkpoint_pages(size)));
+}
