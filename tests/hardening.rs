@@ -1,8 +1,8 @@
 //! What the outbox and the machine can do to the daemon, end to end on the
 //! local-directory backend: symbolic links, staging folders, writers that keep a file
-//! open, folders that cannot be read, a shutdown during start-up, and the leftovers
-//! of a crash between beginning a session and recording it. The real binary, real
-//! files, real signals.
+//! open, folders that cannot be read, a shutdown during start-up, the leftovers of a
+//! crash between beginning a session and recording it, and a journal another process
+//! keeps locked. The real binary, real files, real signals.
 
 mod common;
 
@@ -425,4 +425,37 @@ fn a_damaged_journal_is_refused_with_exit_3_and_left_untouched() {
         bytes,
         "the journal was changed"
     );
+}
+
+/// A journal that cannot be written for longer than its busy timeout while a file
+/// is sent (a write lock held by another process here; a full disk on a device):
+/// the attempt cannot record its outcome, and its row is released as soon as the
+/// journal can be written again, however long that takes. It is delivered without
+/// a restart. (Released after three tries at most, as it was, the row stayed
+/// `uploading`, held by nobody, until the daemon restarted.)
+#[test]
+fn a_row_whose_outcome_could_not_be_recorded_is_released_once_the_journal_can_be_written() {
+    let env = Env::local("100ms", "bandwidth_limit = \"64KiB\"", "");
+    let _daemon = env.spawn_ready();
+    let data = common::random_bytes(192 << 10, 9);
+    env.drop_file("slow.bin", &data);
+    env.wait_state("slow.bin", "uploading", secs(20));
+    // Taken while the file is sent (3 s at the limit): the attempt's next writes
+    // wait 5 s each for it, then fail.
+    let journal = env.dir.path().join("state/journal.db");
+    let lock = rusqlite::Connection::open(&journal).expect("open the journal");
+    lock.execute_batch("BEGIN IMMEDIATE").expect("write lock");
+    env.wait_log("cannot release the row", secs(60));
+    // Held past the third try of the release (about 16 s after the first).
+    std::thread::sleep(secs(20));
+    lock.execute_batch("COMMIT").expect("unlock");
+    drop(lock);
+    env.wait_done(1, secs(60));
+    assert_eq!(read(&env.remote().join("slow.bin")), data);
+    let said = env
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("ERROR") && l.contains("cannot release the row"))
+        .count();
+    assert_eq!(said, 1, "said more than once:\n{}", env.log_text());
 }

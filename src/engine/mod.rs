@@ -408,6 +408,7 @@ impl Engine {
                         let (id, path) = (row.id, row.path.clone());
                         // A panic in the worker must not leave its row held.
                         let busy_guard = crate::liveness::busy();
+                        let stopping = cancel.clone();
                         let verdict =
                             tokio::spawn(attempt::run_file(ctx.clone(), row, cancel, ticket))
                                 .await
@@ -420,7 +421,7 @@ impl Engine {
                         let change = ctx.gate.ended(ticket, &verdict, &ctx.settings.backoff);
                         // Delivered: `done` was recorded, so there is nothing to release.
                         if verdict != gate::Verdict::Delivered {
-                            release(&ctx, id).await;
+                            release(&ctx, id, &stopping).await;
                         }
                         busy.lock()
                             .unwrap_or_else(|p| p.into_inner())
@@ -540,8 +541,15 @@ async fn report(ctx: &Ctx, change: Change) {
 /// Makes sure a finished worker left its row at rest. Normally a no-op; after a
 /// journal write that failed (full disk, a lock held too long) or a panic, the row
 /// goes to `retrying` instead of staying held until the next start.
-async fn release(ctx: &Ctx, id: crate::journal::FileId) {
-    for delay in [1u64, 5, 30] {
+///
+/// A journal that cannot be written is asked again until it can (1 s, 5 s, then
+/// every 30 s; said once): given up after three tries, as it was, a row outlived a
+/// full disk as `uploading`, held by nobody, until the daemon restarted. Shutdown
+/// ends the wait: the next start puts rows left in flight back in the queue.
+async fn release(ctx: &Ctx, id: crate::journal::FileId, stopping: &CancellationToken) {
+    let mut delay = 1u64;
+    let mut said = false;
+    loop {
         let at = now_ms() + ctx.settings.backoff.base.as_millis() as i64;
         match ctx.journal.call(move |j| j.release(id, at)).await {
             Ok(true) => {
@@ -552,11 +560,16 @@ async fn release(ctx: &Ctx, id: crate::journal::FileId) {
                 return;
             }
             Ok(false) => return,
-            Err(e) => {
-                error!(file = id, error = %e, "cannot release the row; trying again");
-                tokio::time::sleep(Duration::from_secs(delay)).await;
+            Err(e) if !std::mem::replace(&mut said, true) => {
+                error!(file = id, error = %e, "cannot release the row; trying again until the journal can be written");
             }
+            Err(e) => debug!(file = id, error = %e, "cannot release the row yet"),
         }
+        tokio::select! {
+            () = stopping.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(delay)) => {}
+        }
+        delay = (delay * 5).min(30);
     }
 }
 
