@@ -108,19 +108,20 @@ impl PartBody {
         self.source.is_empty()
     }
 
-    /// The whole body at once, counted as sent, when it is in memory and no
-    /// bandwidth limit paces it: a local write takes it in one call, where the
-    /// stream would cost a blocking hand-off per slice.
+    /// The whole body at once, when it is in memory and no bandwidth limit paces
+    /// it: a local write takes it in one call, where the stream would cost a
+    /// blocking hand-off per slice. Not counted: the taker calls
+    /// [`PartBody::count_sent`] with what it wrote.
     pub fn unpaced_bytes(&self) -> Option<Bytes> {
         match (&self.source, &self.meter.limiter) {
-            (Source::Memory(all), None) => {
-                self.meter
-                    .sent
-                    .fetch_add(all.len() as u64, Ordering::Relaxed);
-                Some(all.clone())
-            }
+            (Source::Memory(all), None) => Some(all.clone()),
             _ => None,
         }
+    }
+
+    /// Counts `n` bytes as sent (see [`PartBody::unpaced_bytes`]).
+    pub fn count_sent(&self, n: u64) {
+        self.meter.sent.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The body as paced slices, each counted when it is handed out (so a

@@ -234,10 +234,15 @@ impl Backend for LocalBackend {
                     Ok(out)
                 });
                 match written {
-                    Ok(out) => sync_and_publish(op, out, &tmp, &dest),
+                    Ok(out) => {
+                        body.count_sent(bytes.len() as u64);
+                        sync_and_publish(op, out, &tmp, &dest)
+                    }
                     Err(e) => {
                         let _ = std::fs::remove_file(&tmp);
-                        Err(io(op, || format!("writing {}", tmp.display()))(e))
+                        Err(io(op, || format!("creating or writing {}", tmp.display()))(
+                            e,
+                        ))
                     }
                 }
             })
@@ -707,6 +712,9 @@ mod tests {
         for (key, limiter) in [("whole", None), ("paced", Some(limiter))] {
             let meter = Meter::new(limiter);
             let body = PartBody::new(Bytes::copy_from_slice(&data), meter.clone());
+            // Which way it goes; nothing is counted before it is written.
+            assert_eq!(body.unpaced_bytes().is_some(), key == "whole");
+            assert_eq!(meter.sent(), 0);
             b.put_single(&spec(key, data.len() as u64), body, &FileDigests::default())
                 .await
                 .expect(key);

@@ -422,7 +422,9 @@ impl Attempt<'_> {
         // A retry after a request whose answer was lost: the service may hold the file
         // already, and sending it again would make a duplicate (a new version).
         if row.attempts > 1
-            && let Some(remote) = self.already_delivered(file, &digests, None).await?
+            && let Some(remote) = self
+                .already_delivered(file, &digests, None, Some(&[]))
+                .await?
         {
             let (r, d, c) = (remote.clone(), digests.clone(), receipt.clone());
             ctx.journal
@@ -476,11 +478,14 @@ impl Attempt<'_> {
     /// The service's word that it completed the session wins; otherwise only a digest
     /// proves it. Size alone proves nothing (an older object of the same size may
     /// be there): without a digest the file is sent again, which is harmless.
+    /// `receipts`: the parts' receipts where the attempt knows them (a single
+    /// request before its one part is recorded has none), else the journal's.
     async fn already_delivered(
         &self,
         file: &FileSpec,
         digests: &FileDigests,
         session: Option<&Session>,
+        receipts: Option<&[Receipt]>,
     ) -> Result<Option<RemoteObject>, Stop> {
         let ctx = self.ctx;
         if let Some(s) = session
@@ -492,7 +497,7 @@ impl Attempt<'_> {
         if ctx.caps.object_digest.is_none() {
             return Ok(None);
         }
-        let expected = self.expected_digest(digests, true, None).await?;
+        let expected = self.expected_digest(digests, true, receipts).await?;
         match ctx.backend.stat(&file.key, None).await? {
             Some(st) if stat_matches(file.size, expected.as_ref(), &st, true).is_ok() => {
                 info!("the service already holds this content");
@@ -540,7 +545,8 @@ impl Attempt<'_> {
                     // Every part was sent and completion was asked for before: a lost
                     // answer to a completion that happened closes the session too.
                     (Err(Stop::Backend(gone @ BackendError::SessionGone { .. })), Some(d)) => {
-                        let Some(remote) = self.already_delivered(file, d, Some(s)).await? else {
+                        let Some(remote) = self.already_delivered(file, d, Some(s), None).await?
+                        else {
                             return Err(gone.into());
                         };
                         let (r, digests) = (remote.clone(), d.clone());
@@ -605,7 +611,7 @@ impl Attempt<'_> {
             // there with the right content, the completion did happen.
             Err(gone @ BackendError::SessionGone { .. }) => {
                 match self
-                    .already_delivered(file, &digests, Some(&session))
+                    .already_delivered(file, &digests, Some(&session), None)
                     .await?
                 {
                     Some(remote) => remote,

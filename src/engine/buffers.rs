@@ -5,7 +5,8 @@
 //! this project's 2-core test machine); taken from a heap, freed buffers stay with
 //! the heap of the thread that freed them, and a 1 GiB upload peaked at 55 MiB,
 //! against 44–46 MiB with every buffer handed back to the system at once. So a buffer given back is kept for the next part: no fault, no
-//! zeroing, and the memory in use stays what the [`Budget`](super::Budget) allows.
+//! zeroing, and the memory in use stays what the [`Budget`](super::Budget) allows, or
+//! at most twice that: a buffer is reused only for a length of at least half its own.
 //!
 //! At most `keep` idle buffers are kept, and none for longer than [`IDLE`]: after a
 //! burst, the daemon gives the memory back.
@@ -61,7 +62,7 @@ impl Buffers {
             // it allocates another.
             free.iter()
                 .enumerate()
-                .filter(|(_, (b, _))| b.len() >= len && b.len() / 2 <= len)
+                .filter(|(_, (b, _))| b.len() >= len && b.len() <= len.saturating_mul(2))
                 .min_by_key(|(_, (b, _))| b.len())
                 .map(|(i, _)| i)
                 .map(|i| free.swap_remove(i).0)
@@ -86,6 +87,9 @@ impl Buffers {
         self.free().iter().map(|(b, _)| b.len()).sum()
     }
 
+    /// Keeps `buf` while there is room; when full, in place of a smaller idle one:
+    /// mid-sized buffers (a 1 MiB file's) must not crowd the part buffers out, for
+    /// a part never takes one under half its length.
     fn give_back(&self, buf: Vec<u8>) {
         if buf.len() < MIN_KEPT {
             return;
@@ -93,6 +97,12 @@ impl Buffers {
         let mut free = self.free();
         if free.len() < self.keep {
             free.push((buf, Instant::now()));
+        } else if let Some(smallest) = free
+            .iter_mut()
+            .filter(|(b, _)| b.len() < buf.len())
+            .min_by_key(|(b, _)| b.len())
+        {
+            *smallest = (buf, Instant::now());
         }
     }
 }
@@ -175,5 +185,15 @@ mod tests {
         let last = pool.take(5 << 20);
         assert_eq!(pool.idle_bytes(), 0, "a last part reuses the buffer");
         drop((under_half, last));
+        // Both kept (room for 2). A part buffer given back to a full pool takes the
+        // place of the smaller one rather than being dropped.
+        assert_eq!(pool.idle_bytes(), (8 << 20) + (4 << 20) - 1);
+        let (p, q) = (pool.take(8 << 20), pool.take(8 << 20));
+        let mid = pool.take(1 << 20);
+        assert_eq!(pool.idle_bytes(), (4 << 20) - 1, "only the 4 MiB one idle");
+        drop(mid);
+        assert_eq!(pool.idle_bytes(), (4 << 20) - 1 + (1 << 20));
+        drop((p, q));
+        assert_eq!(pool.idle_bytes(), 16 << 20, "the part buffers kept");
     }
 }

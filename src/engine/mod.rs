@@ -560,6 +560,12 @@ async fn release(ctx: &Ctx, id: crate::journal::FileId, stopping: &CancellationT
                 return;
             }
             Ok(false) => return,
+            // Damage does not heal: the slot goes back, and the next claim meets the
+            // damage and stops the daemon (exit 3).
+            Err(e) if e.is_damage() => {
+                error!(file = id, error = %e, "cannot release the row: the journal is damaged");
+                return;
+            }
             Err(e) if !std::mem::replace(&mut said, true) => {
                 error!(file = id, error = %e, "cannot release the row; trying again until the journal can be written");
             }
@@ -569,7 +575,7 @@ async fn release(ctx: &Ctx, id: crate::journal::FileId, stopping: &CancellationT
             () = stopping.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(delay)) => {}
         }
-        delay = (delay * 5).min(30);
+        delay = if delay < 5 { 5 } else { 30 };
     }
 }
 

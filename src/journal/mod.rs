@@ -380,7 +380,7 @@ fn checkpoint_pages(size: Option<u64>) -> u64 {
 }
 
 /// `journal_size_limit` for `pages` between checkpoints: the WAL file is kept at
-/// that size (not cut and grown again), and cut to 1 MiB at most where it is small.
+/// that size (not cut and grown again), and at least at 1 MiB.
 fn wal_size_limit(pages: u64) -> u64 {
     (pages * PAGE).max(1 << 20)
 }
@@ -429,10 +429,10 @@ impl Journal {
 
     /// After a write failed on a full filesystem: moves what the WAL holds into the
     /// database and truncates the WAL. SQLite checkpoints by itself only once the
-    /// WAL reaches 1000 pages (4 MiB); on a small, full filesystem it never gets
-    /// there, and every retried write would grow the WAL into the space freed
-    /// meanwhile, so the journal stayed full for good (seen on a 2 MiB tmpfs). At
-    /// most once a second: the watcher retries its writes faster than that.
+    /// WAL reaches its threshold (`checkpoint_pages`); on a full filesystem it may
+    /// never get there, and every retried write would grow the WAL into the space
+    /// freed meanwhile, so the journal stayed full for good (seen on a 2 MiB tmpfs).
+    /// At most once a second: the watcher retries its writes faster than that.
     pub fn relieve_full(&mut self) {
         if self
             .relieved_at

@@ -911,8 +911,8 @@ fn a_single_request_is_planned_and_started_in_one_call() {
     assert_eq!(row.bytes_sent, 10);
     assert!(row.session.is_none());
 
-    // A plan left by an interrupted attempt (a part sent, then the claim again) is
-    // made afresh, as `start_session` would.
+    // A plan an interrupted attempt left pending (its part failed, the row claimed
+    // again) is kept and started again.
     j.part_failed(id, 0, 10).expect("failed");
     j.release(id, 0).expect("released");
     j.claim_next(now_ms() + 1, &[])
@@ -921,6 +921,23 @@ fn a_single_request_is_planned_and_started_in_one_call() {
     j.start_single(id, 10, false, true).expect("started again");
     let parts = j.parts(id).expect("parts");
     assert_eq!((parts.len(), parts[0].state), (1, PartState::Uploading));
+
+    // A plan of another shape (two parts, say, left under other settings) is made
+    // afresh, as `start_session` would.
+    j.part_failed(id, 0, 10).expect("failed");
+    j.release(id, 0).expect("released");
+    j.claim_next(now_ms() + 2, &[])
+        .expect("claim")
+        .expect("a row");
+    j.start_session(id, None, 5, &[(0, 5), (5, 5)])
+        .expect("two parts");
+    j.start_single(id, 10, false, true).expect("planned afresh");
+    let parts = j.parts(id).expect("parts");
+    assert_eq!(parts.len(), 1);
+    assert_eq!(
+        (parts[0].offset, parts[0].length, parts[0].state),
+        (0, 10, PartState::Uploading)
+    );
 }
 
 /// The WAL is checkpointed every 1000 pages, but on a small filesystem every
