@@ -148,11 +148,7 @@ fn a_kill_while_the_copy_uploads_resumes_it_and_cleans_up() {
     let _d = env.spawn_ready();
     env.wait_state("blob.bin", "done", Duration::from_secs(60));
     assert_eq!(gunzip(&env.remote().join("blob.bin.gz")), data);
-    let compressions = env
-        .log_text()
-        .lines()
-        .filter(|l| l.contains("compressed into the spool"))
-        .count();
+    let compressions = env.log_lines(&["compressed into the spool"]);
     assert_eq!(compressions, 1, "compressed again after the restart");
     wait_for(Duration::from_secs(10), "the original deleted", || {
         (!path.exists()).then_some(())

@@ -128,11 +128,7 @@ fn a_full_or_read_only_journal_disk_pauses_the_daemon_and_it_resumes_by_itself()
             .then_some(())
     });
     std::thread::sleep(secs(2)); // several retries of every file
-    let said = env
-        .log_text()
-        .lines()
-        .filter(|l| l.contains("ERROR") && l.contains("cannot record files in the journal"))
-        .count();
+    let said = env.log_lines(&["ERROR", "cannot record files in the journal"]);
     assert_eq!(said, 1, "said more than once:\n{}", env.log_text());
     let st = env.status();
     assert!(

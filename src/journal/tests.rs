@@ -894,18 +894,11 @@ fn a_single_request_is_planned_and_started_in_one_call() {
     j.claim_next(now_ms(), &[]).expect("claim").expect("a row");
     // A retry's look for an earlier delivery: planned, not started.
     j.start_single(id, 10, false, false).expect("planned");
-    let parts = j.parts(id).expect("parts");
-    assert_eq!(parts.len(), 1);
-    assert_eq!(
-        (parts[0].offset, parts[0].length, parts[0].state),
-        (0, 10, PartState::Pending)
-    );
+    assert_eq!(only_part(&j, id), (0, 10, PartState::Pending));
     assert!(!j.file(id).expect("row").expect("exists").clash_checked);
 
     j.start_single(id, 10, true, true).expect("started");
-    let parts = j.parts(id).expect("parts");
-    assert_eq!(parts.len(), 1, "the plan is kept, not doubled");
-    assert_eq!(parts[0].state, PartState::Uploading);
+    assert_eq!(only_part(&j, id), (0, 10, PartState::Uploading));
     let row = j.file(id).expect("row").expect("exists");
     assert!(row.clash_checked);
     assert_eq!(row.bytes_sent, 10);
@@ -919,8 +912,7 @@ fn a_single_request_is_planned_and_started_in_one_call() {
         .expect("claim")
         .expect("a row");
     j.start_single(id, 10, false, true).expect("started again");
-    let parts = j.parts(id).expect("parts");
-    assert_eq!((parts.len(), parts[0].state), (1, PartState::Uploading));
+    assert_eq!(only_part(&j, id), (0, 10, PartState::Uploading));
 
     // A plan of another shape (two parts, say, left under other settings) is made
     // afresh, as `start_session` would.
@@ -932,12 +924,14 @@ fn a_single_request_is_planned_and_started_in_one_call() {
     j.start_session(id, None, 5, &[(0, 5), (5, 5)])
         .expect("two parts");
     j.start_single(id, 10, false, true).expect("planned afresh");
+    assert_eq!(only_part(&j, id), (0, 10, PartState::Uploading));
+}
+
+/// The one part of row `id`: offset, length, state (fails if there is not exactly one).
+fn only_part(j: &Journal, id: FileId) -> (u64, u64, PartState) {
     let parts = j.parts(id).expect("parts");
-    assert_eq!(parts.len(), 1);
-    assert_eq!(
-        (parts[0].offset, parts[0].length, parts[0].state),
-        (0, 10, PartState::Uploading)
-    );
+    assert_eq!(parts.len(), 1, "one part, not {parts:?}");
+    (parts[0].offset, parts[0].length, parts[0].state)
 }
 
 /// The WAL is checkpointed every 1000 pages, but on a small filesystem every

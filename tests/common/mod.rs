@@ -110,6 +110,15 @@ impl Env {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// How many lines of the daemon's log contain all of `needles` (a level such
+    /// as "ERROR" and a message, say): what is "said once" is counted with this.
+    pub fn log_lines(&self, needles: &[&str]) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
+    }
+
     /// Waits until the daemon's log contains `needle`; on timeout the panic shows
     /// the log's last lines, which say what the daemon did instead.
     pub fn wait_log(&self, needle: &str, timeout: Duration) {
