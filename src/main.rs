@@ -147,6 +147,10 @@ fn main() -> ExitCode {
     }
 }
 
+/// Threads in the runtime's blocking pool at most: the part writes of one file in
+/// flight, a read pass per worker, the journal, verification and post-actions.
+const BLOCKING_THREADS: usize = 16;
+
 /// glibc gives each thread that allocates its own heap (up to 8 per core), and a
 /// heap keeps what was freed in it. The daemon's blocking threads (reads, hashing,
 /// journal, post-actions) come and go: with a 4 GiB file and 1,000 small ones
@@ -326,6 +330,13 @@ fn run(cfg: Config) -> Result<(), Failure> {
         // Small devices: two runtime threads are plenty; blocking work (SQLite,
         // hashing, file I/O) has its own pool.
         .worker_threads(2)
+        // tokio's default is 512, and the pool grows by a thread whenever work
+        // arrives while none is idle: a burst of small files beside a big one grew
+        // it to 55 threads, 1.5-2 MiB of stacks and heaps. Nothing waits on another
+        // task while holding a blocking thread (the read pass and journal calls wait
+        // as tasks; the start-up walk is the one exception), so a bound only queues
+        // work, never deadlocks it.
+        .max_blocking_threads(BLOCKING_THREADS)
         .thread_name("dropship")
         .build()
         .context("starting the runtime")?;

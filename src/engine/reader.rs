@@ -1,4 +1,4 @@
-//! The read pass: the file read in order, on a blocking thread, each byte hashed once.
+//! The read pass: the file read in order, on blocking threads, each byte hashed once.
 //!
 //! For every part the reader computes the digests the backend wants (the part's own
 //! and the running whole-file digest) and hands the part to the async side, which
@@ -23,6 +23,7 @@ use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use super::budget::{Budget, Reserved};
+use super::buffers::Buffer;
 use crate::backend::{FileDigests, FileRange, Source};
 use crate::digest::{Digest, DigestKind, HashCheckpoint, Hasher};
 use crate::identity::Identity;
@@ -89,17 +90,16 @@ impl ReadError {
 }
 
 /// Starts the pass; items arrive on the returned channel. Dropping the receiver or
-/// closing `slots` stops the reader at its next step.
+/// closing `slots` stops the reader at its next step, or while it waits for room.
 pub fn spawn(
     plan: ReadPlan,
     slots: Arc<Semaphore>,
     budget: Arc<Budget>,
 ) -> mpsc::Receiver<Result<ReadItem, ReadError>> {
     let (tx, rx) = mpsc::channel(1);
-    let rt = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = read_pass(&plan, &slots, &budget, &tx, &rt) {
-            let _ = tx.blocking_send(Err(e));
+    tokio::spawn(async move {
+        if let Err(e) = read_pass(plan, &slots, &budget, &tx).await {
+            let _ = tx.send(Err(e)).await;
         }
     });
     rx
@@ -153,143 +153,256 @@ impl Whole {
     }
 }
 
-fn read_pass(
-    plan: &ReadPlan,
+/// The pass waits for room as a task and reads on a blocking thread one part at a
+/// time: a reader waiting for a slot or for the budget (behind a big file's parts)
+/// holds no thread, so the blocking pool's size is bounded by work, not by waiters.
+async fn read_pass(
+    plan: ReadPlan,
     slots: &Arc<Semaphore>,
     budget: &Budget,
     tx: &mpsc::Sender<Result<ReadItem, ReadError>>,
-    rt: &tokio::runtime::Handle,
 ) -> Result<(), ReadError> {
-    let file = Arc::new(File::open(&plan.path).map_err(ReadError::from_io)?);
-    let ctime = ctime_ns(&check(&file, &plan.identity)?);
-    let mut whole = plan
-        .object_digest
-        .map(|k| Whole::start(k, plan.resume.as_ref(), plan.identity.size, ctime));
-    let mut scratch = Vec::new();
-    for part in &plan.parts {
-        let end = part.offset + part.length;
-        let whole_needs = whole.as_ref().is_some_and(|w| w.upto < end);
+    let plan = Arc::new(plan);
+    let mut cursor: Option<Cursor> = None;
+    let last = plan.parts.len().checked_sub(1);
+    for i in 0..plan.parts.len() {
+        let part = &plan.parts[i];
         let item = if part.state == PartState::Uploaded {
-            // Held parts are read only for a hash: the whole file's (not yet past
-            // them), or their own where it is the only content check there is (a
-            // size-only service with part digests).
-            let part_check = plan.part_digest.is_some() && plan.object_digest.is_none();
-            let mut part_hash = (whole_needs || part_check)
-                .then_some(plan.part_digest)
-                .flatten()
-                .map(Hasher::new);
-            if whole_needs || part_hash.is_some() {
-                hash_range(&file, part, &mut scratch, &mut whole, &mut part_hash)?;
-            }
+            // Read only if the file is not open yet (the pass opens it once, and
+            // checks it, whatever the parts), for a hash, or for the final check.
+            let go = cursor
+                .as_ref()
+                .is_none_or(|c| c.held_needs(&plan, part).is_some())
+                || Some(i) == last;
+            let digest = if go {
+                let (c, digest) = blocking(cursor.take(), &plan, Some(i) == last, move |c, p| {
+                    let Some(mut part_hash) = c.held_needs(p, &p.parts[i]) else {
+                        return Ok(None);
+                    };
+                    c.hash_range(&p.parts[i], &mut part_hash)?;
+                    Ok(part_hash.map(Hasher::finish))
+                })
+                .await?;
+                cursor = Some(c);
+                digest
+            } else {
+                None
+            };
             ReadItem::Held {
                 index: part.index,
-                digest: part_hash.map(Hasher::finish),
+                digest,
             }
         } else {
             // Room first: the buffer is allocated only once it is accounted for.
-            let Ok(slot) = rt.block_on(slots.clone().acquire_owned()) else {
-                return Ok(()); // closed: the upload stopped
+            let slot = tokio::select! {
+                _ = tx.closed() => return Ok(()),
+                slot = slots.clone().acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => return Ok(()), // closed: the upload stopped
+                },
             };
-            let memory = rt.block_on(budget.reserve(part.length));
-            // One part that is the whole file, with a part digest of the file's own
-            // kind (a single request's MD5 or SHA-1 or SHA-256): the whole-file
-            // hasher gives both, so each byte is hashed once.
-            let shared = part.offset == 0
-                && part.length == plan.identity.size
-                && plan.part_digest.is_some()
-                && plan.part_digest == plan.object_digest
-                && whole.as_ref().is_some_and(|w| w.upto == 0);
-            let mut part_hash = plan.part_digest.filter(|_| !shared).map(Hasher::new);
-            let source = if let Some(room) = &memory {
-                let mut buf = budget.buffer(part.length as usize, room);
-                file.read_exact_at(buf.as_mut_slice(), part.offset)
-                    .map_err(ReadError::from_io)?;
-                if let Some(w) = whole.as_mut() {
-                    w.feed(part.offset, buf.as_ref());
-                }
-                if let Some(h) = part_hash.as_mut() {
-                    h.update(buf.as_ref());
-                }
-                Source::Memory(buf.freeze())
-            } else {
-                // Bigger than the whole budget: hash now, send from the file later.
-                hash_range(&file, part, &mut scratch, &mut whole, &mut part_hash)?;
-                Source::File(FileRange {
-                    file: file.clone(),
-                    offset: part.offset,
-                    len: part.length,
-                    identity: plan.identity,
+            let memory = tokio::select! {
+                _ = tx.closed() => return Ok(()),
+                memory = budget.reserve(part.length) => memory,
+            };
+            let buf = memory
+                .as_ref()
+                .map(|room| budget.buffer(part.length as usize, room));
+            let (c, (source, digest, checkpoint)) =
+                blocking(cursor.take(), &plan, Some(i) == last, move |c, p| {
+                    c.read_part(p, i, buf)
                 })
-            };
-            let digest = match (shared, whole.as_ref()) {
-                (true, Some(w)) => Some(w.hasher.clone().finish()),
-                _ => part_hash.map(Hasher::finish),
-            };
+                .await?;
+            cursor = Some(c);
             ReadItem::Send {
                 index: part.index,
                 source,
                 digest,
-                checkpoint: whole
-                    .as_ref()
-                    .filter(|_| whole_needs)
-                    .map(|w| w.hasher.checkpoint(w.upto, Some(ctime))),
+                checkpoint,
                 held: Held {
                     _slot: slot,
                     _memory: memory,
                 },
             }
         };
-        if tx.blocking_send(Ok(item)).is_err() {
+        if tx.send(Ok(item)).await.is_err() {
             return Ok(()); // the receiver stopped listening
         }
     }
-    // Appends and rewrites during the pass show up here (the bytes read may mix old
-    // and new content, so they must not be completed).
-    check(&file, &plan.identity)?;
+    let cursor = match cursor {
+        Some(c) => c,
+        // No part was read (a file of no parts): still, the file must be there and
+        // the same.
+        None => blocking(None, &plan, true, |_, _| Ok(())).await?.0,
+    };
     let digests = FileDigests {
-        object: whole.map(|w| w.hasher.finish()),
+        object: cursor.whole.map(|w| w.hasher.finish()),
         part: None,
     };
-    let _ = tx.blocking_send(Ok(ReadItem::Done(digests)));
+    let _ = tx.send(Ok(ReadItem::Done(digests))).await;
     Ok(())
+}
+
+/// Runs `step` on a blocking thread with the pass's open file, opening it first if
+/// this is the first step. `last`: checks afterwards that the file did not change
+/// during the pass (appends and rewrites show up there: the bytes read may mix old
+/// and new content, so they must not be completed).
+async fn blocking<T, F>(
+    cursor: Option<Cursor>,
+    plan: &Arc<ReadPlan>,
+    last: bool,
+    step: F,
+) -> Result<(Cursor, T), ReadError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut Cursor, &ReadPlan) -> Result<T, ReadError> + Send + 'static,
+{
+    let plan = plan.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut c = match cursor {
+            Some(c) => c,
+            None => Cursor::open(&plan)?,
+        };
+        let out = step(&mut c, &plan)?;
+        if last {
+            check(&c.file, &plan.identity)?;
+        }
+        Ok((c, out))
+    })
+    .await
+    .map_err(|e| ReadError::Io(std::io::Error::other(e.to_string())))?
+}
+
+/// What the pass carries from one blocking step to the next.
+struct Cursor {
+    file: Arc<File>,
+    ctime: i64,
+    whole: Option<Whole>,
+    scratch: Vec<u8>,
+}
+
+impl Cursor {
+    fn open(plan: &ReadPlan) -> Result<Cursor, ReadError> {
+        let file = Arc::new(File::open(&plan.path).map_err(ReadError::from_io)?);
+        let ctime = ctime_ns(&check(&file, &plan.identity)?);
+        let whole = plan
+            .object_digest
+            .map(|k| Whole::start(k, plan.resume.as_ref(), plan.identity.size, ctime));
+        Ok(Cursor {
+            file,
+            ctime,
+            whole,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Whether a part the server holds is read: `None` if not, else with the
+    /// part's own hasher if it needs one. Held parts are read only for a hash: the
+    /// whole file's (not yet past them), or their own where it is the only content
+    /// check there is (a size-only service with part digests).
+    fn held_needs(&self, plan: &ReadPlan, part: &PartRow) -> Option<Option<Hasher>> {
+        let end = part.offset + part.length;
+        let whole_needs = self.whole.as_ref().is_some_and(|w| w.upto < end);
+        let part_check = plan.part_digest.is_some() && plan.object_digest.is_none();
+        let part_hash = (whole_needs || part_check)
+            .then_some(plan.part_digest)
+            .flatten()
+            .map(Hasher::new);
+        (whole_needs || part_hash.is_some()).then_some(part_hash)
+    }
+
+    /// Part `i`, to send: into `buf` (room reserved) or, without one, hashed now and
+    /// streamed from the file later. Its digest, and where the whole-file hash
+    /// stands after it when it moved.
+    fn read_part(
+        &mut self,
+        plan: &ReadPlan,
+        i: usize,
+        buf: Option<Buffer>,
+    ) -> Result<(Source, Option<Digest>, Option<HashCheckpoint>), ReadError> {
+        let part = &plan.parts[i];
+        let end = part.offset + part.length;
+        let whole_needs = self.whole.as_ref().is_some_and(|w| w.upto < end);
+        // One part that is the whole file, with a part digest of the file's own
+        // kind (a single request's MD5 or SHA-1 or SHA-256): the whole-file hasher
+        // gives both, so each byte is hashed once.
+        let shared = part.offset == 0
+            && part.length == plan.identity.size
+            && plan.part_digest.is_some()
+            && plan.part_digest == plan.object_digest
+            && self.whole.as_ref().is_some_and(|w| w.upto == 0);
+        let mut part_hash = plan.part_digest.filter(|_| !shared).map(Hasher::new);
+        let source = if let Some(mut buf) = buf {
+            self.file
+                .read_exact_at(buf.as_mut_slice(), part.offset)
+                .map_err(ReadError::from_io)?;
+            if let Some(w) = self.whole.as_mut() {
+                w.feed(part.offset, buf.as_ref());
+            }
+            if let Some(h) = part_hash.as_mut() {
+                h.update(buf.as_ref());
+            }
+            Source::Memory(buf.freeze())
+        } else {
+            // Bigger than the whole budget: hash now, send from the file later.
+            self.hash_range(part, &mut part_hash)?;
+            Source::File(FileRange {
+                file: self.file.clone(),
+                offset: part.offset,
+                len: part.length,
+                identity: plan.identity,
+            })
+        };
+        let digest = match (shared, self.whole.as_ref()) {
+            (true, Some(w)) => Some(w.hasher.clone().finish()),
+            _ => part_hash.map(Hasher::finish),
+        };
+        let checkpoint = self
+            .whole
+            .as_ref()
+            .filter(|_| whole_needs)
+            .map(|w| w.hasher.checkpoint(w.upto, Some(self.ctime)));
+        Ok((source, digest, checkpoint))
+    }
+
+    /// Reads a part through the scratch buffer into the hashers, without buffering
+    /// it.
+    fn hash_range(
+        &mut self,
+        part: &PartRow,
+        part_hash: &mut Option<Hasher>,
+    ) -> Result<(), ReadError> {
+        if self.scratch.is_empty() {
+            self.scratch.resize(SCRATCH, 0);
+        }
+        let end = part.offset + part.length;
+        // Only what one of the hashers still needs.
+        let from = match (self.whole.as_ref(), part_hash.is_some()) {
+            (_, true) | (None, false) => part.offset,
+            (Some(w), false) => w.upto.max(part.offset),
+        };
+        let mut pos = from;
+        while pos < end {
+            let n = ((end - pos) as usize).min(SCRATCH);
+            let chunk = &mut self.scratch[..n];
+            self.file
+                .read_exact_at(chunk, pos)
+                .map_err(ReadError::from_io)?;
+            if let Some(w) = self.whole.as_mut() {
+                w.feed(pos, chunk);
+            }
+            if let Some(h) = part_hash.as_mut() {
+                h.update(chunk);
+            }
+            pos += n as u64;
+        }
+        Ok(())
+    }
 }
 
 fn ctime_ns(m: &std::fs::Metadata) -> i64 {
     use std::os::unix::fs::MetadataExt;
     m.ctime().saturating_mul(1_000_000_000) + m.ctime_nsec()
-}
-
-/// Reads a part through `scratch` into the hashers, without buffering it.
-fn hash_range(
-    file: &File,
-    part: &PartRow,
-    scratch: &mut Vec<u8>,
-    whole: &mut Option<Whole>,
-    part_hash: &mut Option<Hasher>,
-) -> Result<(), ReadError> {
-    if scratch.is_empty() {
-        scratch.resize(SCRATCH, 0);
-    }
-    let end = part.offset + part.length;
-    // Only what one of the hashers still needs.
-    let from = match (whole.as_ref(), part_hash.is_some()) {
-        (_, true) | (None, false) => part.offset,
-        (Some(w), false) => w.upto.max(part.offset),
-    };
-    let mut pos = from;
-    while pos < end {
-        let n = ((end - pos) as usize).min(SCRATCH);
-        file.read_exact_at(&mut scratch[..n], pos)
-            .map_err(ReadError::from_io)?;
-        if let Some(w) = whole.as_mut() {
-            w.feed(pos, &scratch[..n]);
-        }
-        if let Some(h) = part_hash.as_mut() {
-            h.update(&scratch[..n]);
-        }
-        pos += n as u64;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

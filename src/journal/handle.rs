@@ -2,12 +2,17 @@
 //! blocking thread, so SQLite's fsyncs never stall the runtime.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use tokio::sync::Mutex;
 
 use super::{Journal, JournalError};
 
-/// Shared by the watcher and the engine. A std mutex, not tokio's: it is held only
-/// inside `spawn_blocking`, never across an `.await`.
+/// Shared by the watcher and the engine. A call waits for the journal here, as a
+/// task, and only then takes a blocking thread: waiting on a lock inside
+/// `spawn_blocking` held a thread per waiter, and a burst of small files beside a
+/// big one grew the blocking pool to 55 threads (their stacks and heaps are memory
+/// an edge device does not have).
 #[derive(Clone, Debug)]
 pub struct JournalHandle {
     inner: Arc<Mutex<Journal>>,
@@ -35,11 +40,12 @@ impl JournalHandle {
         T: Send + 'static,
         F: FnOnce(&mut Journal) -> Result<T, JournalError> + Send + 'static,
     {
-        let inner = self.inner.clone();
+        // The guard moves into the blocking task: if the caller stops waiting, the
+        // call still runs to its end before the next one starts. A panic inside
+        // drops the guard; SQLite rolled its open transaction back, so the
+        // connection itself is still consistent.
+        let mut j = self.inner.clone().lock_owned().await;
         tokio::task::spawn_blocking(move || {
-            // A panic while holding the lock aborted one call; SQLite rolled its open
-            // transaction back, so the connection itself is still consistent.
-            let mut j = inner.lock().unwrap_or_else(|p| p.into_inner());
             let result = f(&mut j);
             if result.as_ref().is_err_and(JournalError::is_full) {
                 j.relieve_full();
