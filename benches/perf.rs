@@ -688,10 +688,18 @@ fn memory() {
         std::thread::sleep(Duration::from_secs(2));
         println!("| idle | {:.1} | 48 |", rss_mib(d.pid(), "VmHWM:"));
     }
-    for (label, size, smalls) in [
-        ("one 64 MiB file", 64 * MIB, 0usize),
-        ("a 4 GiB file and 1,000 of 4 KiB", 4096 * MIB, 1000),
-    ] {
+    for (label, size, bigs, smalls) in [
+        ("one 64 MiB file", 64 * MIB, 1, 0usize),
+        ("a 4 GiB file and 1,000 of 4 KiB", 4096 * MIB, 1, 1000),
+        ("two 1 GiB files at once", 1024 * MIB, 2, 0),
+    ]
+    .into_iter()
+    // `DROPSHIP_BENCH_MEMORY=4` runs only the rows whose label has "4" in it.
+    .filter(|r| {
+        std::env::var("DROPSHIP_BENCH_MEMORY")
+            .ok()
+            .is_none_or(|x| r.0.contains(&x))
+    }) {
         write_random(&big, size);
         let (env, _) = local_env("300ms", "");
         let staging = env.dir.path().join("staging");
@@ -700,15 +708,21 @@ fn memory() {
             std::fs::write(staging.join(format!("s{i:04}")), [i as u8; 4096]).expect("small");
         }
         let d = env.spawn_ready();
-        std::fs::hard_link(&big, staging.join("big.bin")).expect("link");
-        std::fs::rename(staging.join("big.bin"), env.outbox.join("big.bin")).expect("rename");
+        // Hard links of one file: as many big files as wanted for the disk space of one.
+        for b in 0..bigs {
+            let n = format!("big{b}.bin");
+            std::fs::hard_link(&big, staging.join(&n)).expect("link");
+            std::fs::rename(staging.join(&n), env.outbox.join(&n)).expect("rename");
+        }
         for i in 0..smalls {
             let n = format!("s{i:04}");
             std::fs::rename(staging.join(&n), env.outbox.join(&n)).expect("rename");
         }
-        wait_for_done(&env, smalls as u64 + 1);
+        wait_for_done(&env, (smalls + bigs) as u64);
         println!("| {label} | {:.1} | 48 |", rss_mib(d.pid(), "VmHWM:"));
-        let _ = std::fs::remove_file(env.remote().join("big.bin"));
+        for b in 0..bigs {
+            let _ = std::fs::remove_file(env.remote().join(format!("big{b}.bin")));
+        }
     }
     println!();
 }

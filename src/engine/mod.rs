@@ -41,7 +41,7 @@ pub use backoff::Backoff;
 pub use budget::Budget;
 
 use self::gate::{Cause, Change, Gate};
-use crate::backend::{Backend, BackendError, Capabilities};
+use crate::backend::{Backend, BackendError, Capabilities, PartSizeRule};
 use crate::config::{After, Config, ContentType, OnExists, VerifyMode};
 use crate::journal::{BACKEND_TOPIC, FileId, JournalError, JournalHandle, now_ms};
 use crate::metrics::Metrics;
@@ -127,11 +127,18 @@ impl EngineSettings {
         }
     }
 
-    /// Bytes of part buffers all workers together may hold.
-    pub fn memory_budget(&self) -> u64 {
-        (self.workers as u64)
-            .saturating_mul(self.parts_in_flight as u64)
-            .saturating_mul(self.part_size)
+    /// Bytes of part buffers all workers together may hold (beside the small
+    /// pool, see `budget.rs`): one file's parts in flight, so that two big files
+    /// at once share them rather than double the daemon's memory. Parts are
+    /// `part_size` within the backend's bounds (Insights Hub's and Exosite's are at
+    /// least 5 MiB): a budget below one part would stream every part from the file,
+    /// reading it twice.
+    pub fn memory_budget(&self, caps: &Capabilities) -> u64 {
+        let part = match caps.part_size {
+            PartSizeRule::Chosen { min, max } => self.part_size.clamp(min, max.max(min)),
+            PartSizeRule::SetByServer => self.part_size,
+        };
+        (self.parts_in_flight as u64).saturating_mul(part)
     }
 }
 
@@ -202,8 +209,8 @@ impl EngineControl {
     }
 
     /// More workers start at once; fewer take effect as running uploads end (none
-    /// is interrupted). The memory budget stays what it was at start, shared by
-    /// the workers there are.
+    /// is interrupted). The memory budget does not depend on them: it is shared
+    /// by the workers there are.
     pub fn set_workers(&self, n: usize) {
         use std::sync::atomic::Ordering;
         let n = n.max(1);
@@ -238,8 +245,11 @@ impl Engine {
         }
         let limiter = Arc::new(RateLimiter::new(settings.bandwidth_limit.unwrap_or(0)));
         let slots = Arc::new(Semaphore::new(settings.workers));
-        let budget =
-            Arc::new(Budget::new(settings.memory_budget()).keeping(settings.parts_in_flight + 1));
+        let budget = Arc::new(
+            Budget::new(settings.memory_budget(&caps))
+                .keeping(settings.parts_in_flight + 1)
+                .with_small_pool(),
+        );
         let settings_workers = settings.workers;
         Engine {
             ctx: Arc::new(Ctx {
