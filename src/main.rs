@@ -147,9 +147,18 @@ fn main() -> ExitCode {
     }
 }
 
-/// Threads in the runtime's blocking pool at most: the part writes of one file in
-/// flight, a read pass per worker, the journal, verification and post-actions.
-const BLOCKING_THREADS: usize = 16;
+/// Threads in the runtime's blocking pool at most: 16 with the defaults. Each
+/// worker may have its parts in flight (a local write each), its read step and a
+/// long job (compressing, hashing a stored copy); the rest is for the journal, the
+/// walk and post-actions.
+fn blocking_threads(cfg: &Config) -> usize {
+    let per_worker = cfg.upload.parts_in_flight.saturating_add(2);
+    cfg.upload
+        .workers
+        .saturating_mul(per_worker)
+        .saturating_add(4)
+        .max(16)
+}
 
 /// glibc gives each thread that allocates its own heap (up to 8 per core), and a
 /// heap keeps what was freed in it. The daemon's blocking threads (reads, hashing,
@@ -334,9 +343,11 @@ fn run(cfg: Config) -> Result<(), Failure> {
         // arrives while none is idle: a burst of small files beside a big one grew
         // it to 55 threads, 1.5-2 MiB of stacks and heaps. Nothing waits on another
         // task while holding a blocking thread (the read pass and journal calls wait
-        // as tasks; the start-up walk is the one exception), so a bound only queues
-        // work, never deadlocks it.
-        .max_blocking_threads(BLOCKING_THREADS)
+        // as tasks; a folder walk, one at a time, is the one exception), so a bound
+        // only queues work, never deadlocks it; it grows with the workers, whose
+        // long jobs (compressing, hashing a stored copy) must not keep the journal
+        // waiting.
+        .max_blocking_threads(blocking_threads(&cfg))
         .thread_name("dropship")
         .build()
         .context("starting the runtime")?;

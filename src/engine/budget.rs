@@ -135,14 +135,14 @@ mod tests {
     #[tokio::test]
     async fn small_buffers_never_queue_behind_a_part_and_have_a_bound_of_their_own() {
         let b = Arc::new(Budget::new(16 << 20).with_small_pool());
-        let parts = (b.reserve(8 << 20).await, b.reserve(8 << 20).await);
-        // The next part waits for room, first in line.
+        let held = b.reserve(12 << 20).await;
+        // The next part waits for room (4 MiB free), first in line.
         let next = tokio::spawn({
             let b = b.clone();
             async move { b.reserve(8 << 20).await.is_some() }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!next.is_finished(), "a third part fit in two parts' room");
+        assert!(!next.is_finished(), "a part fit in less room than it needs");
         // Small files go on meanwhile, up to the small pool.
         let mut small = Vec::new();
         for _ in 0..(SMALL_POOL / SMALL) {
@@ -152,10 +152,11 @@ mod tests {
         let over = tokio::time::timeout(Duration::from_millis(50), b.reserve(4096)).await;
         assert!(over.is_err(), "the small pool is bounded");
         drop(small);
-        // One byte over `SMALL` is a part like any other: it waits its turn.
+        // One byte over `SMALL` is a part like any other: it waits its turn behind
+        // the waiting part, though the 4 MiB free would hold it.
         let mid = tokio::time::timeout(Duration::from_millis(50), b.reserve(SMALL + 1)).await;
         assert!(mid.is_err(), "jumped the queue");
-        drop(parts);
+        drop(held);
         assert!(next.await.expect("joined"), "the waiting part got its room");
     }
 }

@@ -138,7 +138,9 @@ impl EngineSettings {
             PartSizeRule::Chosen { min, max } => self.part_size.clamp(min, max.max(min)),
             PartSizeRule::SetByServer => self.part_size,
         };
-        (self.parts_in_flight as u64).saturating_mul(part)
+        // Two at least: a backend that sends parts one at a time still reads the
+        // next while one is sent (`pump.rs`).
+        (self.parts_in_flight.max(2) as u64).saturating_mul(part)
     }
 }
 

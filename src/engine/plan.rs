@@ -95,6 +95,49 @@ mod tests {
     }
 
     #[test]
+    fn the_memory_budget_is_one_files_parts_whatever_the_workers() {
+        let settings = |upload: &str| {
+            let text = format!(
+                "[watch]\npath = \"/tmp/outbox\"\n[backend]\ntype = \"local\"\npath = \"/tmp/remote\"\n[upload]\n{upload}\n"
+            );
+            let cfg = crate::config::parse(std::path::Path::new("t.toml"), &text).expect("config");
+            EngineSettings::from_config(&cfg)
+        };
+        let any = caps(
+            PartSizeRule::Chosen {
+                min: 1,
+                max: 1 << 30,
+            },
+            None,
+        );
+        let two = settings("workers = 2\nparts_in_flight = 4\npart_size = \"8MiB\"");
+        let eight = settings("workers = 8\nparts_in_flight = 4\npart_size = \"8MiB\"");
+        assert_eq!(two.memory_budget(&any), 32 << 20);
+        assert_eq!(
+            eight.memory_budget(&any),
+            32 << 20,
+            "shared, not per worker"
+        );
+        // Within the backend's bounds: 1 MiB asked, 5 MiB the least it takes.
+        let small = settings("parts_in_flight = 4\npart_size = \"1MiB\"");
+        let at_least_5 = caps(
+            PartSizeRule::Chosen {
+                min: 5 << 20,
+                max: 1 << 30,
+            },
+            None,
+        );
+        assert_eq!(small.memory_budget(&at_least_5), 20 << 20);
+        assert_eq!(
+            small.memory_budget(&caps(PartSizeRule::SetByServer, None)),
+            4 << 20
+        );
+        // One part sent while the next is read, at least.
+        let one = settings("parts_in_flight = 1\npart_size = \"8MiB\"");
+        assert_eq!(one.memory_budget(&any), 16 << 20);
+    }
+
+    #[test]
     fn cuts_cover_the_file_exactly() {
         assert_eq!(cut(0, 4), vec![]);
         assert_eq!(cut(1, 4), vec![(0, 1)]);

@@ -159,7 +159,7 @@ impl Whole {
 async fn read_pass(
     plan: ReadPlan,
     slots: &Arc<Semaphore>,
-    budget: &Budget,
+    budget: &Arc<Budget>,
     tx: &mpsc::Sender<Result<ReadItem, ReadError>>,
 ) -> Result<(), ReadError> {
     let plan = Arc::new(plan);
@@ -205,12 +205,18 @@ async fn read_pass(
                 _ = tx.closed() => return Ok(()),
                 memory = budget.reserve(part.length) => memory,
             };
-            let buf = memory
-                .as_ref()
-                .map(|room| budget.buffer(part.length as usize, room));
-            let (c, (source, digest, checkpoint)) =
+            if slots.is_closed() {
+                return Ok(()); // the upload stopped while this part waited for room
+            }
+            // The buffer is taken (and, new, zeroed) on the blocking thread too.
+            let budget = budget.clone();
+            let (c, (source, digest, checkpoint, memory)) =
                 blocking(cursor.take(), &plan, Some(i) == last, move |c, p| {
-                    c.read_part(p, i, buf)
+                    let buf = memory
+                        .as_ref()
+                        .map(|room| budget.buffer(p.parts[i].length as usize, room));
+                    let (source, digest, checkpoint) = c.read_part(p, i, buf)?;
+                    Ok((source, digest, checkpoint, memory))
                 })
                 .await?;
             cursor = Some(c);
