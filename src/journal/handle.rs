@@ -10,9 +10,9 @@ use super::{Journal, JournalError};
 
 /// Shared by the watcher and the engine. A call waits for the journal here, as a
 /// task, and only then takes a blocking thread: waiting on a lock inside
-/// `spawn_blocking` held a thread per waiter, and a burst of small files beside a
-/// big one grew the blocking pool to 55 threads (their stacks and heaps are memory
-/// an edge device does not have).
+/// `spawn_blocking` held a thread per waiter, and with the blocking pool bounded
+/// (`main.rs`) waiters could fill it, queueing every read and write behind the
+/// journal.
 #[derive(Clone, Debug)]
 pub struct JournalHandle {
     inner: Arc<Mutex<Journal>>,
