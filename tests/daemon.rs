@@ -366,9 +366,13 @@ fn a_refused_file_is_failed_with_its_reason_and_retry_requeues_it() {
     });
     assert_eq!(env.rows(rel).len(), 1, "retried in place, not queued twice");
     let out = env.cli(&["retry", "--all-failed"]);
+    // Failed once under load without saying why: the CLI's own words go in the message.
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("re-queued 1"),
-        "{row}"
+        "{row}\nstdout: {}\nstderr: {}\nrows now: {:?}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        env.rows(rel)
     );
     let out = env.cli(&["retry", "999"]);
     assert_eq!(out.status.code(), Some(1));
