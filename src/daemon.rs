@@ -312,6 +312,39 @@ pub async fn run(
     }
 }
 
+/// The runtime `dropship run` and `dropship push` work on. Small devices: two
+/// runtime threads are plenty; blocking work (SQLite, hashing, file I/O) has its
+/// own pool.
+///
+/// tokio's default for that pool is 512 threads, and it grows by a thread whenever
+/// work arrives while none is idle: a burst of small files beside a big one grew
+/// the daemon to 53-55 threads, 1-2 MiB of stacks and heaps. Nothing waits on
+/// another task while holding a blocking thread (the read pass and journal calls
+/// wait as tasks; a folder walk, one at a time, is the one exception), so a bound
+/// only queues work, never deadlocks it; it grows with the workers, whose long jobs
+/// (compressing, hashing a stored copy) must not keep the journal waiting.
+pub fn runtime(cfg: &Config, name: &str) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .max_blocking_threads(blocking_threads(cfg))
+        .thread_name(name)
+        .build()
+}
+
+/// Threads in the runtime's blocking pool at most: 16 with the defaults. Each
+/// worker may have its parts in flight (a local write each), its read step and a
+/// long job (compressing, hashing a stored copy); the rest is for the journal, the
+/// walk and post-actions.
+fn blocking_threads(cfg: &Config) -> usize {
+    let per_worker = cfg.upload.parts_in_flight.saturating_add(2);
+    cfg.upload
+        .workers
+        .saturating_mul(per_worker)
+        .saturating_add(4)
+        .max(16)
+}
+
 /// Resolves at the first SIGTERM or SIGINT; a second one exits the process at once.
 pub fn termination_signal() -> std::io::Result<impl Future<Output = ()>> {
     use signal_hook::consts::{SIGINT, SIGTERM};

@@ -147,19 +147,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Threads in the runtime's blocking pool at most: 16 with the defaults. Each
-/// worker may have its parts in flight (a local write each), its read step and a
-/// long job (compressing, hashing a stored copy); the rest is for the journal, the
-/// walk and post-actions.
-fn blocking_threads(cfg: &Config) -> usize {
-    let per_worker = cfg.upload.parts_in_flight.saturating_add(2);
-    cfg.upload
-        .workers
-        .saturating_mul(per_worker)
-        .saturating_add(4)
-        .max(16)
-}
-
 /// glibc gives each thread that allocates its own heap (up to 8 per core), and a
 /// heap keeps what was freed in it. The daemon's blocking threads (reads, hashing,
 /// journal, post-actions) come and go: with a 4 GiB file and 1,000 small ones
@@ -334,23 +321,7 @@ fn run(cfg: Config) -> Result<(), Failure> {
     init_logging(&cfg.daemon.log, cfg.daemon.log_format)?;
     let stop = daemon::termination_signal().context("installing signal handlers")?;
     let reloads = daemon::reload_signal().context("installing signal handlers")?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        // Small devices: two runtime threads are plenty; blocking work (SQLite,
-        // hashing, file I/O) has its own pool.
-        .worker_threads(2)
-        // tokio's default is 512, and the pool grows by a thread whenever work
-        // arrives while none is idle: a burst of small files beside a big one grew
-        // it to 55 threads, 1.5-2 MiB of stacks and heaps. Nothing waits on another
-        // task while holding a blocking thread (the read pass and journal calls wait
-        // as tasks; a folder walk, one at a time, is the one exception), so a bound
-        // only queues work, never deadlocks it; it grows with the workers, whose
-        // long jobs (compressing, hashing a stored copy) must not keep the journal
-        // waiting.
-        .max_blocking_threads(blocking_threads(&cfg))
-        .thread_name("dropship")
-        .build()
-        .context("starting the runtime")?;
+    let rt = daemon::runtime(&cfg, "dropship").context("starting the runtime")?;
     if let Err(e) = rt.block_on(daemon::run(cfg, stop, reloads)) {
         return Err(Failure {
             code: if e.needs_a_person() { 3 } else { 1 },

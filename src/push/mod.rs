@@ -135,13 +135,8 @@ impl PushReport {
 /// [`daemon::termination_signal`]).
 pub fn run_blocking(cfg: Config, args: PushArgs) -> Result<PushReport, PushError> {
     let stop = daemon::termination_signal().map_err(PushError::Start)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        // As the daemon: two threads; SQLite, hashing and file I/O have their own pool.
-        .worker_threads(2)
-        .enable_all()
-        .thread_name("dropship-push")
-        .build()
-        .map_err(PushError::Start)?;
+    // As the daemon's: two threads, and a bounded pool for SQLite, hashing and file I/O.
+    let rt = daemon::runtime(&cfg, "dropship-push").map_err(PushError::Start)?;
     let report = rt.block_on(run(cfg, args, std::io::stdout().is_terminal(), stop));
     // A part write cut off by an interruption must not hold up the exit.
     rt.shutdown_background();
